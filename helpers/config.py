@@ -1,0 +1,104 @@
+"""The training configuration of the paper's model and the run profiles.
+
+The paper fixes the layer types, the 5x5 kernel, the 2x2 pooling, 100 epochs and a
+batch of 256. Everything else is a reproduction decision, made in the model chapter
+on a validation split of the training set.
+
+Two profiles: ``full`` (the default, the paper's recipe) and ``ci``, a small profile
+for continuous integration that runs every code path with only a few epochs. It is
+chosen with the environment variable ``USPS_BOOK_PROFILE``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from helpers import paper
+
+Profile = Literal["full", "ci"]
+ENV_PROFILE = "USPS_BOOK_PROFILE"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines the model and how it is trained (the seed aside)."""
+
+    scale: Literal["unit", "symmetric"] = "unit"
+    filters: int = 32
+    kernel_size: int = 5
+    padding: Literal["same", "valid"] = "same"
+    leaky_slope: float = 0.1
+    pool_size: int = 2
+    dense_units: int = 128
+    dropout: float = 0.5
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = 1e-3
+    epochs: int = paper.EPOCHS
+    batch_size: int = paper.BATCH_SIZE
+
+    def with_(self, **changes: Any) -> "Config":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dictionary (for keys and JSON)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How long the book's runs are in one profile."""
+
+    name: Profile
+    epochs: int
+    sweep_epochs: int
+    sweep_seeds: tuple[int, ...]
+
+
+PROFILES: dict[str, ProfileSettings] = {
+    "full": ProfileSettings("full", epochs=paper.EPOCHS, sweep_epochs=50, sweep_seeds=(0, 1)),
+    "ci": ProfileSettings("ci", epochs=3, sweep_epochs=2, sweep_seeds=(0, 1)),
+}
+
+
+def profile() -> ProfileSettings:
+    """The active profile, from ``USPS_BOOK_PROFILE`` (``full`` when unset)."""
+    name = os.environ.get(ENV_PROFILE, "full")
+    if name not in PROFILES:
+        raise ValueError(f"{ENV_PROFILE}={name!r}: use one of {sorted(PROFILES)}.")
+    return PROFILES[name]
+
+
+#: The starting point of the decision search: common Keras defaults for this layer stack.
+BASELINE = Config()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One choice the paper leaves open, and the options tried on the validation split."""
+
+    name: str
+    paper_says: str
+    options: tuple[tuple[str, dict[str, Any]], ...]  # (label, changes to BASELINE); first = baseline
+
+
+DECISIONS: tuple[Decision, ...] = (
+    Decision("pixel scaling", "0 = white, 1 = black",
+             (("[0, 1], 1 = ink", {"scale": "unit"}), ("[-1, 1] as in the files", {"scale": "symmetric"}))),
+    Decision("convolution filters", '"multiple feature maps"',
+             (("32", {"filters": 32}), ("16", {"filters": 16}), ("64", {"filters": 64}))),
+    Decision("padding", "not stated",
+             (("same", {"padding": "same"}), ("valid", {"padding": "valid"}))),
+    Decision("Leaky ReLU slope", "Leaky ReLU, slope not stated",
+             (("0.1", {"leaky_slope": 0.1}), ("0.3 (Keras default)", {"leaky_slope": 0.3}))),
+    Decision("dense units", "a fully connected layer, width not stated",
+             (("128", {"dense_units": 128}), ("64", {"dense_units": 64}), ("256", {"dense_units": 256}))),
+    Decision("dropout rate", "dropout at the fully connected layer, rate not stated",
+             (("0.5", {"dropout": 0.5}), ("0.25", {"dropout": 0.25}))),
+    Decision("optimizer", "not stated",
+             (("Adam, lr 1e-3", {"optimizer": "adam", "learning_rate": 1e-3}),
+              ("Adam, lr 3e-4", {"optimizer": "adam", "learning_rate": 3e-4}),
+              ("SGD + momentum 0.9, lr 0.01", {"optimizer": "sgd", "learning_rate": 1e-2}))),
+)

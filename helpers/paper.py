@@ -1,0 +1,25 @@
+"""The numbers published in Karim & Kaur, typed once, so every chapter compares against the same values."""
+
+from __future__ import annotations
+
+DIGITS: tuple[int, ...] = tuple(range(10))
+
+#: Figure 3: proportion of each digit in the training and "validation" (test) sets.
+DISTRIBUTION: dict[str, tuple[float, ...]] = {
+    "train": (0.16, 0.14, 0.10, 0.09, 0.09, 0.08, 0.09, 0.09, 0.07, 0.09),
+    "test": (0.18, 0.13, 0.10, 0.08, 0.10, 0.08, 0.08, 0.07, 0.08, 0.09),
+}
+#: Section 3.1.2: number of observations.
+COUNTS: dict[str, int] = {"train": 7291, "test": 2007}
+#: Figure 8: per-class error rate and accuracy, in percent.
+CLASS_ERROR: tuple[float, ...] = (2.8, 1.2, 2.6, 1.3, 3.5, 5.0, 2.3, 5.3, 4.2, 3.3)
+CLASS_ACCURACY: tuple[float, ...] = (97.2, 98.8, 97.4, 98.7, 96.5, 95.0, 97.7, 94.7, 95.8, 96.7)
+#: Section 3.3: overall accuracy and error rate (percent), misclassified images (Figure 9).
+ACCURACY: float = 97.11
+ERROR: float = 2.89
+ERRORS: int = 58
+#: Section 3.3: the training recipe.
+EPOCHS: int = 100
+BATCH_SIZE: int = 256
+#: Section 4.1: the MNIST result the paper compares with (Tavanaei et al.), percent.
+MNIST_COMPARISON_ACCURACY: float = 98.0

@@ -1,0 +1,57 @@
+"""Shared fixtures: small USPS-format files made on the fly (the real files are never committed)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_rows(n: int = 20, seed: int = 0, style: str = "train") -> list[str]:
+    """Rows in the format of the real files: ``6.0000 -1.0000 ... `` (train) or ``6 -1 0.5`` (test)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        pixels = rng.uniform(-1, 1, 256).round(3)
+        pixels[:100] = -1.0
+        if style == "train":
+            rows.append(f"{i % 10:.4f} " + " ".join(f"{v:.4f}" for v in pixels) + " ")
+        else:
+            rows.append(f"{i % 10} " + " ".join("-1" if v == -1 else f"{v:g}" for v in pixels))
+    return rows
+
+
+def write_gz(path: Path, rows: list[str]) -> Path:
+    """Write rows as a gzip text file."""
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No USPS_DATA_DIR, and an empty cache in a temporary folder."""
+    monkeypatch.delenv("USPS_DATA_DIR", raising=False)
+    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.fixture
+def fake_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Two small valid files whose checksums are patched in as the published ones."""
+    from helpers import data
+
+    folder = tmp_path / "release"
+    folder.mkdir()
+    files = {"train": write_gz(folder / "zip.train.gz", make_rows(30, 1, "train")),
+             "test": write_gz(folder / "zip.test.gz", make_rows(20, 2, "test"))}
+    for split, path in files.items():
+        monkeypatch.setitem(data.SHA256, path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+        monkeypatch.setitem(data.ROWS, split, 30 if split == "train" else 20)
+    data._MEMO.clear()
+    return files
