@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown
 from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
 
 from helpers import paper
@@ -83,6 +84,6 @@ def misclassified(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.flatnonzero(y_true != y_pred)
 
 
-def markdown(table: pd.DataFrame, floatfmt: str = "g") -> str:
-    """A table as Markdown, which renders in both the HTML and the PDF book."""
-    return table.to_markdown(floatfmt=floatfmt)
+def markdown(table: pd.DataFrame, floatfmt: str = "g") -> Markdown:
+    """A table as Markdown, which renders in Jupyter, the HTML book and the PDF alike."""
+    return Markdown(table.to_markdown(floatfmt=floatfmt))

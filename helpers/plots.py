@@ -1,13 +1,19 @@
-"""The paper's figures, each drawn from data or from the model itself."""
+"""The paper's figures, each drawn from data or from the model itself.
+
+Figures are built as plain :class:`matplotlib.figure.Figure` objects, outside pyplot's
+state machine, so that a chapter can glue one into the text without Jupyter also
+showing it under the cell that made it.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
@@ -16,7 +22,21 @@ from helpers import paper
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def _show_digit(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> None:
+def _display_figures_as_png() -> None:
+    """In Jupyter, show (and glue) a Figure as a PNG image; PNG also reaches the PDF book."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("png")
+
+
+_display_figures_as_png()
+
+
+def _show_digit(ax: Axes, image: np.ndarray, title: str | None = None) -> None:
     ax.imshow(image.reshape(16, 16), cmap="gray_r", vmin=float(min(0.0, image.min())), vmax=1.0)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -27,34 +47,35 @@ def _show_digit(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> No
 
 def samples(images: np.ndarray, labels: np.ndarray, per_digit: int = 8) -> Figure:
     """Figure 2: the first ``per_digit`` training images of every digit, one row per digit."""
-    fig, axes = plt.subplots(10, per_digit, figsize=(per_digit * 0.7, 10 * 0.7))
+    fig = Figure(figsize=(per_digit * 0.7, 10 * 0.7), layout="tight")
+    axes = fig.subplots(10, per_digit)
     for digit in paper.DIGITS:
         for column, index in enumerate(np.flatnonzero(labels == digit)[:per_digit]):
             _show_digit(axes[digit, column], images[index])
         axes[digit, 0].set_ylabel(str(digit), rotation=0, labelpad=10, fontsize=11)
-    fig.tight_layout(pad=0.3)
     return fig
 
 
 def frequency(labels: np.ndarray, title: str, color: str = "C0") -> Figure:
     """Figures 4 and 5: how many images of each digit a set holds."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig = Figure(figsize=(6.5, 3.2), layout="tight")
+    ax = fig.subplots()
     sns.countplot(x=labels, order=list(paper.DIGITS), color=color, ax=ax)
     for container in ax.containers:
         ax.bar_label(container, fontsize=8)
     ax.set(xlabel="digit", ylabel="images", title=title)
-    fig.tight_layout()
     return fig
 
 
 def architecture(rows: Sequence[dict[str, object]]) -> Figure:
     """Figure 1: the network as a chain of layers, from :func:`helpers.model.layer_table`."""
-    fig, ax = plt.subplots(figsize=(10, 2.6))
+    fig = Figure(figsize=(10, 2.6), layout="tight")
+    ax = fig.subplots()
     width, gap = 1.25, 0.3
     for i, row in enumerate(rows):
         x = i * (width + gap)
         ax.add_patch(FancyBboxPatch((x, 0), width, 1, boxstyle="round,pad=0.04",
-                                    facecolor=plt.cm.Blues(0.2 + 0.08 * i), edgecolor="0.3"))
+                                    facecolor=matplotlib.colormaps["Blues"](0.2 + 0.08 * i), edgecolor="0.3"))
         ax.text(x + width / 2, 0.72, str(row["type"]).replace("MaxPooling2D", "MaxPool2D"),
                 ha="center", fontsize=8.5, weight="bold")
         ax.text(x + width / 2, 0.45, str(row["output shape"]), ha="center", fontsize=8)
@@ -65,23 +86,23 @@ def architecture(rows: Sequence[dict[str, object]]) -> Figure:
     ax.set_xlim(-0.1, len(rows) * (width + gap))
     ax.set_ylim(-0.15, 1.15)
     ax.axis("off")
-    fig.tight_layout()
     return fig
 
 
 def confusion_heatmap(matrix: np.ndarray, title: str = "") -> Figure:
     """Figure 6: the confusion matrix, true digit down, predicted across."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5), layout="tight")
+    ax = fig.subplots()
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                 annot_kws={"fontsize": 8}, square=True)
     ax.set(xlabel="predicted digit", ylabel="true digit", title=title)
-    fig.tight_layout()
     return fig
 
 
 def curves(history: dict[str, list[float]]) -> Figure:
     """Figure 7: training and validation loss and accuracy per epoch."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6), layout="tight")
+    left, right = fig.subplots(1, 2)
     epochs = np.arange(1, len(history["loss"]) + 1)
     for ax, metric in ((left, "loss"), (right, "accuracy")):
         ax.plot(epochs, history[metric], label=f"training {metric}")
@@ -90,32 +111,31 @@ def curves(history: dict[str, list[float]]) -> Figure:
         ax.set(xlabel="epoch", ylabel=metric)
         ax.legend()
     right.set_ylim(max(0.8, min(history["accuracy"] + history.get("val_accuracy", [])) - 0.01), 1.0)
-    fig.tight_layout()
     return fig
 
 
 def digit_grid(images: np.ndarray, titles: Sequence[str], columns: int = 10) -> Figure:
     """Figure 9: a grid of digits with a caption each (e.g. true and predicted label)."""
     rows = max(1, math.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.95, rows * 1.1), squeeze=False)
+    fig = Figure(figsize=(columns * 0.95, rows * 1.1), layout="tight")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles):
         ax.axis("on")
         _show_digit(ax, image, title)
-    fig.tight_layout(pad=0.3)
     return fig
 
 
 def bars(labels: Sequence[str], values: Sequence[float], xlabel: str,
          reference: float | None = None, reference_label: str = "") -> Figure:
     """A horizontal bar chart, optionally with a dashed reference line."""
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
+    fig = Figure(figsize=(7, 0.35 * len(labels) + 1.2), layout="tight")
+    ax = fig.subplots()
     ax.barh(list(labels), list(values), color="C0")
     if reference is not None:
         ax.axvline(reference, color="C3", linestyle="--", label=reference_label)
         ax.legend(loc="lower right")
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
-    fig.tight_layout()
     return fig
