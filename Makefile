@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CHAPTERS := $(wildcard chapters/*.md)
+CHAPTERS := $(filter-out chapters/references.md,$(wildcard chapters/*.md))
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
