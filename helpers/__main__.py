@@ -15,17 +15,16 @@ from helpers.data import USPSDataError
 
 
 def _evaluate(seed: int) -> dict[str, Any]:
-    from helpers import data, evaluate, train
+    from helpers import evaluate, train
 
     config = train.paper_config()
     trained = train.trained_model(config, seed)
-    x, y = data.load_usps("test", scale=config.scale)
-    predicted = trained.model.predict(x, batch_size=1024, verbose=0).argmax(axis=1)
-    result = evaluate.score(y, predicted)
+    report = evaluate.test_report(trained.model, config.scale)
+    result = report.score
     return {
         "test_accuracy": result.accuracy, "test_errors": result.errors, "test_images": result.n,
         "test_accuracy_interval95": list(result.interval),
-        "per_class_accuracy": [float(a) for a in evaluate.per_class_accuracy(y, predicted)],
+        "per_class_accuracy": [float(a) for a in evaluate.per_class_accuracy(report.labels, report.predicted)],
         "seed": seed, "config": config.as_dict(), "cache_key": trained.key,
         "train_seconds": trained.seconds, "seconds_per_epoch": trained.seconds_per_epoch,
     }

@@ -87,3 +87,59 @@ def misclassified(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 def markdown(table: pd.DataFrame, floatfmt: str = "g") -> Markdown:
     """A table as Markdown, which renders in Jupyter, the HTML book and the PDF alike."""
     return Markdown(table.to_markdown(floatfmt=floatfmt))
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """A model's predictions on the 2007 test images and their overall score."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    score: Score
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+
+def test_report(model: "keras.Model", scale: str = "unit") -> TestReport:  # noqa: F821
+    """Predict the test set with ``model`` (images scaled as it was trained) and score it."""
+    from helpers import data
+
+    images, labels = data.load_usps("test", scale=scale)  # type: ignore[arg-type]
+    probabilities = model.predict(images, batch_size=1024, verbose=0)
+    return TestReport(images, labels, probabilities, score(labels, probabilities.argmax(axis=1)))
+
+
+def interval_check(ours: Score, paper_errors: int = paper.ERRORS) -> dict[str, bool | tuple[float, float]]:
+    """Whether our accuracy lies in the paper's 95 % interval, and the paper's in ours."""
+    paper_interval = wilson_interval(ours.n - paper_errors, ours.n)
+    paper_accuracy = 1 - paper_errors / ours.n
+    return {"paper_interval": paper_interval,
+            "ours_in_paper_interval": paper_interval[0] <= ours.accuracy <= paper_interval[1],
+            "paper_in_our_interval": ours.interval[0] <= paper_accuracy <= ours.interval[1]}
+
+
+def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[str, str]) -> pd.DataFrame:
+    """The reproduction decisions: what the paper says, each option's holdout errors, our choice."""
+    table = []
+    for name in dict.fromkeys(r["decision"] for r in rows):
+        options = [r for r in rows if r["decision"] == name]
+        tried = "; ".join(f"{r['option']}: {r['errors']} errors ({100 * r['accuracy']:.2f} %)"
+                          for r in options)
+        table.append({"decision": name, "the paper says": paper_says[name],
+                      "options tried (holdout errors of {} images)".format(options[0]["n"]): tried,
+                      "our choice": chosen[name]})
+    return pd.DataFrame(table).set_index("decision")
+
+
+def overall_table(ours: Score, paper_errors: int = paper.ERRORS) -> pd.DataFrame:
+    """The paper's overall result beside ours: accuracy, error rate, errors, 95 % interval."""
+    low, high = wilson_interval(ours.n - paper_errors, ours.n)
+    return pd.DataFrame(
+        {"paper": [paper.ACCURACY, paper.ERROR, paper_errors, f"{100 * low:.2f} to {100 * high:.2f}"],
+         "ours": [round(100 * ours.accuracy, 2), round(100 * ours.error_rate, 2), ours.errors,
+                  f"{100 * ours.interval[0]:.2f} to {100 * ours.interval[1]:.2f}"]},
+        index=["accuracy (%)", "error rate (%)", "misclassified images",
+               "95 % interval of the accuracy (%)"])

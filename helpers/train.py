@@ -175,13 +175,18 @@ def decision_sweep() -> list[dict[str, Any]]:
     return cache.cached_json("sweeps", spec, compute)
 
 
+def chosen_options(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each decision the sweep row with the fewest holdout errors (a tie keeps the baseline)."""
+    return {decision.name: min((r for r in rows if r["decision"] == decision.name),
+                               key=lambda r: (r["errors"], not r["baseline"]))
+            for decision in DECISIONS}
+
+
 def select(rows: list[dict[str, Any]]) -> Config:
-    """For each decision the option with the best holdout accuracy (ties go to the baseline)."""
+    """The configuration made of every decision's chosen option."""
     changes: dict[str, Any] = {}
-    for decision in DECISIONS:
-        options = [r for r in rows if r["decision"] == decision.name]
-        best = max(options, key=lambda r: (r["accuracy"], r["baseline"]))
-        changes.update(best["changes"])
+    for row in chosen_options(rows).values():
+        changes.update(row["changes"])
     return BASELINE.with_(**changes)
 
 

@@ -1,0 +1,55 @@
+"""helpers.evaluate: intervals, scores, tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import evaluate, paper
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = evaluate.wilson_interval(1949, 2007)  # the paper's 58 errors
+    assert low == pytest.approx(0.96282, abs=1e-5) and high == pytest.approx(0.97757, abs=1e-5)
+    assert evaluate.wilson_interval(0, 10)[0] == 0.0
+    assert evaluate.wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        evaluate.wilson_interval(11, 10)
+
+
+def test_score_and_per_class() -> None:
+    y = np.repeat(np.arange(10), 10)
+    pred = y.copy()
+    pred[:3] = 7  # three zeros read as sevens
+    result = evaluate.score(y, pred)
+    assert (result.errors, result.n) == (3, 100) and result.accuracy == pytest.approx(0.97)
+    assert result.interval[0] < 0.97 < result.interval[1]
+    per_class = evaluate.per_class_accuracy(y, pred)
+    assert per_class[0] == pytest.approx(0.7) and per_class[1:].tolist() == [1.0] * 9
+    assert evaluate.confusion(y, pred)[0, 7] == 3
+    assert evaluate.misclassified(y, pred).tolist() == [0, 1, 2]
+    table = evaluate.per_class_table(y, pred)
+    assert table.loc[0, "our accuracy"] == 70.0 and table.loc[0, "our errors"] == 3
+    assert table.loc[1, "paper accuracy"] == paper.CLASS_ACCURACY[1]
+
+
+def test_interval_check_against_the_paper() -> None:
+    same = evaluate.score(np.zeros(2007, int), np.r_[np.ones(58, int), np.zeros(1949, int)])
+    check = evaluate.interval_check(same)
+    assert check["ours_in_paper_interval"] and check["paper_in_our_interval"]
+    far = evaluate.score(np.zeros(2007, int), np.r_[np.ones(200, int), np.zeros(1807, int)])
+    assert not evaluate.interval_check(far)["ours_in_paper_interval"]
+
+
+def test_distribution_table_matches_paper_on_real_proportions() -> None:
+    train = np.repeat(np.arange(10), [1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644])
+    test = np.repeat(np.arange(10), [359, 264, 198, 166, 200, 160, 170, 147, 166, 177])
+    table = evaluate.distribution_table(train, test)
+    np.testing.assert_allclose(table.loc["train: ours"], table.loc["train: paper"])
+    np.testing.assert_allclose(table.loc["test: ours"], table.loc["test: paper"])
+
+
+def test_markdown_table_renders() -> None:
+    table = evaluate.overall_table(evaluate.score(np.zeros(2007, int), np.zeros(2007, int)))
+    text = evaluate.markdown(table).data
+    assert "| accuracy (%)" in text and "97.11" in text

@@ -1,0 +1,94 @@
+"""helpers.model and helpers.train on tiny data: shapes, caching, determinism, progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import cache, config, model, train
+from helpers.config import BASELINE, DECISIONS
+
+TINY = BASELINE.with_(epochs=2, batch_size=16, filters=4, dense_units=8)
+
+
+def test_model_matches_the_paper_layers() -> None:
+    net = model.build_model(BASELINE)
+    kinds = [row["type"] for row in model.layer_table(net)]
+    assert kinds == ["InputLayer", "Conv2D", "LeakyReLU", "MaxPooling2D", "Flatten", "Dense",
+                     "Dropout", "Dense"]
+    assert net.input_shape == (None, 16, 16, 1) and net.output_shape == (None, 10)
+    conv = net.get_layer("conv")
+    assert conv.kernel_size == (5, 5)
+    # 5x5x1 kernels + bias per filter
+    assert conv.count_params() == BASELINE.filters * 26
+    assert net.get_layer("softmax").activation.__name__ == "softmax"
+
+
+def test_valid_padding_shrinks_the_maps() -> None:
+    rows = model.layer_table(model.build_model(BASELINE.with_(padding="valid")))
+    assert rows[1]["output shape"] == f"12 x 12 x {BASELINE.filters}"
+
+
+def test_every_decision_option_builds() -> None:
+    for decision in DECISIONS:
+        for _, changes in decision.options:
+            assert model.build_model(BASELINE.with_(**changes)).count_params() > 0
+
+
+def test_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USPS_BOOK_PROFILE", "ci")
+    assert config.profile().epochs < config.PROFILES["full"].epochs
+    monkeypatch.setenv("USPS_BOOK_PROFILE", "huge")
+    with pytest.raises(ValueError, match="USPS_BOOK_PROFILE"):
+        config.profile()
+
+
+def test_fit_is_deterministic_and_prints_compact_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (64, 16, 16, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    first, history, _ = train.fit(TINY, x, y, seed=3, progress_every=1)
+    second, _, _ = train.fit(TINY, x, y, seed=3, progress_every=None)
+    np.testing.assert_array_equal(first.predict(x, verbose=0), second.predict(x, verbose=0))
+    assert len(history["loss"]) == TINY.epochs
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == TINY.epochs and lines[-1].startswith("epoch   2/2")
+    assert "\x1b" not in "".join(lines), "no ANSI escapes (they break the PDF)"
+
+
+def test_trained_model_is_cached_under_its_full_spec(fake_release: dict[str, Path], isolated: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
+    first = train.trained_model(TINY, seed=1, progress_every=None)
+    assert not first.from_cache and set(first.history) >= {"loss", "val_accuracy"}
+    again = train.trained_model(TINY, seed=1, progress_every=None)
+    assert again.from_cache and again.key == first.key
+    assert "Loaded the trained model" in capsys.readouterr().out
+    spec = train.spec_for("paper-model", TINY, 1)
+    assert set(spec) >= {"config", "seed", "data", "env", "code"}
+    assert spec["env"]["tensorflow"] and spec["data"]["zip.train.gz"] == first_hash(fake_release)
+    other = train.trained_model(TINY, seed=2, progress_every=None)
+    assert other.key != first.key and not other.from_cache
+    assert cache.lookup("models", spec) is not None
+
+
+def first_hash(files: dict[str, Path]) -> str:
+    from helpers.data import sha256_of
+
+    return sha256_of(files["train"])
+
+
+def test_selection_takes_fewest_errors_and_keeps_baseline_on_ties() -> None:
+    rows = []
+    for decision in DECISIONS:
+        for number, (label, changes) in enumerate(decision.options):
+            rows.append({"decision": decision.name, "option": label, "baseline": number == 0,
+                         "changes": changes, "errors": 10, "n": 100, "accuracy": 0.9})
+    assert train.select(rows) == BASELINE
+    target = next(r for r in rows if r["option"] == "64")
+    target["errors"], target["accuracy"] = 9, 0.91
+    assert train.select(rows) == BASELINE.with_(filters=64)
+    assert train.chosen_options(rows)["convolution filters"]["option"] == "64"
