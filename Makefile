@@ -2,6 +2,7 @@
 #   make book   build the HTML book in _build/html
 #   make test   unit tests + every chapter re-executed with nbval
 #   make pdf    the whole book as one PDF (installs Debian's TeX Live when missing)
+#   make check-published   book + PDF, then every page in headless Chromium and the PDF checked
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ CHAPTERS := $(filter-out chapters/references.md,$(wildcard chapters/*.md))
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit nbval notebooks sync check-sync pdf clean help
+.PHONY: book test unit notebooks pdf check-published clean help
 
 help:
 	@sed -n '2,5p' Makefile
@@ -52,11 +53,17 @@ test: $(STAMP)
 	USPS_BOOK_PROFILE=ci $(BIN)/python -m pytest tests notebooks $(NBVAL)
 
 pdf: $(STAMP) _build/.code-hash-$(CODE_HASH)
-	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v xindy >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	   texlive-xetex texlive-latex-extra texlive-fonts-extra latexmk xindy)
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v xindy >/dev/null \
+	  && command -v pdftotext >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  texlive-xetex texlive-latex-extra texlive-fonts-extra latexmk xindy poppler-utils)
 	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going
 	@ls -l _build/latex/usps-cnn-book.pdf
+
+check-published: book pdf
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	USPS_REQUIRE_PUBLISHED=1 $(BIN)/python -m pytest -q tests/test_published.py
 
 clean:
 	rm -rf _build

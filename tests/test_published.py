@@ -1,0 +1,111 @@
+"""The published book: HTML pages in a real browser and the PDF.
+
+These need the built book (`make book`, `make pdf`). `make test` skips them when it is
+not there; `make check-published` builds both and sets USPS_REQUIRE_PUBLISHED=1 so that
+a missing artefact fails instead. Screenshots land in artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+HTML = REPO / "_build" / "html"
+PDF = REPO / "_build" / "latex" / "usps-cnn-book.pdf"
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PAGES = ["introduction", "eda", "model", "training", "evaluation", "discussion", "references"]
+TITLES = ["Introduction", "The data", "The model", "Training", "Evaluation", "Discussion", "References"]
+REQUIRED = os.environ.get("USPS_REQUIRE_PUBLISHED") == "1"
+
+
+def _need(path: Path, what: str) -> None:
+    if not path.exists():
+        if REQUIRED:
+            pytest.fail(f"{path} is missing: {what}")
+        pytest.skip(f"{path} is missing: {what}")
+
+
+@pytest.fixture(scope="module")
+def site() -> str:
+    _need(HTML / "chapters" / "eda.html", "run `make book` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed (apt-get install chromium)") if REQUIRED else \
+            pytest.skip("no chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+@pytest.mark.parametrize("page_name, title", zip(PAGES, TITLES))
+def test_page_loads_with_images_and_no_console_errors(site: str, browser, page_name: str, title: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(r.url) if r.url.startswith(site) else None)
+    page.goto(f"{site}/chapters/{page_name}.html", wait_until="networkidle")
+    assert title in page.locator("h1").first.inner_text()
+    broken = page.evaluate("""() => Array.from(document.querySelectorAll('main img'))
+        .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)""")
+    assert broken == [] and failed == [], f"images or files that did not load: {broken + failed}"
+    assert errors == [], f"console errors: {errors}"
+    text = page.locator("main").inner_text()
+    assert "??" not in text
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{page_name}.png"), full_page=True)
+    page.close()
+
+
+def test_glued_numbers_and_tables_are_in_the_pages(site: str, browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{site}/chapters/eda.html")
+    text = page.locator("main").inner_text()
+    assert "7291" in text and "2007" in text and "all twenty proportions equal the paper's" in text
+    assert page.locator("main table").count() >= 1
+    page.goto(f"{site}/chapters/evaluation.html")
+    text = page.locator("main").inner_text()
+    assert "97.11" in text and re.search(r"classifies \d\d\.\d\d % of the test images", text)
+    assert page.locator("main table").count() >= 2
+    page.close()
+
+
+def test_pdf_has_every_chapter_figure_and_number() -> None:
+    _need(PDF, "run `make pdf` first")
+    text = subprocess.run(["pdftotext", "-layout", str(PDF), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    for title in TITLES[:-1]:
+        assert title in text, f"chapter {title!r} is missing from the PDF"
+    assert "??" not in text, "unresolved references in the PDF"
+    for caption in ("Paper's Figure 1", "Paper's Figure 2", "Paper's Figure 4", "Paper's Figure 5",
+                    "Paper's Figure 6", "Paper's Figure 7", "Paper's Figure 9"):
+        assert caption in text, f"{caption} is missing from the PDF"
+    assert "7291" in text and "97.11" in text and "\x1b" not in text
+    images = subprocess.run(["pdfimages", "-list", str(PDF)], capture_output=True, text=True,
+                            check=True).stdout.strip().splitlines()[2:]
+    assert len(images) >= 8, f"only {len(images)} images in the PDF"
