@@ -122,15 +122,15 @@ def interval_check(ours: Score, paper_errors: int = paper.ERRORS) -> dict[str, b
 
 
 def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[str, str]) -> pd.DataFrame:
-    """The reproduction decisions: what the paper says, each option's holdout errors, our choice."""
+    """The reproduction decisions, one row per option tried: holdout errors and our choice."""
     table = []
-    for name in dict.fromkeys(r["decision"] for r in rows):
-        options = [r for r in rows if r["decision"] == name]
-        tried = "; ".join(f"{r['option']}: {r['errors']} errors ({100 * r['accuracy']:.2f} %)"
-                          for r in options)
-        table.append({"decision": name, "the paper says": paper_says[name],
-                      "options tried (holdout errors of {} images)".format(options[0]["n"]): tried,
-                      "our choice": chosen[name]})
+    for i, row in enumerate(rows):
+        first = i == 0 or rows[i - 1]["decision"] != row["decision"]
+        table.append({"decision": row["decision"] if first else "",
+                      "the paper says": paper_says[row["decision"]] if first else "",
+                      "option": row["option"], "holdout errors": row["errors"],
+                      "holdout accuracy (%)": round(100 * row["accuracy"], 2),
+                      "chosen": "**yes**" if chosen[row["decision"]] == row["option"] else ""})
     return pd.DataFrame(table).set_index("decision")
 
 
@@ -143,3 +143,42 @@ def overall_table(ours: Score, paper_errors: int = paper.ERRORS) -> pd.DataFrame
                   f"{100 * ours.interval[0]:.2f} to {100 * ours.interval[1]:.2f}"]},
         index=["accuracy (%)", "error rate (%)", "misclassified images",
                "95 % interval of the accuracy (%)"])
+
+
+def headline(ours: Score) -> dict[str, float | int | str]:
+    """The overall numbers the chapters quote: ours, the paper's, their intervals and differences."""
+    check = interval_check(ours)
+    paper_low, paper_high = check["paper_interval"]  # type: ignore[misc]
+    return {
+        "n_test": ours.n, "our_accuracy": 100 * ours.accuracy, "our_error": 100 * ours.error_rate,
+        "our_errors": ours.errors, "our_low": 100 * ours.interval[0], "our_high": 100 * ours.interval[1],
+        "paper_accuracy": paper.ACCURACY, "paper_error": paper.ERROR, "paper_errors": paper.ERRORS,
+        "paper_low": 100 * paper_low, "paper_high": 100 * paper_high,
+        "interval_width": 100 * (paper_high - paper_low), "half_width": 50 * (paper_high - paper_low),
+        "accuracy_difference": 100 * ours.accuracy - paper.ACCURACY,
+        "error_difference": ours.errors - paper.ERRORS,
+        "ours_in_paper": "lies inside" if check["ours_in_paper_interval"] else "lies outside",
+        "paper_in_ours": "lies inside" if check["paper_in_our_interval"] else "lies outside",
+        "verdict": "consistent with" if check["ours_in_paper_interval"] or check["paper_in_our_interval"]
+        else "not consistent with",
+    }
+
+
+def per_class_numbers(table: pd.DataFrame) -> dict[str, float | int]:
+    """The per-digit numbers the chapters quote, from :func:`per_class_table`."""
+    worst, best = table["our accuracy"].idxmin(), table["our accuracy"].idxmax()
+    paper_best, paper_worst = int(np.argmax(paper.CLASS_ACCURACY)), int(np.argmin(paper.CLASS_ACCURACY))
+    return {
+        "best_digit": int(best), "best_digit_acc": float(table.loc[best, "our accuracy"]),
+        "worst_digit": int(worst), "worst_digit_acc": float(table.loc[worst, "our accuracy"]),
+        "paper_best_digit": paper_best, "paper_best_acc": paper.CLASS_ACCURACY[paper_best],
+        "paper_worst_digit": paper_worst, "paper_worst_acc": paper.CLASS_ACCURACY[paper_worst],
+        "class_min_n": int(table["images"].min()), "class_max_n": int(table["images"].max()),
+        "one_image_max": float(100 / table["images"].min()),
+        "one_image_min": float(100 / table["images"].max()),
+        "max_abs_class_diff": float(table["difference (ours - paper)"].abs().max()),
+        "our_class_err_min": float(table["our error rate"].min()),
+        "our_class_err_max": float(table["our error rate"].max()),
+        "paper_class_err_min": min(paper.CLASS_ERROR), "paper_class_err_max": max(paper.CLASS_ERROR),
+        "paper_implied_errors": int(round(sum(e / 100 * n for e, n in zip(paper.CLASS_ERROR, table["images"])))),
+    }
