@@ -2,6 +2,7 @@
 
     python -m helpers train              # train (or load) the paper model
     python -m helpers evaluate --json    # its test-set results as one JSON object
+    python -m helpers summary --json     # the headline results beyond the paper
 """
 
 from __future__ import annotations
@@ -30,6 +31,40 @@ def _evaluate(seed: int) -> dict[str, Any]:
     }
 
 
+def _summary() -> dict[str, Any]:
+    import numpy as np
+
+    from helpers import experiments
+
+    seeds = experiments.paper_seed_runs()
+    rungs = experiments.ladder()
+    final = experiments.best_rung(rungs)
+    ensemble = experiments.ensemble_errors(final.runs)
+    n = len(final.runs[0].labels)
+    return {
+        "paper_model_seeds": [{"seed": r.job.seed, "test_accuracy": r.accuracy, "test_errors": r.errors}
+                              for r in seeds],
+        "paper_model_mean_error": float(np.mean([1 - r.accuracy for r in seeds])),
+        "paper_model_std_error": float(np.std([1 - r.accuracy for r in seeds], ddof=1)),
+        "best_single_name": final.name,
+        "best_single_error": float(np.mean(final.test_errors)) / n,
+        "best_single_seeds": [r.job.seed for r in final.runs],
+        "ensemble_error": float(ensemble.iloc[-1]["mean errors"]) / n,
+        "ensemble_size": int(ensemble.index[-1]),
+        "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
+                    "test_errors": r.test_errors} for r in rungs],
+    }
+
+
+def _quiet_stdout(compute: Any) -> Any:
+    """Run ``compute()`` with progress sent to stderr, so that stdout is one JSON object."""
+    real_stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        return compute()
+    finally:
+        sys.stdout = real_stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_cmd = commands.add_parser("evaluate", help="test-set results of the paper model")
     eval_cmd.add_argument("--seed", type=int, default=0)
     eval_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    summary_cmd = commands.add_parser("summary", help="seeds, ensemble and ladder results (trains what is missing)")
+    summary_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -47,14 +84,16 @@ def main(argv: list[str] | None = None) -> int:
             trained = train.trained_model(train.paper_config(), args.seed)
             print(f"model {trained.key}: {trained.seconds:.0f} s of training, "
                   f"final validation accuracy {trained.history['val_accuracy'][-1]:.4f}")
+        elif args.command == "summary":
+            result = _quiet_stdout(_summary) if args.json else _summary()
+            print(json.dumps(result, indent=1) if args.json else
+                  f"paper recipe: {100 * result['paper_model_mean_error']:.2f} % mean test error over "
+                  f"{len(result['paper_model_seeds'])} seeds; {result['best_single_name']}: "
+                  f"{100 * result['best_single_error']:.2f} %; ensemble of {result['ensemble_size']}: "
+                  f"{100 * result['ensemble_error']:.2f} %")
         else:
-            if args.json:  # progress goes to stderr so that stdout is one JSON object
-                real_stdout, sys.stdout = sys.stdout, sys.stderr
-                try:
-                    result = _evaluate(args.seed)
-                finally:
-                    sys.stdout = real_stdout
-                print(json.dumps(result, indent=1))
+            if args.json:
+                print(json.dumps(_quiet_stdout(lambda: _evaluate(args.seed)), indent=1))
             else:
                 result = _evaluate(args.seed)
                 print(f"test accuracy {100 * result['test_accuracy']:.2f} % "
@@ -65,5 +104,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # workers are spawned processes that import this module again
     sys.exit(main())

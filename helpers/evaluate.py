@@ -182,3 +182,41 @@ def per_class_numbers(table: pd.DataFrame) -> dict[str, float | int]:
         "paper_class_err_min": min(paper.CLASS_ERROR), "paper_class_err_max": max(paper.CLASS_ERROR),
         "paper_implied_errors": int(round(sum(e / 100 * n for e, n in zip(paper.CLASS_ERROR, table["images"])))),
     }
+
+
+def literature_table(ours: dict[str, float]) -> pd.DataFrame:
+    """Published test error rates on this USPS split beside ours, sorted by error."""
+    rows = [{"result": name, "test error (%)": value, "source": "published"}
+            for name, value in paper.LITERATURE_ERROR.items()]
+    rows += [{"result": name, "test error (%)": round(value, 2), "source": "this book"}
+             for name, value in ours.items()]
+    return pd.DataFrame(rows).sort_values("test error (%)", ascending=False).set_index("result")
+
+
+def per_class_change(y_true: np.ndarray, before: np.ndarray, after: np.ndarray,
+                     names: tuple[str, str] = ("before", "after")) -> pd.DataFrame:
+    """Per-digit accuracy (percent) of two sets of predictions and the change, digits as columns."""
+    table = pd.DataFrame({f"{names[0]} (%)": (100 * per_class_accuracy(y_true, before)).round(1),
+                          f"{names[1]} (%)": (100 * per_class_accuracy(y_true, after)).round(1)},
+                         index=pd.Index(paper.DIGITS, name="digit"))
+    table["change"] = (table.iloc[:, 1] - table.iloc[:, 0]).round(1)
+    return table.T
+
+
+def noise_robustness(models: dict[str, "keras.Model"], images: np.ndarray, labels: np.ndarray,  # noqa: F821
+                     levels: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4), seed: int = 0) -> pd.DataFrame:
+    """Test error (percent) of each model on the test images with Gaussian pixel noise added.
+
+    Noise of standard deviation ``level`` is added to images in [0, 1] and clipped back;
+    the same noise draw is used for every model.
+    """
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(images.shape).astype(np.float32)
+    rows = {}
+    for level in levels:
+        noisy = np.clip(images + level * noise, 0.0, 1.0)
+        rows[level] = {name: 100 * float((model.predict(noisy, batch_size=1024, verbose=0).argmax(1) != labels).mean())
+                       for name, model in models.items()}
+    table = pd.DataFrame(rows).T
+    table.index.name = "noise standard deviation"
+    return table

@@ -139,3 +139,50 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str,
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     return fig
+
+
+def ensemble_curve(table: "pd.DataFrame", reference: float | None = None) -> Figure:  # noqa: F821
+    """Test error against ensemble size: mean over subsets and the range."""
+    fig = Figure(figsize=(6.5, 3.4), layout="tight")
+    ax = fig.subplots()
+    n = 2007
+    sizes = table.index.to_numpy()
+    ax.plot(sizes, table["mean error rate (%)"], marker="o", label="mean over subsets")
+    ax.fill_between(sizes, 100 * table["min errors"] / n, 100 * table["max errors"] / n, alpha=0.2,
+                    label="range over subsets")
+    if reference is not None:
+        ax.axhline(reference, color="C3", linestyle="--", label="the paper (one run)")
+    ax.set(xlabel="models averaged", ylabel="test error (%)", xticks=sizes)
+    ax.legend()
+    return fig
+
+
+def sweep_plot(summary: "pd.DataFrame", field: str, label: str, log: bool = True) -> Figure:  # noqa: F821
+    """Test error (mean and std over seeds) and training time against a swept setting."""
+    fig = Figure(figsize=(10, 3.4), layout="tight")
+    left, right = fig.subplots(1, 2)
+    x = summary.index.to_numpy()
+    std = summary["std (%)"].fillna(0).to_numpy()
+    left.errorbar(x, summary["mean error rate (%)"], yerr=std, marker="o", capsize=4)
+    left.set(xlabel=label, ylabel="test error (%)")
+    right.plot(x, summary["seconds per run"], marker="o", color="C1")
+    right.set(xlabel=label, ylabel="training time per run (s)")
+    for ax in (left, right):
+        if log:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(x, [str(v) for v in x])
+    return fig
+
+
+def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -> Figure:  # noqa: F821
+    """Test error per ladder rung (mean and std over seeds), with reference lines."""
+    fig = Figure(figsize=(8, 0.5 * len(table) + 1.6), layout="tight")
+    ax = fig.subplots()
+    colors = ["C0" if kept == "yes" else "0.7" for kept in table["kept"]]
+    ax.barh(table.index, table["test error (%) mean"], xerr=table["std"].fillna(0), color=colors, capsize=3)
+    ax.axvline(paper_error, color="C3", linestyle="--", label="the paper (one run)")
+    ax.axvline(human_error, color="C2", linestyle=":", label="human")
+    ax.invert_yaxis()
+    ax.set_xlabel("test error (%)")
+    ax.legend(loc="lower right")
+    return fig

@@ -1,24 +1,38 @@
-"""Train the paper's model with compact progress, cached by everything that determines it."""
+"""Train models with compact progress, cached by everything that determines them.
+
+A *job* is a configuration, a seed and a split: ``"test"`` trains on all 7291 training
+images and predicts the 2007 test images (the paper's protocol); ``"holdout"`` trains on
+a stratified 80 % of the training images and predicts the other 20 % (how this book makes
+every choice without the test set). Each job's result (history, timing, predicted
+probabilities, and for ``"test"`` jobs the Keras model) is one cache entry; several
+missing jobs are trained side by side in one-thread worker processes.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures as futures
 import hashlib
 import json
+import math
+import multiprocessing
 import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
+
 from helpers import cache, data
-from helpers._tf import keras, tf
+from helpers._tf import THREADS, keras, tf
 from helpers.config import BASELINE, DECISIONS, Config, profile
 from helpers.model import build_model
 
 DEFAULT_SEED = 0
-_CODE_FILES = ("data.py", "config.py", "model.py", "train.py")
+Split = Literal["test", "holdout"]
+# config.py is not here: a Config's every field is in the spec itself.
+_CODE_FILES = ("_tf.py", "data.py", "model.py", "train.py")
 
 
 def code_hash() -> str:
@@ -29,10 +43,11 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def environment() -> dict[str, str]:
-    """Library versions and machine facts that a trained model depends on."""
+def environment() -> dict[str, Any]:
+    """Library versions, thread settings and machine facts that a trained model depends on."""
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__, "machine": platform.machine()}
+            "keras": keras.__version__, "numpy": np.__version__, "machine": platform.machine(),
+            "threads": THREADS}
 
 
 def spec_for(what: str, config: Config | None, seed: int, **extra: Any) -> dict[str, Any]:
@@ -71,13 +86,118 @@ def fit(config: Config, x: np.ndarray, y: np.ndarray, *, seed: int = DEFAULT_SEE
     """Train a fresh model; return ``(model, history, seconds)``."""
     keras.backend.clear_session()
     set_seed(seed)
-    model = build_model(config)
+    model = build_model(config, steps_per_epoch=math.ceil(len(x) / config.batch_size))
     callbacks = [Progress(config.epochs, progress_every, label)] if progress_every else []
     start = time.perf_counter()
     history = model.fit(x, y, epochs=config.epochs, batch_size=config.batch_size,
                         validation_data=validation, verbose=0, callbacks=callbacks, shuffle=True)
     seconds = time.perf_counter() - start
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: a configuration, a seed and a split (see the module's docstring)."""
+
+    config: Config
+    seed: int = DEFAULT_SEED
+    split: Split = "test"
+
+    def spec(self) -> dict[str, Any]:
+        what = "paper-model" if self.split == "test" else "holdout-run"
+        return spec_for(what, self.config, self.seed)
+
+
+@dataclass(frozen=True)
+class Run:
+    """The cached result of a job."""
+
+    job: Job
+    key: str
+    entry: Path
+    history: dict[str, list[float]]
+    seconds: float
+    probabilities: np.ndarray  # on the test images, or on the holdout images
+    labels: np.ndarray
+    built: bool
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def errors(self) -> int:
+        return int((self.predicted != self.labels).sum())
+
+    @property
+    def accuracy(self) -> float:
+        return 1.0 - self.errors / len(self.labels)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.seconds / self.job.config.epochs
+
+
+def _arrays(job: Job) -> tuple[np.ndarray, ...]:
+    """Training images and labels, and the images and labels the job predicts."""
+    x, y = data.load_usps("train", scale=job.config.scale)
+    if job.split == "test":
+        xt, yt = data.load_usps("test", scale=job.config.scale)
+        return x, y, xt, yt
+    fit_idx, hold_idx = data.validation_split(y, seed=job.seed)
+    return x[fit_idx], y[fit_idx], x[hold_idx], y[hold_idx]
+
+
+def _build(job: Job, folder: Path, progress_every: int | None) -> None:
+    x, y, xp, yp = _arrays(job)
+    if progress_every:
+        print(f"Training {job.config.epochs} epochs on {len(y)} images (seed {job.seed}); "
+              f"nothing usable is cached for this configuration.", flush=True)
+    validation = (xp, yp) if job.split == "test" else None  # the curves of the paper's Figure 7
+    model, history, seconds = fit(job.config, x, y, seed=job.seed, validation=validation,
+                                  progress_every=progress_every)
+    np.save(folder / "probabilities.npy", model.predict(xp, batch_size=1024, verbose=0))
+    np.save(folder / "labels.npy", yp)
+    if job.split == "test":
+        model.save(folder / "model.keras")
+    (folder / "history.json").write_text(json.dumps(history))
+    (folder / "info.json").write_text(json.dumps({"seconds": seconds, "env": environment()}))
+
+
+def run(job: Job, *, progress_every: int | None = None) -> Run:
+    """The result of ``job``, from the cache or trained now (and cached)."""
+    entry, built = cache.get_or_build("models", job.spec(), lambda f: _build(job, f, progress_every))
+    info = json.loads((entry / "info.json").read_text())
+    return Run(job, entry.name, entry, json.loads((entry / "history.json").read_text()), info["seconds"],
+               np.load(entry / "probabilities.npy"), np.load(entry / "labels.npy"), built)
+
+
+def _work(job: Job) -> tuple[str, float, bool]:
+    result = run(job)
+    return result.key, result.seconds, result.built
+
+
+def run_many(jobs: Sequence[Job], *, workers: int = 2,
+             describe: Callable[[Job], str] = lambda j: f"{j.split} seed {j.seed}") -> list[Run]:
+    """Results of all ``jobs``; missing ones are trained ``workers`` at a time, one line each."""
+    missing = [j for j in dict.fromkeys(jobs) if cache.lookup("models", j.spec()) is None]
+    if missing:
+        start = time.perf_counter()
+        print(f"Training {len(missing)} of {len(set(jobs))} runs ({workers} at a time); "
+              f"the others come from the cache.", flush=True)
+        if workers > 1 and len(missing) > 1:
+            context = multiprocessing.get_context("spawn")
+            with futures.ProcessPoolExecutor(min(workers, len(missing)), mp_context=context) as pool:
+                pending = {pool.submit(_work, job): job for job in missing}
+                for done, future in enumerate(futures.as_completed(pending), start=1):
+                    _, seconds, _ = future.result()
+                    print(f"  [{done:2d}/{len(missing)}] {describe(pending[future]):<45s} "
+                          f"{seconds:5.0f} s  (elapsed {time.perf_counter() - start:5.0f} s)", flush=True)
+        else:
+            for done, job in enumerate(missing, start=1):
+                _, seconds, _ = _work(job)
+                print(f"  [{done:2d}/{len(missing)}] {describe(job):<45s} {seconds:5.0f} s", flush=True)
+    return [run(job) for job in jobs]
 
 
 @dataclass
@@ -103,44 +223,18 @@ def trained_model(config: Config, seed: int = DEFAULT_SEED, *, progress_every: i
     As in the paper it trains on the whole training set, and the 2007 test images are
     passed as Keras' validation data only to draw the curves (nothing is chosen on them).
     """
-    spec = spec_for("paper-model", config, seed)
-
-    def build(folder: Path) -> None:
-        x, y = data.load_usps("train", scale=config.scale)
-        xt, yt = data.load_usps("test", scale=config.scale)
-        print(f"Training {config.epochs} epochs on {len(y)} images (seed {seed}); "
-              f"nothing usable is cached for this configuration.", flush=True)
-        model, history, seconds = fit(config, x, y, seed=seed, validation=(xt, yt),
-                                      progress_every=progress_every)
-        model.save(folder / "model.keras")
-        (folder / "history.json").write_text(json.dumps(history))
-        (folder / "info.json").write_text(json.dumps({"seconds": seconds, "env": environment()}))
-
-    entry, built = cache.get_or_build("models", spec, build)
-    info = json.loads((entry / "info.json").read_text())
-    model = keras.saving.load_model(entry / "model.keras")
-    if not built:
-        print(f"Loaded the trained model {entry.name} from the cache "
-              f"(trained in {info['seconds']:.0f} s).", flush=True)
-    return TrainedModel(model, config, seed, json.loads((entry / "history.json").read_text()),
-                        info["seconds"], entry.name, not built)
+    result = run(Job(config, seed, "test"), progress_every=progress_every)
+    if not result.built:
+        print(f"Loaded the trained model {result.key} from the cache "
+              f"(trained in {result.seconds:.0f} s).", flush=True)
+    model = keras.saving.load_model(result.entry / "model.keras")
+    return TrainedModel(model, config, seed, result.history, result.seconds, result.key, not result.built)
 
 
-def _split_data(scale: str, seed: int) -> tuple[np.ndarray, ...]:
-    x, y = data.load_usps("train", scale=scale)  # type: ignore[arg-type]
-    fit_idx, hold_idx = data.validation_split(y, seed=seed)
-    return x[fit_idx], y[fit_idx], x[hold_idx], y[hold_idx]
-
-
-def holdout_score(config: Config, seed: int = DEFAULT_SEED, label: str = "") -> dict[str, float]:
-    """Train on 80 % of the training set and score on the other 20 % (never the test set)."""
-    xf, yf, xh, yh = _split_data(config.scale, seed)
-    model, _, seconds = fit(config, xf, yf, seed=seed, progress_every=None)
-    predicted = model.predict(xh, batch_size=1024, verbose=0).argmax(axis=1)
-    errors = int((predicted != yh).sum())
-    print(f"  {label:<40s} holdout accuracy {100 * (1 - errors / len(yh)):6.2f} %  "
-          f"({errors} errors, {seconds:4.0f} s)", flush=True)
-    return {"accuracy": 1 - errors / len(yh), "errors": errors, "n": len(yh), "seconds": seconds}
+def holdout_errors(runs: Sequence[Run]) -> dict[str, float]:
+    """Errors, images and accuracy summed over holdout runs (one per seed)."""
+    errors, n = sum(r.errors for r in runs), sum(len(r.labels) for r in runs)
+    return {"errors": errors, "n": n, "accuracy": 1 - errors / n, "seconds": sum(r.seconds for r in runs)}
 
 
 def decision_sweep() -> list[dict[str, Any]]:
@@ -148,31 +242,18 @@ def decision_sweep() -> list[dict[str, Any]]:
 
     Each option is trained ``profile().sweep_epochs`` epochs on the 80 % part of the
     training set and scored on the other 20 %, once per seed of ``profile().sweep_seeds``
-    (each seed draws its own split); the errors are summed over seeds. Cached.
+    (each seed draws its own split); the errors are summed over seeds.
     """
     settings = profile()
-    epochs, seeds = settings.sweep_epochs, settings.sweep_seeds
-    spec = spec_for("decision-sweep", BASELINE.with_(epochs=epochs), seeds[0], seeds=list(seeds),
-                    decisions=[[d.name, d.options] for d in DECISIONS])
-
-    def compute() -> list[dict[str, Any]]:
-        print(f"Decision search: {epochs} epochs per run, seeds {list(seeds)}, "
-              f"on 80/20 splits of the training set.", flush=True)
-        rows, scored = [], {}
-        for decision in DECISIONS:
-            for number, (label, changes) in enumerate(decision.options):
-                config = BASELINE.with_(epochs=epochs, **changes)
-                if config not in scored:
-                    runs = [holdout_score(config, seed, f"{decision.name}: {label} (seed {seed})")
-                            for seed in seeds]
-                    errors, n = sum(r["errors"] for r in runs), sum(r["n"] for r in runs)
-                    scored[config] = {"errors": errors, "n": n, "accuracy": 1 - errors / n,
-                                      "seconds": sum(r["seconds"] for r in runs)}
-                rows.append({"decision": decision.name, "option": label, "baseline": number == 0,
-                             "changes": changes, **scored[config]})
-        return rows
-
-    return cache.cached_json("sweeps", spec, compute)
+    options = [(decision, number, label, BASELINE.with_(epochs=settings.sweep_epochs, **changes), changes)
+               for decision in DECISIONS for number, (label, changes) in enumerate(decision.options)]
+    jobs = [Job(config, seed, "holdout") for *_, config, _ in options for seed in settings.sweep_seeds]
+    names = {Job(config, seed, "holdout"): f"{decision.name}: {label} (seed {seed})"
+             for decision, _, label, config, _ in options for seed in settings.sweep_seeds}
+    results = dict(zip(jobs, run_many(jobs, describe=names.__getitem__)))
+    return [{"decision": decision.name, "option": label, "baseline": number == 0, "changes": changes,
+             **holdout_errors([results[Job(config, seed, "holdout")] for seed in settings.sweep_seeds])}
+            for decision, number, label, config, changes in options]
 
 
 def chosen_options(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

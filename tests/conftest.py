@@ -48,10 +48,10 @@ def fake_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
 
     folder = tmp_path / "release"
     folder.mkdir()
-    files = {"train": write_gz(folder / "zip.train.gz", make_rows(30, 1, "train")),
+    files = {"train": write_gz(folder / "zip.train.gz", make_rows(60, 1, "train")),
              "test": write_gz(folder / "zip.test.gz", make_rows(20, 2, "test"))}
     for split, path in files.items():
         monkeypatch.setitem(data.SHA256, path.name, hashlib.sha256(path.read_bytes()).hexdigest())
-        monkeypatch.setitem(data.ROWS, split, 30 if split == "train" else 20)
+        monkeypatch.setitem(data.ROWS, split, 60 if split == "train" else 20)
     data._MEMO.clear()
     return files

@@ -69,14 +69,14 @@ def test_offline_folder_is_used_and_verified(fake_release: dict[str, Path], isol
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
     images, labels = data.load_usps("train")
-    assert images.shape == (30, 16, 16, 1) and 0.0 <= images.min() and images.max() <= 1.0
+    assert images.shape == (60, 16, 16, 1) and 0.0 <= images.min() and images.max() <= 1.0
     assert data.locate("test").origin == "USPS_DATA_DIR"
 
 
 def test_checksum_mismatch_gives_both_hashes(fake_release: dict[str, Path], isolated: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     folder = fake_release["train"].parent
-    write_gz(folder / "zip.train.gz", make_rows(30, 99))  # altered content, same name
+    write_gz(folder / "zip.train.gz", make_rows(60, 99))  # altered content, same name
     monkeypatch.setenv("USPS_DATA_DIR", str(folder))
     with pytest.raises(USPSDataError) as err:
         data.load_usps("train")

@@ -1,0 +1,145 @@
+"""The experiments beyond the paper: seeds, ensembles, sweeps and the modernisation ladder.
+
+Every experiment is a list of :class:`helpers.train.Job` trained (or loaded) through
+:func:`helpers.train.run_many`, so each model is trained once, cached, and shared by every
+chapter that needs it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers import evaluate
+from helpers.config import LADDER, Config, beyond
+from helpers.train import Job, Run, holdout_errors, paper_config, run_many
+
+
+def paper_seed_runs() -> list[Run]:
+    """The paper's recipe trained once per seed of the profile."""
+    settings = beyond()
+    recipe = paper_config().with_(epochs=settings.epochs)
+    return run_many([Job(recipe, seed) for seed in settings.seeds], workers=settings.workers,
+                    describe=lambda j: f"paper recipe, seed {j.seed}")
+
+
+def seed_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run: test errors, error rate and the 95 % interval of the error rate."""
+    rows = []
+    for r in runs:
+        low, high = evaluate.wilson_interval(r.errors, len(r.labels))
+        rows.append({"seed": r.job.seed, "test errors": r.errors, "error rate (%)": round(100 * (1 - r.accuracy), 2),
+                     "95 % interval (%)": f"{100 * low:.2f} to {100 * high:.2f}",
+                     "training time (s)": round(r.seconds)})
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def ensemble_errors(runs: Sequence[Run]) -> pd.DataFrame:
+    """Test error of averaged softmax outputs for every ensemble size and every subset of runs."""
+    labels = runs[0].labels
+    rows = []
+    for size in range(1, len(runs) + 1):
+        errors = [int((np.mean([runs[i].probabilities for i in subset], axis=0).argmax(1) != labels).sum())
+                  for subset in itertools.combinations(range(len(runs)), size)]
+        rows.append({"ensemble size": size, "subsets": len(errors), "mean errors": float(np.mean(errors)),
+                     "min errors": min(errors), "max errors": max(errors),
+                     "mean error rate (%)": 100 * float(np.mean(errors)) / len(labels)})
+    return pd.DataFrame(rows).set_index("ensemble size")
+
+
+def ensemble_predictions(runs: Sequence[Run]) -> np.ndarray:
+    """Predicted digits of the average of the runs' softmax outputs."""
+    return np.mean([r.probabilities for r in runs], axis=0).argmax(axis=1)
+
+
+def sweep(field: str, values: Sequence[Any], seeds: Sequence[int]) -> pd.DataFrame:
+    """Test error and training time of the paper's recipe with ``field`` set to each value."""
+    settings = beyond()
+    recipe = paper_config().with_(epochs=settings.epochs)
+    jobs = [Job(recipe.with_(**{field: value}), seed) for value in values for seed in seeds]
+    runs = run_many(jobs, workers=settings.workers,
+                    describe=lambda j: f"{field} = {getattr(j.config, field)}, seed {j.seed}")
+    rows = [{field: getattr(r.job.config, field), "seed": r.job.seed, "errors": r.errors,
+             "error rate (%)": 100 * (1 - r.accuracy), "seconds": r.seconds,
+             "seconds per epoch": r.seconds_per_epoch} for r in runs]
+    return pd.DataFrame(rows)
+
+
+def sweep_summary(frame: pd.DataFrame, field: str) -> pd.DataFrame:
+    """Mean and spread over seeds of a :func:`sweep`."""
+    grouped = frame.groupby(field)
+    return pd.DataFrame({"seeds": grouped["seed"].count(),
+                         "mean error rate (%)": grouped["error rate (%)"].mean().round(2),
+                         "std (%)": grouped["error rate (%)"].std(ddof=1).round(2),
+                         "mean errors": grouped["errors"].mean().round(1),
+                         "seconds per run": grouped["seconds"].mean().round(0),
+                         "seconds per epoch": grouped["seconds per epoch"].mean().round(2)})
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """A ladder rung: its holdout evidence, whether it was kept, and its test runs."""
+
+    name: str
+    why: str
+    config: Config
+    holdout: dict[str, float]
+    previous_holdout: dict[str, float] | None
+    kept: bool
+    runs: list[Run]
+
+    @property
+    def test_errors(self) -> list[int]:
+        return [r.errors for r in self.runs]
+
+
+def ladder() -> list[RungResult]:
+    """Climb :data:`helpers.config.LADDER` from the paper's recipe.
+
+    Each rung is scored on holdout splits of the training set against the configuration
+    it builds on, and kept when it makes no more holdout errors; the test set is used
+    once per rung, to report. Rung 0 is the paper's recipe itself.
+    """
+    settings = beyond()
+    steps = [("the paper's recipe (our reproduction)", "the starting point", {})]
+    steps += [(rung.name, rung.why, settings.resolve(rung.changes)) for rung in LADDER]
+    current = paper_config().with_(epochs=settings.epochs)
+    results: list[RungResult] = []
+    base_holdout: dict[str, float] | None = None
+    for name, why, changes in steps:
+        config = current.with_(**changes)
+        holdout_jobs = [Job(config, seed, "holdout") for seed in settings.holdout_seeds]
+        test_jobs = [Job(config, seed) for seed in settings.ladder_seeds]
+        runs = run_many(holdout_jobs + test_jobs, workers=settings.workers,
+                        describe=lambda j, n=name: f"{n[:30]}: {j.split} seed {j.seed}")
+        holdout = holdout_errors(runs[:len(holdout_jobs)])
+        kept = base_holdout is None or holdout["errors"] <= base_holdout["errors"]
+        results.append(RungResult(name, why, config, holdout, base_holdout, kept, runs[len(holdout_jobs):]))
+        if kept:
+            current, base_holdout = config, holdout
+    return results
+
+
+def ladder_table(results: Sequence[RungResult]) -> pd.DataFrame:
+    """The ladder: holdout errors (the decision), kept or not, and the test error over seeds."""
+    rows = []
+    for r in results:
+        errors = np.array(r.test_errors) / len(r.runs[0].labels) * 100
+        rows.append({"rung": r.name,
+                     "holdout errors (vs before)": f"{r.holdout['errors']:.0f}" + (
+                         f" (vs {r.previous_holdout['errors']:.0f})" if r.previous_holdout else ""),
+                     "kept": "yes" if r.kept else "no",
+                     "test error (%) mean": round(float(errors.mean()), 2),
+                     "std": round(float(errors.std(ddof=1)), 2) if len(errors) > 1 else float("nan"),
+                     "seeds": len(errors),
+                     "seconds per run": round(float(np.mean([x.seconds for x in r.runs])))})
+    return pd.DataFrame(rows).set_index("rung")
+
+
+def best_rung(results: Sequence[RungResult]) -> RungResult:
+    """The last kept rung: the ladder's final model (chosen by holdout, never by test)."""
+    return [r for r in results if r.kept][-1]

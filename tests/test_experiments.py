@@ -1,0 +1,125 @@
+"""helpers.experiments and helpers.baselines on tiny data, one process (workers are tested by nbval)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import baselines, evaluate, experiments, train
+from helpers.config import BASELINE, BEYOND, LADDER, beyond
+from helpers.train import Job, Run
+
+TINY = BASELINE.with_(epochs=1, batch_size=16, filters=2, dense_units=4)
+
+
+def fake_run(seed: int, probabilities: np.ndarray, labels: np.ndarray) -> Run:
+    return Run(Job(TINY, seed), f"k{seed}", Path("."), {}, 1.0, probabilities, labels, False)
+
+
+def one_hot(predicted: list[int]) -> np.ndarray:
+    return np.eye(10)[predicted]
+
+
+def test_ensemble_averages_probabilities() -> None:
+    labels = np.array([0, 1, 2, 3])
+    runs = [fake_run(0, one_hot([0, 1, 9, 9]) * 0.6 + 0.04, labels),
+            fake_run(1, one_hot([0, 9, 2, 9]) * 0.6 + 0.04, labels),
+            fake_run(2, one_hot([9, 1, 2, 3]) * 0.9 + 0.01, labels)]
+    table = experiments.ensemble_errors(runs)
+    assert table.loc[1, "mean errors"] == pytest.approx((2 + 2 + 1) / 3)
+    assert table.loc[1, "subsets"] == 3 and table.loc[2, "subsets"] == 3
+    assert table.loc[3, "min errors"] == table.loc[3, "max errors"]
+    assert experiments.ensemble_predictions(runs).tolist() == [0, 1, 2, 9]
+
+
+def test_seed_table_has_intervals() -> None:
+    labels = np.zeros(100, int)
+    predicted = [0] * 97 + [1] * 3
+    table = experiments.seed_table([fake_run(4, one_hot(predicted), labels)])
+    assert table.loc[4, "test errors"] == 3 and table.loc[4, "error rate (%)"] == 3.0
+    assert table.loc[4, "95 % interval (%)"].startswith("1.")
+
+
+def test_sweep_summary_means_over_seeds() -> None:
+    frame = pd.DataFrame({"dense_units": [8, 8, 16], "seed": [0, 1, 0], "errors": [10, 20, 5],
+                          "error rate (%)": [1.0, 2.0, 0.5], "seconds": [3, 5, 9], "seconds per epoch": [1, 1, 3]})
+    summary = experiments.sweep_summary(frame, "dense_units")
+    assert summary.loc[8, "mean error rate (%)"] == 1.5 and summary.loc[8, "seeds"] == 2
+    assert np.isnan(summary.loc[16, "std (%)"])
+
+
+def test_profiles_resolve_half_epochs() -> None:
+    assert BEYOND["full"].resolve({"epochs": "half"}) == {"epochs": 50}
+    assert BEYOND["ci"].resolve({"epochs": "half", "x": 1}) == {"epochs": 1, "x": 1}
+    assert all(rung.changes for rung in LADDER)
+
+
+def test_ladder_keeps_rungs_by_holdout_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rung is kept when its holdout errors do not exceed the previous kept rung's."""
+    holdout_errors = {0: 10, 1: 12, 2: 9, 3: 9, 4: 20}  # per rung index
+    monkeypatch.setattr(experiments, "paper_config", lambda: TINY)
+    monkeypatch.setenv("USPS_BOOK_PROFILE", "ci")
+    calls: list[list[Job]] = []
+
+    def fake_run_many(jobs: list[Job], **_: object) -> list[Run]:
+        calls.append(jobs)
+        rung = len(calls) - 1
+        out = []
+        for job in jobs:
+            labels = np.zeros(100, int)
+            wrong = holdout_errors[rung] if job.split == "holdout" else 1
+            out.append(fake_run(job.seed, one_hot([1] * wrong + [0] * (100 - wrong)), labels))
+        return out
+
+    monkeypatch.setattr(experiments, "run_many", fake_run_many)
+    results = experiments.ladder()
+    assert [r.kept for r in results] == [True, False, True, True, False]
+    assert experiments.best_rung(results).name == LADDER[2].name
+    # the rung after a dropped one builds on the last kept configuration
+    assert results[2].config.schedule == "constant" and results[2].config.augment_shift > 0
+    assert all(job.split in ("holdout", "test") for jobs in calls for job in jobs)
+    table = experiments.ladder_table(results)
+    assert list(table["kept"]) == ["yes", "no", "yes", "yes", "no"]
+
+
+def test_run_many_trains_missing_jobs_once(fake_release: dict[str, Path], isolated: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
+    jobs = [Job(TINY, 0), Job(TINY, 1), Job(TINY, 0, "holdout")]
+    runs = train.run_many(jobs, workers=1)
+    assert [r.built for r in runs] == [False, False, False]  # read back from the cache after training
+    assert "Training 3 of 3 runs" in capsys.readouterr().out
+    assert len(runs[2].labels) == 12 and len(runs[0].labels) == 20  # 20 % holdout of 60, all 20 test
+    again = train.run_many(jobs, workers=1)
+    assert [r.key for r in again] == [r.key for r in runs]
+    assert "Training" not in capsys.readouterr().out
+
+
+def test_baseline_chooses_on_holdout(fake_release: dict[str, Path], isolated: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
+    result = baselines.evaluate_method("k-nearest neighbours")
+    assert result["chosen"] in (1, 3, 5, 7) and set(result["holdout errors"]) == {"1", "3", "5", "7"}
+    assert 0 <= result["test errors"] <= 20
+
+
+def test_noise_robustness_and_literature() -> None:
+    class Constant:
+        def predict(self, x: np.ndarray, **_: object) -> np.ndarray:
+            return np.tile(np.eye(10)[0], (len(x), 1))
+
+    images = np.zeros((10, 16, 16, 1), np.float32)
+    labels = np.array([0] * 9 + [1])
+    table = evaluate.noise_robustness({"zero": Constant()}, images, labels, levels=(0.0, 0.5))
+    assert table.loc[0.0, "zero"] == pytest.approx(10.0) and table.loc[0.5, "zero"] == pytest.approx(10.0)
+    literature = evaluate.literature_table({"ours": 2.0})
+    assert literature.loc["ours", "source"] == "this book" and literature.iloc[-1].name == "ours"
+
+
+def test_beyond_settings_follow_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USPS_BOOK_PROFILE", "ci")
+    assert beyond().epochs == 2
