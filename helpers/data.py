@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
@@ -124,7 +125,7 @@ def download(name: str, target: Path, mirrors: Sequence[str] = MIRRORS,
             verify(tmp, name)
             os.replace(tmp, target)
             return target
-        except (OSError, urllib.error.URLError, USPSDataError) as exc:
+        except (OSError, http.client.HTTPException, urllib.error.URLError, USPSDataError) as exc:
             failures.append(f"  {url}: {exc}")
         finally:
             tmp.unlink(missing_ok=True)

@@ -143,3 +143,28 @@ def ladder_table(results: Sequence[RungResult]) -> pd.DataFrame:
 def best_rung(results: Sequence[RungResult]) -> RungResult:
     """The last kept rung: the ladder's final model (chosen by holdout, never by test)."""
     return [r for r in results if r.kept][-1]
+
+
+def cost_table() -> pd.DataFrame:
+    """Training time of every experiment in the book, from the cache (training what is missing)."""
+    from helpers.config import BASELINE, profile
+    from helpers.train import decision_sweep, run
+
+    settings = beyond()
+    sweep_rows = decision_sweep()
+    unique = {BASELINE.with_(**r["changes"]): r for r in sweep_rows}
+    recipe = paper_config().with_(epochs=profile().epochs)
+    groups: dict[str, list[float]] = {
+        "decision search (model chapter)": [r["seconds"] for r in unique.values()],
+        "the paper's model (training chapter)": [run(Job(recipe)).seconds],
+        "seeds (variance chapter)": [r.seconds for r in paper_seed_runs()],
+        "dense-layer width (ablations chapter)": list(
+            sweep("dense_units", settings.dense_units, settings.sweep_seeds)["seconds"]),
+        "batch size (ablations chapter)": list(
+            sweep("batch_size", settings.batch_sizes, settings.batch_seeds)["seconds"]),
+        "ladder (human-level chapter)": [x.seconds for r in ladder() for x in r.runs],
+    }
+    table = pd.DataFrame({"runs": {k: len(v) for k, v in groups.items()},
+                          "training time (s)": {k: round(sum(v)) for k, v in groups.items()}})
+    table.index.name = "experiment"
+    return table

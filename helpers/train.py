@@ -31,15 +31,27 @@ from helpers.model import build_model
 
 DEFAULT_SEED = 0
 Split = Literal["test", "holdout"]
-# config.py is not here: a Config's every field is in the spec itself.
-_CODE_FILES = ("_tf.py", "data.py", "model.py", "train.py")
+def _determining_code() -> list[str]:
+    """Source of everything that determines a trained model, given its spec.
+
+    The modules that build and train it in full, and the functions that read and split
+    the data (their error messages and the download code are left out: editing them
+    cannot change a model). A Config's fields are in the spec itself.
+    """
+    import inspect
+
+    from helpers import _tf, model
+
+    return [inspect.getsource(obj) for obj in (
+        _tf, model, data.parse, data.to_images, data.load_usps, data.validation_split,
+        set_seed, fit, Job, _arrays, _build)]
 
 
 def code_hash() -> str:
-    """Hash of the helpers modules that determine a trained model."""
+    """Hash of the code that determines a trained model (see :func:`_determining_code`)."""
     digest = hashlib.sha256()
-    for name in _CODE_FILES:
-        digest.update((Path(__file__).parent / name).read_bytes())
+    for source in _determining_code():
+        digest.update(source.encode())
     return digest.hexdigest()[:16]
 
 
@@ -248,8 +260,10 @@ def decision_sweep() -> list[dict[str, Any]]:
     options = [(decision, number, label, BASELINE.with_(epochs=settings.sweep_epochs, **changes), changes)
                for decision in DECISIONS for number, (label, changes) in enumerate(decision.options)]
     jobs = [Job(config, seed, "holdout") for *_, config, _ in options for seed in settings.sweep_seeds]
-    names = {Job(config, seed, "holdout"): f"{decision.name}: {label} (seed {seed})"
-             for decision, _, label, config, _ in options for seed in settings.sweep_seeds}
+    names: dict[Job, str] = {}
+    for decision, _, label, config, _ in options:  # an option shared by decisions keeps its first name
+        for seed in settings.sweep_seeds:
+            names.setdefault(Job(config, seed, "holdout"), f"{decision.name}: {label} (seed {seed})")
     results = dict(zip(jobs, run_many(jobs, describe=names.__getitem__)))
     return [{"decision": decision.name, "option": label, "baseline": number == 0, "changes": changes,
              **holdout_errors([results[Job(config, seed, "holdout")] for seed in settings.sweep_seeds])}

@@ -141,3 +141,32 @@ def test_gzip_module_reads_what_tests_write(tmp_path: Path) -> None:
     path = write_gz(tmp_path / "x.gz", ["a b"])
     with gzip.open(path, "rt") as handle:
         assert handle.read() == "a b\n"
+
+
+def test_interrupted_http_download_leaves_nothing(isolated: Path) -> None:
+    """A real HTTP server on loopback that announces the whole file and hangs up half-way."""
+    import http.server
+    import threading
+
+    class HangUp(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b" + b"0" * 5000)
+            self.wfile.flush()
+            self.connection.close()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HangUp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = isolated / "cache" / "data" / "zip.test.gz"
+    try:
+        with pytest.raises(USPSDataError, match="Could not download zip.test.gz"):
+            DOWNLOAD("zip.test.gz", target, (f"http://127.0.0.1:{server.server_address[1]}/",),
+                     progress=None, timeout=10)
+    finally:
+        server.shutdown()
+    assert list(target.parent.iterdir()) == []
