@@ -62,6 +62,7 @@ pdf: $(STAMP) _build/.code-hash-$(CODE_HASH)
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  texlive-xetex texlive-latex-extra texlive-fonts-extra latexmk xindy poppler-utils)
 	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going
+	cp _build/latex/usps-cnn-book.pdf _build/html/ 2>/dev/null || true
 	@ls -l _build/latex/usps-cnn-book.pdf
 
 check-published: book pdf

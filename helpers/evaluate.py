@@ -220,3 +220,11 @@ def noise_robustness(models: dict[str, "keras.Model"], images: np.ndarray, label
     table = pd.DataFrame(rows).T
     table.index.name = "noise standard deviation"
     return table
+
+
+def history_numbers(history: dict[str, list[float]]) -> dict[str, float | int]:
+    """The numbers the training chapter quotes from a Keras history (accuracies in percent)."""
+    val_loss = history["val_loss"]
+    return {"final_train_acc": 100 * history["accuracy"][-1], "final_val_acc": 100 * history["val_accuracy"][-1],
+            "final_train_loss": history["loss"][-1], "final_val_loss": val_loss[-1],
+            "best_val_loss_epoch": 1 + int(np.argmin(val_loss)), "best_val_loss": float(np.min(val_loss))}
