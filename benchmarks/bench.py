@@ -88,7 +88,7 @@ def measure(code: str, *args: int, env: dict[str, str] | None = None) -> float:
 
 def main() -> None:
     import numpy as np
-    import tensorflow as tf
+    from helpers._tf import tf
 
     print(f"benchmark: {EPOCHS} epochs per model, {MODELS} models for the many-model case", flush=True)
     plain_one = measure(PLAIN, EPOCHS, 1)
