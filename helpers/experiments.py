@@ -155,15 +155,19 @@ def cost_table() -> pd.DataFrame:
     unique = {BASELINE.with_(**r["changes"]): r for r in sweep_rows}
     recipe = paper_config().with_(epochs=profile().epochs)
     groups: dict[str, list[float]] = {
-        "decision search (model chapter)": [r["seconds"] for r in unique.values()],
+        "decision search (model chapter)": [r["seconds"] / len(profile().sweep_seeds) for r in unique.values()
+                                            for _ in profile().sweep_seeds],
         "the paper's model (training chapter)": [run(Job(recipe)).seconds],
         "seeds (variance chapter)": [r.seconds for r in paper_seed_runs()],
         "dense-layer width (ablations chapter)": list(
             sweep("dense_units", settings.dense_units, settings.sweep_seeds)["seconds"]),
         "batch size (ablations chapter)": list(
             sweep("batch_size", settings.batch_sizes, settings.batch_seeds)["seconds"]),
-        "ladder (human-level chapter)": [x.seconds for r in ladder() for x in r.runs],
     }
+    rungs = ladder()
+    groups["ladder, test-set runs (human-level chapter)"] = [x.seconds for r in rungs for x in r.runs]
+    groups["ladder, holdout runs (human-level chapter)"] = [
+        r.holdout["seconds"] / len(settings.holdout_seeds) for r in rungs for _ in settings.holdout_seeds]
     table = pd.DataFrame({"runs": {k: len(v) for k, v in groups.items()},
                           "training time (s)": {k: round(sum(v)) for k, v in groups.items()}})
     table.index.name = "experiment"
