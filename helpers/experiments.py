@@ -172,3 +172,21 @@ def cost_table() -> pd.DataFrame:
                           "training time (s)": {k: round(sum(v)) for k, v in groups.items()}})
     table.index.name = "experiment"
     return table
+
+
+def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> dict[str, Any]:
+    """The numbers the human-level chapter quotes: the final rung, its ensemble, the targets."""
+    final = best_rung(rungs)
+    errors = np.array(final.test_errors) / len(final.runs[0].labels) * 100
+    ensemble = ensemble_errors(final.runs).iloc[-1]
+    single, combined = float(errors.mean()), float(ensemble["mean error rate (%)"])
+    return {
+        "final_rung": final.name, "final_mean": single,
+        "final_std": float(errors.std(ddof=1)) if len(errors) > 1 else float("nan"),
+        "final_seeds": len(errors), "final_ensemble": combined, "final_ensemble_errors": ensemble["mean errors"],
+        "final_ensemble_size": len(final.runs), "rungs_kept": sum(r.kept for r in rungs[1:]),
+        "rungs_tried": len(rungs) - 1, "target_single": targets["single"], "target_ensemble": targets["ensemble"],
+        "single_verdict": "meets" if single <= targets["single"] else "misses",
+        "ensemble_verdict": "meets" if combined <= targets["ensemble"] else "misses",
+        "single_gap": single - targets["single"], "ensemble_gap": combined - targets["ensemble"],
+    }

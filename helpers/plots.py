@@ -184,5 +184,5 @@ def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -
     ax.axvline(human_error, color="C2", linestyle=":", label="human")
     ax.invert_yaxis()
     ax.set_xlabel("test error (%)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     return fig

@@ -83,6 +83,10 @@ def test_ladder_keeps_rungs_by_holdout_only(monkeypatch: pytest.MonkeyPatch) -> 
     assert all(job.split in ("holdout", "test") for jobs in calls for job in jobs)
     table = experiments.ladder_table(results)
     assert list(table["kept"]) == ["yes", "no", "yes", "yes", "no"]
+    numbers = experiments.ladder_numbers(results, {"single": 0.5, "ensemble": 2.0})
+    assert numbers["final_rung"] == LADDER[2].name and numbers["final_mean"] == pytest.approx(1.0)
+    assert numbers["single_verdict"] == "misses" and numbers["ensemble_verdict"] == "meets"
+    assert (numbers["rungs_kept"], numbers["rungs_tried"]) == (2, 4)
 
 
 def test_run_many_trains_missing_jobs_once(fake_release: dict[str, Path], isolated: Path,
