@@ -41,7 +41,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> Score:
     """Accuracy, error count and 95 % interval of predictions."""
     accuracy = float(accuracy_score(y_true, y_pred))
     n = len(y_true)
-    errors = int(round(n * (1 - accuracy)))
+    errors = int((y_true != y_pred).sum())
     return Score(n, errors, accuracy, wilson_interval(n - errors, n))
 
 

@@ -47,7 +47,9 @@ def ensemble_errors(runs: Sequence[Run]) -> pd.DataFrame:
                   for subset in itertools.combinations(range(len(runs)), size)]
         rows.append({"ensemble size": size, "subsets": len(errors), "mean errors": float(np.mean(errors)),
                      "min errors": min(errors), "max errors": max(errors),
-                     "mean error rate (%)": 100 * float(np.mean(errors)) / len(labels)})
+                     "mean error rate (%)": 100 * float(np.mean(errors)) / len(labels),
+                     "min error rate (%)": 100 * min(errors) / len(labels),
+                     "max error rate (%)": 100 * max(errors) / len(labels)})
     return pd.DataFrame(rows).set_index("ensemble size")
 
 

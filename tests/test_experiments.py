@@ -32,6 +32,7 @@ def test_ensemble_averages_probabilities() -> None:
     assert table.loc[1, "mean errors"] == pytest.approx((2 + 2 + 1) / 3)
     assert table.loc[1, "subsets"] == 3 and table.loc[2, "subsets"] == 3
     assert table.loc[3, "min errors"] == table.loc[3, "max errors"]
+    assert table.loc[1, "max error rate (%)"] == pytest.approx(50.0)
     assert experiments.ensemble_predictions(runs).tolist() == [0, 1, 2, 9]
 
 
