@@ -1,9 +1,11 @@
 # usps-cnn-book: every target creates the virtual environment it needs first.
-#   make book   build the HTML book in _build/html
-#   make test   unit tests + every chapter re-executed with nbval
-#   make pdf    the whole book as one PDF (installs Debian's TeX Live when missing)
+#   make book      build the HTML book in _build/html from the results ledger (trains nothing)
+#   make test      unit tests, the ledger's checks and one retrain, every chapter re-executed with nbval
+#   make pdf       the whole book as one PDF (installs Debian's TeX Live when missing and root)
 #   make check-published   book + PDF, then every page in headless Chromium and the PDF checked
-#   make bench  helpers' training path against a plain model.fit (writes benchmarks/results.json)
+#   make results   train what the results ledger lacks or has stale (resumable)
+#   make retrain   retrain every run into artifacts/retrain and compare (writes results/VERIFY.md)
+#   make bench     helpers' training path against a plain model.fit (writes benchmarks/results.json)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,10 +15,10 @@ CHAPTERS := $(filter-out chapters/references.md,$(wildcard chapters/*.md))
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks pdf check-published bench clean help print-code-hash
+.PHONY: book test unit notebooks pdf check-published bench clean help print-code-hash results retrain check
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,9p' Makefile
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,53 +27,96 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # Jupyter Book's execution cache re-runs a chapter only when its code cells change.
-# Results also depend on helpers/ and requirements.txt, so the cache (and Sphinx's
-# record of what it has read) is dropped
-# whenever their hash changes: a page never shows results of older code.
-CODE_HASH = $(shell cat requirements.txt helpers/*.py | sha256sum | cut -c1-16)
+# Results also depend on helpers/, requirements.txt and the results ledger, so the cache
+# (and Sphinx's record of what it has read) is dropped whenever their hash changes: a
+# page never shows results of older code. The hash is computed with Python (everywhere).
+CODE_HASH := $(shell $(PYTHON) helpers/stamp.py)
+ifeq ($(CODE_HASH),)
+$(error could not hash helpers/ with $(PYTHON): is Python 3 installed?)
+endif
 print-code-hash:
 	@echo $(CODE_HASH)
 _build/.code-hash-$(CODE_HASH):
 	rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/.code-hash-*
 	mkdir -p _build && touch $@
 
-book: $(STAMP) _build/.code-hash-$(CODE_HASH)
+# The book never trains: every chapter reads the committed results ledger, and a stale
+# or altered ledger stops the build here, before any page is executed.
+export USPS_TRAINING ?= forbid
+check: $(STAMP)
+	$(BIN)/python -m helpers check
+
+book: $(STAMP) check _build/.code-hash-$(CODE_HASH)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # Pair every chapter with its notebook (chapters/X.md <-> chapters/X.ipynb) and execute
 # the notebooks so that they are committed with their outputs.
+# Each notebook records the code stamp and profile it was executed with (tests compare).
 NOTEBOOKS = $(CHAPTERS:.md=.ipynb)
-notebooks: $(STAMP)
+notebooks: $(STAMP) check
 	$(BIN)/jupytext --sync $(CHAPTERS)
 	for nb in $(NOTEBOOKS); do \
-	  (cd chapters && ../$(BIN)/jupyter execute --inplace --timeout=1800 "$$(basename $$nb)") || exit 1; done
+	  (cd chapters && ../$(BIN)/jupyter execute --inplace --timeout=600 "$$(basename $$nb)") || exit 1; done
 	$(BIN)/jupytext --sync $(CHAPTERS)
+	$(BIN)/python -m helpers.notebooks stamp $(NOTEBOOKS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-# The chapters are re-executed by nbval in the small `ci` profile (few epochs, every
-# code path); cells whose output depends on training are tagged to be run, not compared.
+# The chapters are re-executed by nbval from the results ledger and every table and glued
+# number is compared with the committed notebooks (the few cells that describe the
+# machine or time it carry nbval-ignore-output, each with a comment saying why).
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 test: $(STAMP)
-	USPS_BOOK_PROFILE=ci $(BIN)/python -m pytest tests chapters $(NBVAL)
+	$(BIN)/python -m pytest tests chapters $(NBVAL)
 
-pdf: $(STAMP) _build/.code-hash-$(CODE_HASH)
+TEX_PACKAGES := texlive-xetex texlive-latex-extra texlive-fonts-extra latexmk xindy poppler-utils
+define NEED_TEX
+The PDF needs XeLaTeX, latexmk, xindy and pdftotext, and they cannot be installed here.
+  Debian/Ubuntu:  sudo apt-get install $(TEX_PACKAGES)
+  macOS:          brew install --cask mactex  (then: brew install poppler)
+Then run `make pdf` again.
+endef
+export NEED_TEX
+define apt_install
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	else echo "$$$(2)" >&2; exit 1; fi
+endef
+
+pdf: $(STAMP) check _build/.code-hash-$(CODE_HASH)
 	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v xindy >/dev/null \
-	  && command -v pdftotext >/dev/null || (apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  texlive-xetex texlive-latex-extra texlive-fonts-extra latexmk xindy poppler-utils)
+	  && command -v pdftotext >/dev/null || { $(call apt_install,$(TEX_PACKAGES),NEED_TEX); }
 	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going
 	cp _build/latex/usps-cnn-book.pdf _build/html/ 2>/dev/null || true
 	@ls -l _build/latex/usps-cnn-book.pdf
 
+define NEED_CHROMIUM
+The published-book checks need Chromium, and it cannot be installed here.
+  Debian/Ubuntu:  sudo apt-get install chromium   (Ubuntu: the chromium snap, or Google Chrome)
+  macOS:          brew install --cask chromium
+Then run `make check-published` again.
+endef
+export NEED_CHROMIUM
+
+CHROMIUM ?= $(shell command -v chromium || command -v google-chrome || echo /usr/bin/chromium)
+export CHROMIUM
 check-published: book pdf
-	@command -v chromium >/dev/null || (apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@test -x "$(CHROMIUM)" || { $(call apt_install,chromium,NEED_CHROMIUM); }
 	USPS_REQUIRE_PUBLISHED=1 $(BIN)/python -m pytest -q tests/test_published.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+# Training is a separate step that writes the committed results ledger (results/).
+# Both targets resume where an interrupted call stopped; neither is needed to build the book.
+results: $(STAMP)
+	USPS_BOOK_PROFILE=full $(BIN)/python -m helpers results
+
+retrain: $(STAMP)
+	USPS_BOOK_PROFILE=full $(BIN)/python -m helpers retrain
 
 clean:
 	rm -rf _build

@@ -3,6 +3,9 @@
     python -m helpers train              # train (or load) the paper model
     python -m helpers evaluate --json    # its test-set results as one JSON object
     python -m helpers summary --json     # the headline results beyond the paper
+    python -m helpers check              # is the results ledger intact and current?
+    python -m helpers results            # train what the ledger lacks or has stale (make results)
+    python -m helpers retrain            # re-derive the ledger elsewhere and compare (make retrain)
 """
 
 from __future__ import annotations
@@ -19,15 +22,15 @@ def _evaluate(seed: int) -> dict[str, Any]:
     from helpers import evaluate, train
 
     config = train.paper_config()
-    trained = train.trained_model(config, seed)
-    report = evaluate.test_report(trained.model, config.scale)
-    result = report.score
+    run = train.run(train.Job(config, seed), progress_every=10)
+    result = evaluate.score(run.labels, run.predicted)
     return {
         "test_accuracy": result.accuracy, "test_errors": result.errors, "test_images": result.n,
         "test_accuracy_interval95": list(result.interval),
-        "per_class_accuracy": [float(a) for a in evaluate.per_class_accuracy(report.labels, report.predicted)],
-        "seed": seed, "config": config.as_dict(), "cache_key": trained.key,
-        "train_seconds": trained.seconds, "seconds_per_epoch": trained.seconds_per_epoch,
+        "per_class_accuracy": [float(a) for a in evaluate.per_class_accuracy(run.labels, run.predicted)],
+        "seed": seed, "config": config.as_dict(), "key": run.key, "source": run.source,
+        "train_seconds": run.seconds, "seconds_per_epoch": run.seconds_per_epoch,
+        "environment": run.record.get("environment"), "trained": run.record.get("trained"),
     }
 
 
@@ -76,14 +79,21 @@ def main(argv: list[str] | None = None) -> int:
     eval_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     summary_cmd = commands.add_parser("summary", help="seeds, ensemble and ladder results (trains what is missing)")
     summary_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    commands.add_parser("check", help="verify the ledger's checksums and that no entry is stale")
+    commands.add_parser("results", help="train what the ledger lacks or has stale, into the ledger")
+    commands.add_parser("retrain", help="retrain every run into a separate folder and compare with the ledger")
     args = parser.parse_args(argv)
     try:
+        if args.command in ("check", "results", "retrain"):
+            from helpers import ledger_cli
+
+            return getattr(ledger_cli, args.command)()
         if args.command == "train":
             from helpers import train
 
-            trained = train.trained_model(train.paper_config(), args.seed)
-            print(f"model {trained.key}: {trained.seconds:.0f} s of training, "
-                  f"final validation accuracy {trained.history['val_accuracy'][-1]:.4f}")
+            run = train.run(train.paper_job(args.seed), progress_every=10)
+            print(f"model {run.key} ({run.source}): {run.seconds:.0f} s of training, "
+                  f"final validation accuracy {run.history['val_accuracy'][-1]:.4f}")
         elif args.command == "summary":
             result = _quiet_stdout(_summary) if args.json else _summary()
             print(json.dumps(result, indent=1) if args.json else
@@ -101,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     except USPSDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the ledger's and the training mode's own errors say what to do
+        if type(exc).__name__ in ("LedgerError", "TrainingForbidden"):
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        raise
     return 0
 
 

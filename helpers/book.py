@@ -1,10 +1,43 @@
-"""Small glue between the helpers and the chapters' text."""
+"""Small glue between the helpers and the chapters' text: glued values, provenance, setup cell."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+from IPython.display import Markdown
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The first code cell of every chapter (tagged ``remove-cell``): on Colab, or anywhere the
+#: book's helpers are not installed, it fetches the book and installs them; on a checkout
+#: it does nothing. ``{url}`` is ``repository.url`` of ``_config.yml`` (a test keeps them equal).
+SETUP_CELL = '''\
+# Colab / Binder: fetch the book and install its helpers when they are missing.
+import importlib.util, os, subprocess, sys
+if importlib.util.find_spec("helpers") is None:
+    REPOSITORY = "{url}"  # repository.url in _config.yml
+    subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY, "usps-cnn-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
+                   cwd="usps-cnn-book", check=True)
+    sys.path.insert(0, os.path.abspath("usps-cnn-book"))
+    os.chdir("usps-cnn-book/chapters")'''
+
+
+def repository_url(config: Path = REPO / "_config.yml") -> str:
+    """``repository.url`` of the book's ``_config.yml``."""
+    match = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+url:\s*(\S+)", config.read_text(), re.M)
+    if not match:
+        raise ValueError(f"{config} has no repository.url")
+    return match[1]
+
+
+def setup_cell() -> str:
+    """The setup cell every chapter starts with, for this book's repository."""
+    return SETUP_CELL.format(url=repository_url())
 
 
 def plain(value: Any) -> Any:
@@ -18,3 +51,24 @@ def glue_all(values: Mapping[str, Any]) -> None:
 
     for name, value in values.items():
         glue(name, plain(value), display=False)
+
+
+def provenance(runs: Iterable[Any]) -> Markdown:
+    """One line saying where a page's trained results come from (ledger, cache or this build)."""
+    runs = list(runs)
+    sources = Counter(r.source for r in runs)
+    parts = []
+    if sources["ledger"]:
+        records = [r.record for r in runs if r.source == "ledger"]
+        days = sorted({rec["trained"][:10] for rec in records})
+        envs = sorted({f"{e['cpu']} ({e['machine']}), Python {e['python']}, TensorFlow {e['tensorflow']}, "
+                       f"{e['threads']} thread{'s' if e['threads'] > 1 else ''} per run"
+                       for e in (rec["environment"] for rec in records)})
+        when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+        parts.append(f"{sources['ledger']} run{'s' if sources['ledger'] > 1 else ''} from the results ledger "
+                     f"(`results/`), trained {when} on {'; '.join(envs)}")
+    if sources["cache"]:
+        parts.append(f"{sources['cache']} from this machine's cache (not in the ledger)")
+    if sources["trained"]:
+        parts.append(f"{sources['trained']} trained in this build (not in the ledger)")
+    return Markdown("*Where these numbers come from:* " + "; ".join(parts) + ".")

@@ -34,7 +34,7 @@ def key_of(spec: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _problem(entry: Path) -> str | None:
+def problem(entry: Path) -> str | None:
     """Why ``entry`` cannot be trusted, or ``None`` if it is complete and intact."""
     manifest = entry / MANIFEST
     if not manifest.is_file():
@@ -60,24 +60,25 @@ def entry_path(kind: str, spec: dict[str, Any], root: Path | None = None) -> Pat
 def lookup(kind: str, spec: dict[str, Any], root: Path | None = None) -> Path | None:
     """The entry of ``spec`` if it is complete and intact, else ``None``."""
     entry = entry_path(kind, spec, root)
-    return entry if entry.is_dir() and _problem(entry) is None else None
+    return entry if entry.is_dir() and problem(entry) is None else None
 
 
 def get_or_build(kind: str, spec: dict[str, Any], build: Callable[[Path], None],
-                 root: Path | None = None) -> tuple[Path, bool]:
+                 root: Path | None = None, accept: Callable[[Path], bool] | None = None) -> tuple[Path, bool]:
     """Return ``(entry, built)``: the intact entry of ``spec``, building it if needed.
 
     ``build(folder)`` writes the entry's files into an empty temporary folder. If it
-    raises, or the process dies, nothing is left that a later call would accept.
+    raises, or the process dies, nothing is left that a later call would accept. An intact
+    entry that ``accept`` refuses (a stale one) is rebuilt too.
     """
     entry = entry_path(kind, spec, root)
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):
         if entry.is_dir():
-            problem = _problem(entry)
-            if problem is None:
+            why = problem(entry)
+            if why is None and (accept is None or accept(entry)):
                 return entry, False
-            print(f"cache: discarding {entry.name} ({problem}); rebuilding it.", file=sys.stderr)
+            print(f"cache: discarding {entry.name} ({why or 'stale'}); rebuilding it.", file=sys.stderr)
             shutil.rmtree(entry)
         for stale in entry.parent.glob(f".{entry.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock

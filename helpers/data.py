@@ -115,11 +115,16 @@ def download(name: str, target: Path, mirrors: Sequence[str] = MIRRORS,
                 length = response.headers.get("Content-Length")
                 total = int(length) if length else None
                 done = 0
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    out.write(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
+                try:
+                    for block in iter(lambda: response.read(1 << 16), b""):
+                        out.write(block)
+                        done += len(block)
+                        if progress:
+                            progress(done, total)
+                except http.client.IncompleteRead as exc:
+                    done += len(exc.partial)
+                if total is not None and done != total:
+                    raise USPSDataError(f"the connection dropped after {done} of {total} bytes")
             if progress:
                 print(file=sys.stderr)
             verify(tmp, name)
@@ -255,3 +260,17 @@ def validation_split(labels: np.ndarray, fraction: float = 0.2,
     indices = np.arange(len(labels))
     fit, holdout = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
     return np.sort(fit), np.sort(holdout)
+
+
+def fold_split(labels: np.ndarray, folds: int, fold: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified k-fold cross-validation: indices ``(fit, held out)`` of fold ``fold`` of ``folds``.
+
+    Over its ``folds`` folds every training image is held out exactly once.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold must lie in 0..{folds - 1}, not {fold}")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fit, held = list(splitter.split(np.zeros(len(labels)), labels))[fold]
+    return np.sort(fit), np.sort(held)

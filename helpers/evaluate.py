@@ -112,6 +112,18 @@ def test_report(model: "keras.Model", scale: str = "unit") -> TestReport:  # noq
     return TestReport(images, labels, probabilities, score(labels, probabilities.argmax(axis=1)))
 
 
+def run_report(run: "Run") -> TestReport:  # noqa: F821
+    """The stored predictions of a test-split run (:class:`helpers.train.Run`) with the test images."""
+    from helpers import data
+
+    if run.job.split != "test":
+        raise ValueError(f"{run.key} predicts {run.job.split} images, not the test set")
+    images, labels = data.load_usps("test", scale=run.job.config.scale)
+    if not (labels == run.labels).all():
+        raise ValueError(f"{run.key}: its stored labels are not those of the test file")
+    return TestReport(images, labels, run.probabilities, score(labels, run.predicted))
+
+
 def interval_check(ours: Score, paper_errors: int = paper.ERRORS) -> dict[str, bool | tuple[float, float]]:
     """Whether our accuracy lies in the paper's 95 % interval, and the paper's in ours."""
     paper_interval = wilson_interval(ours.n - paper_errors, ours.n)

@@ -58,13 +58,18 @@ def ensemble_predictions(runs: Sequence[Run]) -> np.ndarray:
     return np.mean([r.probabilities for r in runs], axis=0).argmax(axis=1)
 
 
-def sweep(field: str, values: Sequence[Any], seeds: Sequence[int]) -> pd.DataFrame:
-    """Test error and training time of the paper's recipe with ``field`` set to each value."""
+def sweep_runs(field: str, values: Sequence[Any], seeds: Sequence[int]) -> list[Run]:
+    """The paper's recipe with ``field`` set to each value, once per seed."""
     settings = beyond()
     recipe = paper_config().with_(epochs=settings.epochs)
     jobs = [Job(recipe.with_(**{field: value}), seed) for value in values for seed in seeds]
-    runs = run_many(jobs, workers=settings.workers,
+    return run_many(jobs, workers=settings.workers,
                     describe=lambda j: f"{field} = {getattr(j.config, field)}, seed {j.seed}")
+
+
+def sweep(field: str, values: Sequence[Any], seeds: Sequence[int]) -> pd.DataFrame:
+    """Test error and training time of the paper's recipe with ``field`` set to each value."""
+    runs = sweep_runs(field, values, seeds)
     rows = [{field: getattr(r.job.config, field), "seed": r.job.seed, "errors": r.errors,
              "error rate (%)": 100 * (1 - r.accuracy), "seconds": r.seconds,
              "seconds per epoch": r.seconds_per_epoch} for r in runs]
@@ -147,31 +152,38 @@ def best_rung(results: Sequence[RungResult]) -> RungResult:
     return [r for r in results if r.kept][-1]
 
 
-def cost_table() -> pd.DataFrame:
-    """Training time of every experiment in the book, from the cache (training what is missing)."""
-    from helpers.config import BASELINE, profile
-    from helpers.train import decision_sweep, run
+def experiment_runs() -> dict[str, list[Run]]:
+    """Every trained run of the book, grouped by the experiment (chapter) that needs it."""
+    from helpers.config import BASELINE, DECISIONS, profile
+    from helpers.train import decision_sweep, paper_job, run
 
     settings = beyond()
-    sweep_rows = decision_sweep()
-    unique = {BASELINE.with_(**r["changes"]): r for r in sweep_rows}
-    recipe = paper_config().with_(epochs=profile().epochs)
-    groups: dict[str, list[float]] = {
-        "decision search (model chapter)": [r["seconds"] / len(profile().sweep_seeds) for r in unique.values()
-                                            for _ in profile().sweep_seeds],
-        "the paper's model (training chapter)": [run(Job(recipe)).seconds],
-        "seeds (variance chapter)": [r.seconds for r in paper_seed_runs()],
-        "dense-layer width (ablations chapter)": list(
-            sweep("dense_units", settings.dense_units, settings.sweep_seeds)["seconds"]),
-        "batch size (ablations chapter)": list(
-            sweep("batch_size", settings.batch_sizes, settings.batch_seeds)["seconds"]),
-    }
+    decision_sweep()
+    sweep_jobs = {Job(BASELINE.with_(epochs=profile().sweep_epochs, **changes), seed, "holdout")
+                  for decision in DECISIONS for _, changes in decision.options for seed in profile().sweep_seeds}
     rungs = ladder()
-    groups["ladder, test-set runs (human-level chapter)"] = [x.seconds for r in rungs for x in r.runs]
-    groups["ladder, holdout runs (human-level chapter)"] = [
-        r.holdout["seconds"] / len(settings.holdout_seeds) for r in rungs for _ in settings.holdout_seeds]
-    table = pd.DataFrame({"runs": {k: len(v) for k, v in groups.items()},
-                          "training time (s)": {k: round(sum(v)) for k, v in groups.items()}})
+    hold = [Job(r.config, seed, "holdout") for r in rungs for seed in settings.holdout_seeds]
+    return {
+        "decision search (model chapter)": [run(j) for j in sorted(sweep_jobs, key=lambda j: j.key())],
+        "the paper's model (training chapter)": [run(paper_job())],
+        "seeds (variance chapter)": paper_seed_runs(),
+        "dense-layer width (ablations chapter)": sweep_runs("dense_units", settings.dense_units, settings.sweep_seeds),
+        "batch size (ablations chapter)": sweep_runs("batch_size", settings.batch_sizes, settings.batch_seeds),
+        "ladder, test-set runs (human-level chapter)": [x for r in rungs for x in r.runs],
+        "ladder, holdout runs (human-level chapter)": [run(j) for j in hold],
+    }
+
+
+def cost_table() -> pd.DataFrame:
+    """Training time of every experiment; a run shared by two experiments counts once, in the first."""
+    seen: set[str] = set()
+    rows = {}
+    for name, runs in experiment_runs().items():
+        new = [r for r in runs if r.key not in seen]
+        seen.update(r.key for r in runs)
+        rows[name] = {"runs": len(runs), "new runs": len(new),
+                      "training time of the new runs (s)": round(sum(r.seconds for r in new))}
+    table = pd.DataFrame(rows).T
     table.index.name = "experiment"
     return table
 
@@ -192,3 +204,41 @@ def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> di
         "ensemble_verdict": "meets" if combined <= targets["ensemble"] else "misses",
         "single_gap": single - targets["single"], "ensemble_gap": combined - targets["ensemble"],
     }
+
+
+def final_job() -> Job:
+    """The ladder's final model, seed 0 (its weights are kept for the noise table and the demo)."""
+    final = best_rung(ladder())
+    return Job(final.config, final.runs[0].job.seed)
+
+
+def everything() -> dict[str, int]:
+    """Every run of the book, in the order the chapters need them; returns runs per stage.
+
+    With ``USPS_TRAINING=ledger`` (``make results``) what the ledger lacks is trained into
+    it; with ``forbid`` it fails on the first missing run; with ``allow`` it trains into the
+    per-user cache. Finished runs are kept, so an interrupted call resumes where it stopped.
+    """
+    from helpers import baselines, ledger, train
+
+    settings = beyond()
+    stages: dict[str, int] = {}
+
+    def stage(name: str, count: Any) -> None:
+        stages[name] = count if isinstance(count, int) else len(count)
+        print(f"== {name}: {stages[name]} runs stored", flush=True)
+
+    train.decision_sweep()
+    stage("decision search", len({(train.BASELINE.with_(**c), s) for d in train.DECISIONS for _, c in d.options
+                                  for s in train.profile().sweep_seeds}))
+    stage("the paper's model (training chapter)", [train.run(train.paper_job(), progress_every=10)])
+    stage("the paper's recipe over seeds", paper_seed_runs())
+    stage("dense-layer width", sweep("dense_units", settings.dense_units, settings.sweep_seeds))
+    stage("batch size", sweep("batch_size", settings.batch_sizes, settings.batch_seeds))
+    rungs = ladder()
+    stage("ladder", [x for r in rungs for x in r.runs] + [None] * sum(len(settings.holdout_seeds) for _ in rungs))
+    stage("classical baselines", baselines.all_baselines())
+    if train.training_mode() == "ledger":
+        kept = ledger.keep_weights([train.paper_job(), final_job()])
+        print(f"== weights stored in the ledger: {len(kept)} new", flush=True)
+    return stages

@@ -13,11 +13,11 @@ def _optimizer(config: Config, total_steps: int) -> keras.optimizers.Optimizer:
     if config.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, total_steps))
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=rate)
+        return keras.optimizers.Adam(learning_rate=rate, name="adam")
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=rate)
+        return keras.optimizers.RMSprop(learning_rate=rate, name="rmsprop")
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9)
+        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, name="sgd")
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 

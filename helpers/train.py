@@ -1,24 +1,33 @@
-"""Train models with compact progress, cached by everything that determines them.
+"""Train models with compact progress; every result comes from the ledger, the cache or training.
 
 A *job* is a configuration, a seed and a split: ``"test"`` trains on all 7291 training
 images and predicts the 2007 test images (the paper's protocol); ``"holdout"`` trains on
-a stratified 80 % of the training images and predicts the other 20 % (how this book makes
-every choice without the test set). Each job's result (history, timing, predicted
-probabilities, and for ``"test"`` jobs the Keras model) is one cache entry; several
-missing jobs are trained side by side in one-thread worker processes.
+a stratified 80 % of the training images and predicts the other 20 %; ``"cv5-2"`` trains
+on four fifths of them and predicts fold 2 of a stratified 5-fold split (every training
+image is predicted once over the five folds).
+
+Where a job's result comes from, in order (:func:`run`):
+
+1. the committed results ledger (``results/``, :mod:`helpers.ledger`), so every machine
+   shows the published numbers;
+2. the per-user cache, for runs the ledger lacks (a reader's own experiments);
+3. training now, when ``USPS_TRAINING`` allows it (see :func:`training_mode`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import functools
 import hashlib
 import json
 import math
 import multiprocessing
+import os
 import platform
+import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -30,48 +39,157 @@ from helpers.config import BASELINE, DECISIONS, Config, profile
 from helpers.model import build_model
 
 DEFAULT_SEED = 0
-Split = Literal["test", "holdout"]
-def _determining_code() -> list[str]:
-    """Source of everything that determines a trained model, given its spec.
+ENV_TRAINING = "USPS_TRAINING"
+Mode = Literal["allow", "forbid", "ledger"]
+WEIGHTS = "model.weights.npz"  # the layers' weights only (no optimizer state), compressed
 
-    The modules that build and train it in full, and the functions that read and split
-    the data (their error messages and the download code are left out: editing them
-    cannot change a model). A Config's fields are in the spec itself.
+
+class TrainingForbidden(RuntimeError):
+    """A result is needed that neither the ledger nor the cache holds, and training is off."""
+
+
+def training_mode() -> Mode:
+    """What happens when neither the ledger nor the cache holds a run (``USPS_TRAINING``).
+
+    ``allow`` (default, a reader in Jupyter): train it into the per-user cache.
+    ``forbid`` (``make book``, ``make test``): stop with a message naming the command.
+    ``ledger`` (``make results``): train it and write it into the ledger.
     """
-    import inspect
-
-    from helpers import _tf, model
-
-    return [inspect.getsource(obj) for obj in (
-        _tf, model, data.parse, data.to_images, data.load_usps, data.validation_split,
-        set_seed, fit, Job, _arrays, _build)]
+    mode = os.environ.get(ENV_TRAINING, "allow")
+    if mode not in ("allow", "forbid", "ledger"):
+        raise ValueError(f"{ENV_TRAINING}={mode!r}: use allow, forbid or ledger.")
+    return mode  # type: ignore[return-value]
 
 
-def code_hash() -> str:
-    """Hash of the code that determines a trained model (see :func:`_determining_code`)."""
-    digest = hashlib.sha256()
-    for source in _determining_code():
-        digest.update(source.encode())
-    return digest.hexdigest()[:16]
+# --------------------------------------------------------------------------- the job
 
 
-def environment() -> dict[str, Any]:
-    """Library versions, thread settings and machine facts that a trained model depends on."""
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__, "machine": platform.machine(),
-            "threads": THREADS}
+def split_parts(split: str) -> tuple[int, int] | None:
+    """``(folds, fold)`` of a cross-validation split such as ``"cv5-2"``, else ``None``."""
+    match = re.fullmatch(r"cv(\d+)-(\d+)", split)
+    return (int(match[1]), int(match[2])) if match else None
 
 
-def spec_for(what: str, config: Config | None, seed: int, **extra: Any) -> dict[str, Any]:
-    """The cache spec: configuration, seed, data checksums, library versions and code hash."""
-    return {"what": what, "config": config.as_dict() if config else None, "seed": seed,
-            "data": data.checksums(), "env": environment(), "code": code_hash(), **extra}
+@dataclass(frozen=True)
+class Job:
+    """One training run: a configuration, a seed and a split (see the module's docstring)."""
+
+    config: Config
+    seed: int = DEFAULT_SEED
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.split not in ("test", "holdout") and split_parts(self.split) is None:
+            raise ValueError(f"split must be 'test', 'holdout' or 'cv<k>-<fold>', not {self.split!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """What names the run: configuration, seed, split and the data's published checksums."""
+        return {"config": self.config.as_dict(), "seed": self.seed, "split": self.split, "data": dict(data.SHA256)}
+
+    def key(self) -> str:
+        """The run's name in the ledger."""
+        return cache.key_of(self.identity())
+
+    def spec(self) -> dict[str, Any]:
+        """The local cache's key: the identity plus the code hash and the environment."""
+        return {**self.identity(), "code": code_hash(self.config), "env": environment()}
+
+    def describe(self) -> str:
+        return f"{self.split} seed {self.seed}"
+
+
+# ------------------------------------------------------------------ the training core
+# Everything from here to the end of `_predict` determines a trained model; its source
+# is part of :func:`code_hash`, so keep edits here deliberate.
 
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's kernels deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def fit(config: Config, x: np.ndarray, y: np.ndarray, *, seed: int = DEFAULT_SEED,
+        validation: tuple[np.ndarray, np.ndarray] | None = None,
+        progress_every: int | None = 10, label: str = "") -> tuple[keras.Model, dict[str, list[float]], float]:
+    """Train a fresh model; return ``(model, history, seconds)``."""
+    keras.backend.clear_session()
+    set_seed(seed)
+    model = build_model(config, steps_per_epoch=math.ceil(len(x) / config.batch_size))
+    callbacks = [Progress(config.epochs, progress_every, label)] if progress_every else []
+    start = time.perf_counter()
+    history = model.fit(x, y, epochs=config.epochs, batch_size=config.batch_size,
+                        validation_data=validation, verbose=0, callbacks=callbacks, shuffle=True)
+    seconds = time.perf_counter() - start
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds
+
+
+def arrays(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training images and labels, and the images and labels the job predicts."""
+    x, y = data.load_usps("train", scale=job.config.scale)
+    if job.split == "test":
+        xt, yt = data.load_usps("test", scale=job.config.scale)
+        return x, y, xt, yt
+    parts = split_parts(job.split)
+    if parts:
+        fit_idx, held_idx = data.fold_split(y, *parts, seed=job.seed)
+    else:
+        fit_idx, held_idx = data.validation_split(y, seed=job.seed)
+    return x[fit_idx], y[fit_idx], x[held_idx], y[held_idx]
+
+
+def _predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(images, batch_size=1024, verbose=0), dtype=np.float32)
+
+
+# ----------------------------------------------------------- what determines a model
+
+
+def _training_sources() -> str:
+    import inspect
+
+    from helpers import _tf
+
+    return "".join(inspect.getsource(obj) for obj in (
+        _tf, data.parse, data.to_images, data.validation_split, data.fold_split, set_seed, fit, arrays, _predict))
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash(config: Config = BASELINE) -> str:
+    """Hash of what determines a trained model of ``config``, the configuration's values aside.
+
+    It covers the source of the training core (data parsing and splits, seeding, ``fit``,
+    the thread settings) and the network that :func:`helpers.model.build_model` makes of
+    ``config``: its Keras architecture, optimizer and loss as serialised by Keras. A change
+    to the model code that does not change this configuration's network (a new option,
+    off by default) leaves its hash alone; any change to its network or to training does not.
+    """
+    net = build_model(config, steps_per_epoch=math.ceil(data.ROWS["train"] / config.batch_size))
+    built = json.dumps({"model": json.loads(net.to_json()),
+                        "optimizer": keras.saving.serialize_keras_object(net.optimizer),
+                        "loss": keras.saving.serialize_keras_object(net.loss)}, sort_keys=True, default=str)
+    digest = hashlib.sha256((_training_sources() + built).encode())
+    return digest.hexdigest()[:16]
+
+
+def _cpu() -> tuple[str, str]:
+    """The CPU's model name and a short hash of its feature flags (Linux; else what platform says)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
+        flags = re.search(r"^flags\s*:\s*(.*)$", info, re.M)
+        return ((model[1].strip() if model else platform.processor()),
+                hashlib.sha256((flags[1] if flags else "").encode()).hexdigest()[:12])
+    except OSError:
+        return platform.processor() or platform.machine(), "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """Library versions, thread settings and machine facts that a trained model may depend on."""
+    cpu, flags = _cpu()
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "machine": platform.machine(), "cpu": cpu, "cpu_flags": flags,
+            "threads": THREADS, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
 
 
 class Progress(keras.callbacks.Callback):
@@ -92,46 +210,26 @@ class Progress(keras.callbacks.Callback):
               + f"  [{time.perf_counter() - self.start:5.1f} s]", flush=True)
 
 
-def fit(config: Config, x: np.ndarray, y: np.ndarray, *, seed: int = DEFAULT_SEED,
-        validation: tuple[np.ndarray, np.ndarray] | None = None,
-        progress_every: int | None = 10, label: str = "") -> tuple[keras.Model, dict[str, list[float]], float]:
-    """Train a fresh model; return ``(model, history, seconds)``."""
-    keras.backend.clear_session()
-    set_seed(seed)
-    model = build_model(config, steps_per_epoch=math.ceil(len(x) / config.batch_size))
-    callbacks = [Progress(config.epochs, progress_every, label)] if progress_every else []
-    start = time.perf_counter()
-    history = model.fit(x, y, epochs=config.epochs, batch_size=config.batch_size,
-                        validation_data=validation, verbose=0, callbacks=callbacks, shuffle=True)
-    seconds = time.perf_counter() - start
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training run: a configuration, a seed and a split (see the module's docstring)."""
-
-    config: Config
-    seed: int = DEFAULT_SEED
-    split: Split = "test"
-
-    def spec(self) -> dict[str, Any]:
-        what = "paper-model" if self.split == "test" else "holdout-run"
-        return spec_for(what, self.config, self.seed)
+# ------------------------------------------------------------------- results of jobs
 
 
 @dataclass(frozen=True)
 class Run:
-    """The cached result of a job."""
+    """The result of a job, with where it came from."""
 
     job: Job
     key: str
     entry: Path
     history: dict[str, list[float]]
     seconds: float
-    probabilities: np.ndarray  # on the test images, or on the holdout images
+    probabilities: np.ndarray  # on the test images, or on the held-out training images
     labels: np.ndarray
-    built: bool
+    source: Literal["ledger", "cache", "trained"] = "ledger"
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def built(self) -> bool:
+        return self.source == "trained"
 
     @property
     def predicted(self) -> np.ndarray:
@@ -149,66 +247,101 @@ class Run:
     def seconds_per_epoch(self) -> float:
         return self.seconds / self.job.config.epochs
 
-
-def _arrays(job: Job) -> tuple[np.ndarray, ...]:
-    """Training images and labels, and the images and labels the job predicts."""
-    x, y = data.load_usps("train", scale=job.config.scale)
-    if job.split == "test":
-        xt, yt = data.load_usps("test", scale=job.config.scale)
-        return x, y, xt, yt
-    fit_idx, hold_idx = data.validation_split(y, seed=job.seed)
-    return x[fit_idx], y[fit_idx], x[hold_idx], y[hold_idx]
+    @property
+    def weights(self) -> Path | None:
+        path = self.entry / WEIGHTS
+        return path if path.is_file() else None
 
 
-def _build(job: Job, folder: Path, progress_every: int | None) -> None:
-    x, y, xp, yp = _arrays(job)
+def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> None:
+    """Train ``job`` and write its evidence into ``folder``: record, predictions and weights."""
+    x, y, xp, yp = arrays(job)
     if progress_every:
         print(f"Training {job.config.epochs} epochs on {len(y)} images (seed {job.seed}); "
-              f"nothing usable is cached for this configuration.", flush=True)
+              f"no stored result exists for this configuration.", flush=True)
     validation = (xp, yp) if job.split == "test" else None  # the curves of the paper's Figure 7
     model, history, seconds = fit(job.config, x, y, seed=job.seed, validation=validation,
                                   progress_every=progress_every)
-    np.save(folder / "probabilities.npy", model.predict(xp, batch_size=1024, verbose=0))
-    np.save(folder / "labels.npy", yp)
-    if job.split == "test":
-        model.save(folder / "model.keras")
-    (folder / "history.json").write_text(json.dumps(history))
-    (folder / "info.json").write_text(json.dumps({"seconds": seconds, "env": environment()}))
+    probabilities = _predict(model, xp)
+    np.savez_compressed(folder / "predictions.npz", probabilities=probabilities, labels=yp.astype(np.int8))
+    np.savez_compressed(folder / WEIGHTS, *model.get_weights())
+    record = {"job": {"config": job.config.as_dict(), "seed": job.seed, "split": job.split},
+              "key": job.key(), "code": code_hash(job.config), "data": data.checksums(),
+              "labels_sha256": hashlib.sha256(yp.astype(np.int64).tobytes()).hexdigest(),
+              "n_train": int(len(y)), "n_predicted": int(len(yp)), "errors": int((probabilities.argmax(1) != yp).sum()),
+              "seconds": seconds, "environment": environment(),
+              "trained": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "history": history}
+    (folder / "record.json").write_text(json.dumps(record, indent=1))
+
+
+def load_entry(job: Job, entry: Path, source: Literal["ledger", "cache", "trained"]) -> Run:
+    """A :class:`Run` from an entry folder written by :func:`build_entry`."""
+    record = json.loads((entry / "record.json").read_text())
+    with np.load(entry / "predictions.npz") as stored:
+        probabilities, labels = stored["probabilities"], stored["labels"].astype(np.int64)
+    return Run(job, job.key(), entry, record["history"], record["seconds"], probabilities, labels, source, record)
 
 
 def run(job: Job, *, progress_every: int | None = None) -> Run:
-    """The result of ``job``, from the cache or trained now (and cached)."""
-    entry, built = cache.get_or_build("models", job.spec(), lambda f: _build(job, f, progress_every))
-    info = json.loads((entry / "info.json").read_text())
-    return Run(job, entry.name, entry, json.loads((entry / "history.json").read_text()), info["seconds"],
-               np.load(entry / "probabilities.npy"), np.load(entry / "labels.npy"), built)
+    """The result of ``job``: from the ledger, else the cache, else trained now (see the module)."""
+    from helpers import ledger
+
+    mode = training_mode()
+    entry = ledger.find(job, stale_ok=mode != "forbid")
+    if entry is not None:
+        return load_entry(job, entry, "ledger")
+    if mode == "ledger":
+        entry, built = ledger.write(job, lambda f: build_entry(job, f, progress_every))
+        return load_entry(job, entry, "trained" if built else "ledger")
+    found = cache.lookup("models", job.spec())
+    if found is not None:
+        return load_entry(job, found, "cache")
+    if mode == "forbid":
+        raise TrainingForbidden(
+            f"The results ledger ({ledger.root()}) has no run for {job.describe()} of this configuration "
+            f"(key {job.key()}), and training is off ({ENV_TRAINING}=forbid). "
+            f"Run `make results` to train what the book needs and add it to the ledger.")
+    entry, _ = cache.get_or_build("models", job.spec(), lambda f: build_entry(job, f, progress_every))
+    return load_entry(job, entry, "trained")
 
 
-def _work(job: Job) -> tuple[str, float, bool]:
+def _work(job: Job) -> tuple[str, float, str]:
     result = run(job)
-    return result.key, result.seconds, result.built
+    return result.key, result.seconds, result.source
+
+
+def available(job: Job) -> bool:
+    """Whether ``job``'s result is in the ledger or the cache (nothing to train)."""
+    from helpers import ledger
+
+    return ledger.find(job, stale_ok=False, quiet=True) is not None or cache.lookup("models", job.spec()) is not None
 
 
 def run_many(jobs: Sequence[Job], *, workers: int = 2,
-             describe: Callable[[Job], str] = lambda j: f"{j.split} seed {j.seed}") -> list[Run]:
+             describe: Callable[[Job], str] = Job.describe) -> list[Run]:
     """Results of all ``jobs``; missing ones are trained ``workers`` at a time, one line each."""
-    missing = [j for j in dict.fromkeys(jobs) if cache.lookup("models", j.spec()) is None]
+    from helpers import ledger
+
+    missing = [j for j in dict.fromkeys(jobs) if not available(j)]
+    if missing and training_mode() == "forbid":
+        run(missing[0])  # raises TrainingForbidden with the message that says what to do
     if missing:
         start = time.perf_counter()
-        print(f"Training {len(missing)} of {len(set(jobs))} runs ({workers} at a time); "
-              f"the others come from the cache.", flush=True)
+        estimate = sum(ledger.estimate_seconds(j) for j in missing) / max(1, min(workers, len(missing)))
+        print(f"Training {len(missing)} of {len(set(jobs))} runs ({workers} at a time), "
+              f"about {estimate / 60:.0f} min on {workers} cores; the others are stored.", flush=True)
         if workers > 1 and len(missing) > 1:
             context = multiprocessing.get_context("spawn")
             with futures.ProcessPoolExecutor(min(workers, len(missing)), mp_context=context) as pool:
                 pending = {pool.submit(_work, job): job for job in missing}
                 for done, future in enumerate(futures.as_completed(pending), start=1):
                     _, seconds, _ = future.result()
-                    print(f"  [{done:2d}/{len(missing)}] {describe(pending[future]):<45s} "
+                    print(f"  [{done:2d}/{len(missing)}] {describe(pending[future]):<50s} "
                           f"{seconds:5.0f} s  (elapsed {time.perf_counter() - start:5.0f} s)", flush=True)
         else:
             for done, job in enumerate(missing, start=1):
                 _, seconds, _ = _work(job)
-                print(f"  [{done:2d}/{len(missing)}] {describe(job):<45s} {seconds:5.0f} s", flush=True)
+                print(f"  [{done:2d}/{len(missing)}] {describe(job):<50s} {seconds:5.0f} s", flush=True)
     return [run(job) for job in jobs]
 
 
@@ -222,25 +355,44 @@ class TrainedModel:
     history: dict[str, list[float]]
     seconds: float
     key: str
-    from_cache: bool
+    source: str
+    record: dict[str, Any]
 
     @property
     def seconds_per_epoch(self) -> float:
         return self.seconds / self.config.epochs
 
 
+def load_model(result: Run) -> keras.Model:
+    """The Keras model of a run, rebuilt from its configuration and stored weights.
+
+    The weights are checked against the run's stored predictions: a model that does not
+    reproduce them exactly (to float32 rounding) is refused.
+    """
+    if result.weights is None:
+        raise FileNotFoundError(
+            f"The stored run {result.key} ({result.job.describe()}) keeps no weights. "
+            f"Run `make results`, which stores the weights the book's chapters need.")
+    keras.backend.clear_session()
+    model = build_model(result.job.config)
+    with np.load(result.weights) as stored:
+        model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
+    *_, images, _ = arrays(result.job)
+    again = _predict(model, images)
+    if not np.allclose(again, result.probabilities, atol=1e-5):
+        raise ValueError(f"{result.weights} does not reproduce the stored predictions of {result.key}.")
+    return model
+
+
 def trained_model(config: Config, seed: int = DEFAULT_SEED, *, progress_every: int | None = 10) -> TrainedModel:
-    """The model of ``config`` and ``seed``, loaded from the cache or trained and cached.
+    """The model of ``config`` and ``seed`` trained on all training images, with its history.
 
     As in the paper it trains on the whole training set, and the 2007 test images are
     passed as Keras' validation data only to draw the curves (nothing is chosen on them).
     """
     result = run(Job(config, seed, "test"), progress_every=progress_every)
-    if not result.built:
-        print(f"Loaded the trained model {result.key} from the cache "
-              f"(trained in {result.seconds:.0f} s).", flush=True)
-    model = keras.saving.load_model(result.entry / "model.keras")
-    return TrainedModel(model, config, seed, result.history, result.seconds, result.key, not result.built)
+    return TrainedModel(load_model(result), config, seed, result.history, result.seconds, result.key,
+                        result.source, result.record)
 
 
 def holdout_errors(runs: Sequence[Run]) -> dict[str, float]:
@@ -285,6 +437,20 @@ def select(rows: list[dict[str, Any]]) -> Config:
     return BASELINE.with_(**changes)
 
 
+@functools.lru_cache(maxsize=None)
+def _paper_config(profile_name: str) -> Config:
+    return select(decision_sweep()).with_(epochs=profile().epochs)
+
+
 def paper_config() -> Config:
     """The paper's recipe with every open decision made on the validation split."""
-    return select(decision_sweep()).with_(epochs=profile().epochs)
+    return _paper_config(profile().name)
+
+
+def paper_job(seed: int = DEFAULT_SEED) -> Job:
+    """The paper's recipe trained on all training images, tested on the test images."""
+    return Job(paper_config(), seed, "test")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `python -m helpers`")

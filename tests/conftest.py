@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def need_real_data() -> None:
+    """Skip a test that needs the real USPS files when they are not configured; but fail it
+    when CI says they are there (``USPS_REQUIRE_DATA=1``), so that it can never skip silently."""
+    from helpers import data
+
+    try:
+        data.checksums()
+    except data.USPSDataError as exc:
+        if os.environ.get("USPS_REQUIRE_DATA") == "1":
+            pytest.fail(f"USPS_REQUIRE_DATA=1 but the real data cannot be read: {exc}")
+        pytest.skip(f"the real USPS data is not available: {exc}")
+
+
+@pytest.fixture
+def allow_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that train tiny models into a temporary cache (make sets USPS_TRAINING=forbid)."""
+    monkeypatch.setenv("USPS_TRAINING", "allow")
 
 
 def make_rows(n: int = 20, seed: int = 0, style: str = "train") -> list[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +9,7 @@ import pytest
 
 from helpers import data
 from helpers.data import USPSDataError
-from tests.conftest import make_rows, write_gz
-
-REAL = os.environ.get("USPS_DATA_DIR")
+from tests.conftest import make_rows, need_real_data, write_gz
 
 
 def test_parses_both_row_formats(tmp_path: Path) -> None:
@@ -126,8 +122,8 @@ def test_validation_split_is_stratified_and_disjoint() -> None:
     assert np.bincount(labels[hold]).tolist() == [10] * 10
 
 
-@pytest.mark.skipif(not REAL, reason="USPS_DATA_DIR is not set")
 def test_real_files_have_published_counts_and_range() -> None:
+    need_real_data()
     for split, n in (("train", 7291), ("test", 2007)):
         images, labels = data.load_usps(split)
         assert images.shape == (n, 16, 16, 1) and images.dtype == np.float32
@@ -135,12 +131,6 @@ def test_real_files_have_published_counts_and_range() -> None:
         assert images.min() == 0.0 and images.max() == 1.0
     counts = np.bincount(data.load_usps("train")[1])
     assert counts.tolist() == [1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644]
-
-
-def test_gzip_module_reads_what_tests_write(tmp_path: Path) -> None:
-    path = write_gz(tmp_path / "x.gz", ["a b"])
-    with gzip.open(path, "rt") as handle:
-        assert handle.read() == "a b\n"
 
 
 def test_interrupted_http_download_leaves_nothing(isolated: Path) -> None:
@@ -170,3 +160,80 @@ def test_interrupted_http_download_leaves_nothing(isolated: Path) -> None:
     finally:
         server.shutdown()
     assert list(target.parent.iterdir()) == []
+
+
+def _serve(handler: type) -> tuple[object, str]:
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def test_connection_dropped_with_the_right_length_is_reported(fake_release: dict[str, Path],
+                                                              isolated: Path) -> None:
+    """The server announces the real file's length and hangs up half-way: the length check, not
+    the checksum, must catch it, and nothing may be left in the cache."""
+    import http.server
+
+    body = fake_release["test"].read_bytes()
+
+    class HalfFile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.close()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server, url = _serve(HalfFile)
+    target = isolated / "cache" / "data" / "zip.test.gz"
+    try:
+        with pytest.raises(USPSDataError) as err:
+            DOWNLOAD("zip.test.gz", target, (url,), progress=None, timeout=10)
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+    text = str(err.value)
+    assert f"dropped after {len(body) // 2} of {len(body)} bytes" in text, text
+    assert "SHA-256" not in text, "the checksum caught it, not the length check"
+    assert list(target.parent.iterdir()) == []
+
+
+def test_complete_http_download_is_accepted(fake_release: dict[str, Path], isolated: Path) -> None:
+    """The same server sending the whole file: downloaded, verified and moved into place."""
+    import http.server
+
+    body = fake_release["test"].read_bytes()
+
+    class WholeFile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server, url = _serve(WholeFile)
+    target = isolated / "cache" / "data" / "zip.test.gz"
+    try:
+        DOWNLOAD("zip.test.gz", target, (url,), progress=None, timeout=10)
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+    assert target.read_bytes() == body and [p.name for p in target.parent.iterdir()] == ["zip.test.gz"]
+
+
+def test_fold_split_holds_out_every_image_once() -> None:
+    labels = np.repeat(np.arange(10), 20)
+    held = np.concatenate([data.fold_split(labels, 5, fold, seed=1)[1] for fold in range(5)])
+    assert sorted(held.tolist()) == list(range(200))
+    fit, hold = data.fold_split(labels, 5, 0, seed=1)
+    assert not set(fit) & set(hold) and np.bincount(labels[hold]).tolist() == [4] * 10
+    with pytest.raises(ValueError):
+        data.fold_split(labels, 5, 5)

@@ -58,21 +58,37 @@ def test_fit_is_deterministic_and_prints_compact_progress(capsys: pytest.Capture
     assert "\x1b" not in "".join(lines), "no ANSI escapes (they break the PDF)"
 
 
-def test_trained_model_is_cached_under_its_full_spec(fake_release: dict[str, Path], isolated: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_is_cached_under_its_full_spec_and_weights_reproduce_it(
+        fake_release: dict[str, Path], isolated: Path, monkeypatch: pytest.MonkeyPatch, allow_training: None) -> None:
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
-    first = train.trained_model(TINY, seed=1, progress_every=None)
-    assert not first.from_cache and set(first.history) >= {"loss", "val_accuracy"}
-    again = train.trained_model(TINY, seed=1, progress_every=None)
-    assert again.from_cache and again.key == first.key
-    assert "Loaded the trained model" in capsys.readouterr().out
-    spec = train.spec_for("paper-model", TINY, 1)
-    assert set(spec) >= {"config", "seed", "data", "env", "code"}
-    assert spec["env"]["tensorflow"] and spec["data"]["zip.train.gz"] == first_hash(fake_release)
-    other = train.trained_model(TINY, seed=2, progress_every=None)
-    assert other.key != first.key and not other.from_cache
+    monkeypatch.setenv("USPS_LEDGER_DIR", str(isolated / "empty-ledger"))
+    job = train.Job(TINY, seed=1)
+    first = train.run(job)
+    assert first.source == "trained" and set(first.history) >= {"loss", "val_accuracy"}
+    again = train.run(job)
+    assert again.source == "cache" and again.key == first.key
+    assert (again.probabilities == first.probabilities).all()
+    spec = job.spec()
+    assert set(spec) >= {"config", "seed", "split", "data", "env", "code"}
+    assert spec["env"]["tensorflow"] and spec["code"] == train.code_hash(TINY)
+    assert first.record["data"]["zip.train.gz"] == first_hash(fake_release)
+    other = train.run(train.Job(TINY, seed=2))
+    assert other.key != first.key and other.source == "trained"
     assert cache.lookup("models", spec) is not None
+    trained = train.trained_model(TINY, seed=1, progress_every=None)  # rebuilt from the stored weights
+    assert trained.source == "cache" and trained.history == first.history
+    x, _ = train.data.load_usps("test")
+    np.testing.assert_allclose(trained.model.predict(x, verbose=0), first.probabilities, atol=1e-6)
+
+
+def test_weights_of_another_model_are_refused(fake_release: dict[str, Path], isolated: Path,
+                                              monkeypatch: pytest.MonkeyPatch, allow_training: None) -> None:
+    monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
+    monkeypatch.setenv("USPS_LEDGER_DIR", str(isolated / "empty-ledger"))
+    one, two = train.run(train.Job(TINY, seed=1)), train.run(train.Job(TINY, seed=2))
+    (one.entry / train.WEIGHTS).write_bytes((two.entry / train.WEIGHTS).read_bytes())
+    with pytest.raises(ValueError, match="does not reproduce"):
+        train.load_model(one)
 
 
 def first_hash(files: dict[str, Path]) -> str:

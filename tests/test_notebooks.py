@@ -38,3 +38,87 @@ def test_notebook_is_committed_with_outputs(chapter: Path) -> None:
     code = [c for c in paired.cells if c.cell_type == "code"]
     assert code and all(c.get("execution_count") for c in code), (
         f"{chapter.stem}.ipynb has cells that were never executed: run `make notebooks`")
+
+
+SHOWS = ("evaluate.markdown(", "plots.", "book.provenance(")
+
+
+def _shows_something(source: str) -> bool:
+    """A cell whose last statement displays a table, a figure or the provenance line."""
+    last = [line for line in source.strip().splitlines() if line and not line.startswith((" ", ")", "#"))]
+    return bool(last) and last[-1].startswith(SHOWS)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_every_table_and_figure_is_visible_in_the_notebook(chapter: Path) -> None:
+    """What a reader of the .ipynb sees (Jupyter, Colab, GitHub): every cell that makes a figure or
+    a table shows it as an ordinary output, not only as a glue record the notebook never displays."""
+    import json
+
+    from helpers.notebooks import visible_outputs
+
+    cells = [c for c in json.loads(chapter.with_suffix(".ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    showing = [c for c in cells if _shows_something("".join(c["source"]))]
+    assert showing, f"{chapter.stem} makes no figure or table"
+    hidden = ["".join(c["source"]).strip().splitlines()[-1] for c in showing if not visible_outputs(c)]
+    assert not hidden, f"{chapter.stem}.ipynb does not show: {hidden}"
+    figures = sum("mystnb" in c.get("metadata", {}) for c in cells)
+    images = sum(1 for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    assert images >= figures, f"{chapter.stem}.ipynb: {figures} figure cells but {images} images"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_notebook_outputs_come_from_the_current_code_and_ledger(chapter: Path) -> None:
+    from helpers.notebooks import stamp_of
+    from helpers.stamp import code_stamp
+
+    stamp = stamp_of(chapter.with_suffix(".ipynb"))
+    assert stamp.get("profile") == "full", (
+        f"{chapter.stem}.ipynb holds outputs of the {stamp.get('profile')!r} profile: run `make notebooks`")
+    assert stamp.get("code_stamp") == code_stamp(), (
+        f"{chapter.stem}.ipynb was executed with other helpers, requirements or ledger "
+        f"({stamp.get('code_stamp')} != {code_stamp()}): run `make notebooks` and commit")
+
+
+def test_glue_only_cells_are_folded_on_the_page() -> None:
+    """Cells that only import or glue constants do not open a page with a block of code."""
+    for chapter in CHAPTERS:
+        for cell in jupytext.read(chapter).cells:
+            lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.startswith((" ", ")"))]
+            only_glue = lines and all(ln.startswith(("import ", "from ", "book.glue_all(", "glue(")) for ln in lines)
+            if cell.cell_type == "code" and only_glue:
+                tags = cell.metadata.get("tags", [])
+                assert {"hide-input", "remove-input", "remove-cell"} & set(tags), (
+                    f"{chapter.name}: an import/glue-only cell is not folded: {lines[0]}")
+
+
+def test_every_chapter_starts_with_the_setup_cell_for_this_repository() -> None:
+    from helpers import book
+
+    for chapter in CHAPTERS:
+        first = next(c for c in jupytext.read(chapter).cells if c.cell_type == "code")
+        assert first.source.strip() == book.setup_cell(), f"{chapter.name}: the setup cell differs"
+        assert "remove-cell" in first.metadata.get("tags", [])
+
+
+def test_nbval_ignore_markers_are_rare_and_explained() -> None:
+    ignored = []
+    for chapter in CHAPTERS:
+        for cell in jupytext.read(chapter).cells:
+            if "nbval-ignore-output" in cell.metadata.get("tags", []):
+                assert "nbval-ignore-output:" in cell.source, f"{chapter.name}: ignored cell without a reason"
+                ignored.append(chapter.stem)
+    assert len(ignored) <= 5, ignored
+
+
+def test_sanitize_rules_leave_image_data_alone() -> None:
+    import configparser
+    import re
+
+    rules = configparser.ConfigParser()
+    rules.read(REPO / "tests" / "nbval_sanitize.cfg")
+    base64_like = "iVBORw0KGgo0x1fAAAANSUhEUgAA0xdeadbeef+/0x00"
+    for section in rules.sections():
+        pattern = re.compile(rules[section]["regex"])
+        assert pattern.sub(rules[section]["replace"], base64_like) == base64_like, section
+    assert any(re.compile(rules[s]["regex"]).search("<Figure at 0x7f3a12>") for s in rules.sections())

@@ -14,9 +14,7 @@ import pytest
 
 from helpers import cache, train
 from helpers.config import BASELINE
-from tests.conftest import REPO
-
-REAL = os.environ.get("USPS_DATA_DIR")
+from tests.conftest import REPO, need_real_data
 
 
 def _make(folder: Path, *args: str) -> str:
@@ -45,12 +43,49 @@ def test_helpers_change_drops_the_execution_cache(tmp_path: Path) -> None:
     assert not any(p.exists() for p in stale), "stale execution results survived a helpers change"
 
 
-def test_model_cache_key_covers_the_code_that_trains() -> None:
-    sources = "".join(train._determining_code())
-    for needle in ("def build_model", "def fit", "def parse", "def to_images", "def validation_split",
-                   "set_intra_op_parallelism_threads"):
+def test_ledger_manifest_is_part_of_the_execution_cache_key(tmp_path: Path) -> None:
+    """A new or retrained ledger entry changes the results/MANIFEST.json, which re-runs the pages."""
+    for name in ("Makefile", "requirements.txt", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "helpers", tmp_path / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "MANIFEST.json").write_text('{"files": {}}')
+    before = _make(tmp_path, "print-code-hash")
+    (tmp_path / "results" / "MANIFEST.json").write_text('{"files": {"runs/x/record.json": "00"}}')
+    assert _make(tmp_path, "print-code-hash") != before
+
+
+def test_code_hash_follows_the_code_that_determines_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hash changes with the training core's source and with the network a configuration
+    builds, and with nothing else: a new model option, off by default, leaves old entries valid."""
+    from helpers import model
+
+    base = train.code_hash(BASELINE)
+    assert train.code_hash(BASELINE) == base and train.code_hash(BASELINE.with_(filters=64)) != base
+    sources = train._training_sources()
+    for needle in ("def fit", "def parse", "def to_images", "def validation_split", "def fold_split",
+                   "def arrays", "set_intra_op_parallelism_threads", "enable_op_determinism"):
         assert needle in sources
-    assert train.Job(BASELINE).spec()["code"] == train.code_hash()
+
+    train.code_hash.cache_clear()
+    monkeypatch.setattr(train, "_training_sources", lambda: sources.replace("shuffle=True", "shuffle=False"))
+    assert train.code_hash(BASELINE) != base, "a change to the training loop kept the hash"
+    monkeypatch.undo()
+
+    real_build = model.build_model
+
+    def with_extra_layer(config, steps_per_epoch=1):  # type: ignore[no-untyped-def]
+        net = real_build(config, steps_per_epoch)
+        extended = train.keras.Sequential([net, train.keras.layers.Activation("linear")])
+        extended.compile(optimizer=net.optimizer, loss=net.loss)
+        return extended
+
+    train.code_hash.cache_clear()
+    monkeypatch.setattr(train, "build_model", with_extra_layer)
+    assert train.code_hash(BASELINE) != base, "a change to the network kept the hash"
+    monkeypatch.undo()
+    train.code_hash.cache_clear()
+    assert train.code_hash(BASELINE) == base
 
 
 KILLED = """
@@ -62,11 +97,12 @@ train.run(train.Job(config, 0), progress_every=1)
 """
 
 
-@pytest.mark.skipif(not REAL, reason="USPS_DATA_DIR is not set")
 def test_training_killed_half_way_is_retrained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_real_data()
     monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("USPS_TRAINING", "allow")
     child = subprocess.Popen([sys.executable, "-c", KILLED], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "USPS_CACHE_DIR": str(tmp_path)})
+                             env={**os.environ, "USPS_CACHE_DIR": str(tmp_path), "USPS_TRAINING": "allow"})
     assert child.stdout is not None
     deadline = time.time() + 120
     while "epoch   3/60" not in child.stdout.readline():
@@ -82,13 +118,14 @@ def test_training_killed_half_way_is_retrained(tmp_path: Path, monkeypatch: pyte
     assert cache.lookup("models", job.spec(), tmp_path) == result.entry
 
 
-@pytest.mark.skipif(not REAL, reason="USPS_DATA_DIR is not set")
-def test_altered_model_file_is_detected_and_retrained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_altered_cached_run_is_detected_and_retrained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    need_real_data()
     monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("USPS_TRAINING", "allow")
     job = train.Job(BASELINE.with_(epochs=2, filters=4, dense_units=8, batch_size=512), 0)
     first = train.run(job)
-    (first.entry / "probabilities.npy").write_bytes(b"not the predictions")
+    (first.entry / "predictions.npz").write_bytes(b"not the predictions")
     second = train.run(job)
-    assert second.built and "probabilities.npy was altered" in capsys.readouterr().err
-    assert (second.predicted == first.predicted).all(), "retraining the same job gives the same model"
+    assert second.built and "predictions.npz was altered" in capsys.readouterr().err
+    assert (second.probabilities == first.probabilities).all(), "retraining the same job gives the same model"

@@ -1,0 +1,80 @@
+"""The ledger's commands: ``check`` (``make book`` runs it first), ``results`` and ``retrain``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from helpers import ledger
+
+RETRAIN_DIR = ledger.REPO / "artifacts" / "retrain"
+REPORT = "VERIFY.md"
+
+
+def check() -> int:
+    """Exit 0 when the ledger is intact and current, else 1 with one line per problem."""
+    problems = ledger.check()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"results ledger: {len(ledger.entries())} runs, every checksum matches, none stale.")
+    return 1 if problems else 0
+
+
+def _train_everything(label: str) -> float:
+    from helpers import experiments
+
+    os.environ["USPS_TRAINING"] = "ledger"
+    os.environ.setdefault("USPS_BOOK_PROFILE", "full")
+    start = time.perf_counter()
+    print(f"{label}: training every run the book needs that {ledger.root()} lacks "
+          f"(progress per run; interrupt and rerun to resume).", flush=True)
+    experiments.everything()
+    return time.perf_counter() - start
+
+
+def results() -> int:
+    """``make results``: train what the ledger lacks or has stale, then verify it."""
+    seconds = _train_everything("make results")
+    print(f"make results: done in {seconds / 60:.1f} min.")
+    return check()
+
+
+def retrain() -> int:
+    """``make retrain``: re-derive every run into ``artifacts/retrain`` and write the comparison."""
+    committed = ledger.root()
+    os.environ[ledger.ENV_LEDGER] = str(RETRAIN_DIR)
+    RETRAIN_DIR.mkdir(parents=True, exist_ok=True)
+    seconds = _train_everything("make retrain")
+    rows = ledger.compare(committed, RETRAIN_DIR)
+    report = committed / REPORT
+    report.write_text(render(rows, seconds))
+    print(report.read_text())
+    return 0 if all(r.identical or r.identical is None for r in rows) else 1
+
+
+def render(rows: list[ledger.Comparison], seconds: float) -> str:
+    """The comparison as Markdown (committed as ``results/VERIFY.md``)."""
+    done = [r for r in rows if r.identical is not None]
+    identical = sum(bool(r.identical) for r in done)
+    same_count = sum(r.ledger_errors == r.retrained_errors for r in done if not r.identical)
+    lines = [f"# Retraining the results ledger ({ledger.timestamp()})", "",
+             f"`make retrain` retrained {len(done)} of the ledger's {len(rows)} runs from scratch into "
+             f"`artifacts/retrain` ({seconds / 60:.0f} min of wall time in this call) and compared each "
+             f"with its ledger entry: {identical} have identical predicted probabilities, "
+             f"{same_count} differ but make the same number of errors, "
+             f"{len(done) - identical - same_count} make a different number of errors, "
+             f"{len(rows) - len(done)} were not retrained.", "",
+             "| entry | run | errors (ledger) | errors (retrained) | identical | same environment |",
+             "| --- | --- | ---: | ---: | --- | --- |"]
+    for r in rows:
+        def show(value: object) -> str:
+            return "—" if value is None else ("yes" if value is True else "no" if value is False else str(value))
+        lines.append(f"| `{r.key}` | {r.job} | {r.ledger_errors} | {show(r.retrained_errors)} | "
+                     f"{show(r.identical)} | {show(r.same_environment)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(check())

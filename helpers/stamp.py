@@ -1,0 +1,28 @@
+"""The hash of everything a chapter's outputs depend on besides its own cells.
+
+``requirements.txt``, every module of ``helpers/`` and the results ledger's manifest. The
+Makefile keys Jupyter Book's execution cache on it, ``make notebooks`` records it in each
+chapter notebook's metadata, and a test compares the two. Standard library only, so that
+``python3 helpers/stamp.py`` runs before the virtual environment exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def code_stamp(repo: Path = REPO) -> str:
+    """A short hash of requirements.txt, helpers/*.py and results/MANIFEST.json."""
+    digest = hashlib.sha256()
+    files = [repo / "requirements.txt", *sorted((repo / "helpers").glob("*.py")), repo / "results" / "MANIFEST.json"]
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(repo).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+if __name__ == "__main__":
+    print(code_stamp())

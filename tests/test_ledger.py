@@ -1,0 +1,171 @@
+"""The results ledger: intact, current, complete for the book, and refusing anything else.
+
+The committed ledger (results/) is checked as it is; faults are injected into copies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import cache, experiments, ledger, ledger_cli, train
+from helpers.config import BASELINE
+from tests.conftest import REPO
+
+COMMITTED = REPO / "results"
+TINY = BASELINE.with_(epochs=1, batch_size=16, filters=2, dense_units=4)
+
+
+@pytest.fixture
+def committed(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The committed ledger, read with training forbidden (as `make book` and `make test` do)."""
+    if not (COMMITTED / ledger.MANIFEST).is_file():
+        pytest.fail("results/MANIFEST.json is missing: run `make results` and commit results/")
+    monkeypatch.delenv(ledger.ENV_LEDGER, raising=False)
+    monkeypatch.setenv("USPS_TRAINING", "forbid")
+    monkeypatch.setenv("USPS_BOOK_PROFILE", "full")
+    return COMMITTED
+
+
+@pytest.fixture
+def copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committed: Path) -> Path:
+    """A copy of the committed ledger that a test may damage."""
+    target = tmp_path / "results"
+    shutil.copytree(committed, target, ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv(ledger.ENV_LEDGER, str(target))
+    return target
+
+
+def test_committed_ledger_is_intact_current_and_small(committed: Path) -> None:
+    assert ledger.verify_manifest() == []
+    assert ledger.stale_entries() == [], "stale entries: run `make results`"
+    assert ledger.check() == []
+    size = sum(p.stat().st_size for p in committed.rglob("*") if p.is_file())
+    assert size <= 20e6, f"the ledger holds {size / 1e6:.1f} MB (budget 20 MB)"
+
+
+def test_the_ledger_holds_every_run_the_book_needs(committed: Path) -> None:
+    """Every experiment of every chapter runs from the ledger alone, training forbidden."""
+    stages = experiments.everything()
+    assert stages["decision search"] >= 20 and stages["the paper's recipe over seeds"] >= 5
+    for job in (train.paper_job(), experiments.final_job()):
+        result = train.run(job)
+        assert result.source == "ledger" and result.weights is not None
+        train.load_model(result)  # the kept weights reproduce the stored predictions
+
+
+def test_every_entry_records_its_provenance(committed: Path) -> None:
+    for entry in ledger.entries():
+        rec = ledger.record(entry)
+        assert set(rec) >= {"job", "code", "data", "labels_sha256", "history", "seconds", "environment", "trained"}
+        assert set(rec["environment"]) >= {"python", "tensorflow", "keras", "numpy", "cpu", "cpu_flags", "threads"}
+        assert rec["data"] == {"zip.train.gz": train.data.SHA256["zip.train.gz"],
+                               "zip.test.gz": train.data.SHA256["zip.test.gz"]}
+        with np.load(entry / "predictions.npz") as stored:
+            labels, probabilities = stored["labels"].astype(np.int64), stored["probabilities"]
+        import hashlib
+
+        assert hashlib.sha256(labels.tobytes()).hexdigest() == rec["labels_sha256"]
+        assert int((probabilities.argmax(1) != labels).sum()) == rec["errors"]
+
+
+def test_an_edited_number_is_caught_and_names_the_file(copy: Path) -> None:
+    entry = ledger.entries()[0]
+    record_file = entry / "record.json"
+    text = record_file.read_text()
+    record_file.write_text(text.replace('"errors": ', '"errors": 1', 1))
+    problems = ledger.check()
+    assert any(str(record_file) in p and "altered" in p for p in problems), problems
+    job = ledger._job_of(json.loads(text))
+    with pytest.raises(ledger.LedgerError, match="record.json was altered"):
+        train.run(job)
+    done = subprocess.run([sys.executable, "-m", "helpers", "check"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, ledger.ENV_LEDGER: str(copy)}, timeout=300)
+    assert done.returncode == 1 and str(record_file) in done.stderr
+
+
+def test_a_stale_entry_stops_the_book_with_the_command_that_refreshes_it(copy: Path) -> None:
+    """An entry trained by other code (here: its code hash rewritten, checksums made consistent)."""
+    entry = next(e for e in ledger.entries() if ledger.record(e)["job"]["split"] == "test")
+    rec = ledger.record(entry)
+    rec["code"] = "0000000000000000"
+    (entry / "record.json").write_text(json.dumps(rec))
+    manifest = json.loads((entry / cache.MANIFEST).read_text())
+    manifest["files"]["record.json"] = cache.sha256_of(entry / "record.json")
+    (entry / cache.MANIFEST).write_text(json.dumps(manifest))
+    ledger.write_manifest(copy)
+    problems = ledger.check()
+    assert any("1 of" in p and "stale" in p and "make results" in p for p in problems), problems
+    with pytest.raises(ledger.LedgerError, match="stale.*make results"):
+        train.run(ledger._job_of(rec))
+    done = subprocess.run([sys.executable, "-m", "helpers", "check"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, ledger.ENV_LEDGER: str(copy)}, timeout=300)
+    assert done.returncode == 1 and "stale" in done.stderr and "make results" in done.stderr
+
+
+def test_a_run_the_ledger_lacks_is_refused_when_training_is_off(copy: Path) -> None:
+    with pytest.raises(train.TrainingForbidden, match="make results"):
+        train.run(train.Job(TINY, 123))
+    with pytest.raises(train.TrainingForbidden, match="make results"):
+        train.run_many([train.paper_job(), train.Job(TINY, 123)])
+
+
+def test_ledger_mode_trains_into_the_ledger_and_resumes(fake_release: dict[str, Path], isolated: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
+    monkeypatch.setenv(ledger.ENV_LEDGER, str(isolated / "ledger"))
+    monkeypatch.setenv("USPS_TRAINING", "ledger")
+    jobs = [train.Job(TINY, 0), train.Job(TINY, 0, "holdout")]
+    runs = train.run_many(jobs, workers=1)
+    assert "Training 2 of 2 runs" in capsys.readouterr().out
+    assert [r.source for r in runs] == ["ledger", "ledger"]
+    assert ledger.verify_manifest() == [] and len(ledger.entries()) == 2
+    assert not any(p.name == train.WEIGHTS for p in (isolated / "ledger").rglob("*")), "weights kept by default"
+    again = train.run_many(jobs, workers=1)
+    assert "Training" not in capsys.readouterr().out
+    assert all((a.probabilities == b.probabilities).all() for a, b in zip(runs, again))
+    assert ledger.keep_weights([jobs[0]]) == [jobs[0].key()]
+    assert ledger.verify_manifest() == [] and train.run(jobs[0]).weights is not None
+    monkeypatch.setenv("USPS_TRAINING", "forbid")
+    assert train.run(jobs[1]).source == "ledger"
+
+
+def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[str, Path], isolated: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
+    monkeypatch.setenv("USPS_TRAINING", "ledger")
+    folders = {}
+    for name in ("a", "b"):
+        monkeypatch.setenv(ledger.ENV_LEDGER, str(isolated / name))
+        train.run_many([train.Job(TINY, 0), train.Job(TINY, 1)], workers=1)
+        folders[name] = isolated / name
+    rows = ledger.compare(folders["a"], folders["b"])
+    assert [r.identical for r in rows] == [True, True] and all(r.same_environment for r in rows)
+    changed = ledger.entries(folders["b"])[0] / "predictions.npz"
+    with np.load(changed) as stored:
+        probabilities, labels = stored["probabilities"], stored["labels"]
+    np.savez_compressed(changed, probabilities=probabilities[:, ::-1], labels=labels)
+    manifest = json.loads((changed.parent / cache.MANIFEST).read_text())
+    manifest["files"]["predictions.npz"] = cache.sha256_of(changed)
+    (changed.parent / cache.MANIFEST).write_text(json.dumps(manifest))
+    rows = ledger.compare(folders["a"], folders["b"])
+    assert sorted(r.identical for r in rows) == [False, True]
+    report = ledger_cli.render(rows, 60.0)
+    assert "retrained 2 of the ledger's 2 runs" in report and "1 have identical" in report
+    (folders["a"] / "VERIFY.md").write_text(report)
+    status = ledger.verification(folders["a"])
+    assert sorted(status.values()) == ["differs", "identical"]
+
+
+def test_estimates_come_from_similar_runs(copy: Path) -> None:
+    paper = train.paper_job()
+    rec = ledger.record(ledger.root() / ledger.KIND / paper.key())
+    assert ledger.estimate_seconds(paper) == pytest.approx(rec["seconds"], rel=0.5)
