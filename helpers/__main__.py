@@ -54,6 +54,9 @@ def _summary() -> dict[str, Any]:
         "best_single_seeds": [r.job.seed for r in final.runs],
         "ensemble_error": float(ensemble.iloc[-1]["mean errors"]) / n,
         "ensemble_size": int(ensemble.index[-1]),
+        "selection": "ladder rungs kept when their errors on 80/20 holdout splits of the training images "
+                     "do not exceed the previous kept rung's; the ensemble averages that rung's seeds; "
+                     "the test images are used only to report",
         "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
                     "test_errors": r.test_errors} for r in rungs],
     }

@@ -53,6 +53,14 @@ def glue_all(values: Mapping[str, Any]) -> None:
         glue(name, plain(value), display=False)
 
 
+def constants() -> dict[str, int]:
+    """Numbers the prose of every chapter may quote: the set sizes and the paper's recipe."""
+    from helpers import data, paper
+
+    return {"n_train": data.ROWS["train"], "n_test": data.ROWS["test"],
+            "paper_epochs": paper.EPOCHS, "paper_batch": paper.BATCH_SIZE}
+
+
 def provenance(runs: Iterable[Any]) -> Markdown:
     """One line saying where a page's trained results come from (ledger, cache or this build)."""
     runs = list(runs)

@@ -162,7 +162,7 @@ def headline(ours: Score) -> dict[str, float | int | str]:
     check = interval_check(ours)
     paper_low, paper_high = check["paper_interval"]  # type: ignore[misc]
     return {
-        "n_test": ours.n, "our_accuracy": 100 * ours.accuracy, "our_error": 100 * ours.error_rate,
+        "our_accuracy": 100 * ours.accuracy, "our_error": 100 * ours.error_rate,
         "our_errors": ours.errors, "our_low": 100 * ours.interval[0], "our_high": 100 * ours.interval[1],
         "paper_accuracy": paper.ACCURACY, "paper_error": paper.ERROR, "paper_errors": paper.ERRORS,
         "paper_low": 100 * paper_low, "paper_high": 100 * paper_high,

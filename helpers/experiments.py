@@ -231,8 +231,15 @@ def everything() -> dict[str, int]:
     train.decision_sweep()
     stage("decision search", len({(train.BASELINE.with_(**c), s) for d in train.DECISIONS for _, c in d.options
                                   for s in train.profile().sweep_seeds}))
-    stage("the paper's model (training chapter)", [train.run(train.paper_job(), progress_every=10)])
+    # Everything that needs only the recipe, in one pool so that both cores stay busy.
+    recipe = paper_config().with_(epochs=settings.epochs)
+    run_many([Job(recipe, seed) for seed in settings.seeds]
+             + [Job(recipe.with_(dense_units=v), seed) for v in settings.dense_units for seed in settings.sweep_seeds]
+             + [Job(recipe.with_(batch_size=v), seed) for v in settings.batch_sizes for seed in settings.batch_seeds]
+             + [train.paper_job()], workers=settings.workers,
+             describe=lambda j: f"recipe, dense {j.config.dense_units}, batch {j.config.batch_size}, seed {j.seed}")
     stage("the paper's recipe over seeds", paper_seed_runs())
+    stage("the paper's model (training chapter)", [train.run(train.paper_job(), progress_every=10)])
     stage("dense-layer width", sweep("dense_units", settings.dense_units, settings.sweep_seeds))
     stage("batch size", sweep("batch_size", settings.batch_sizes, settings.batch_seeds))
     rungs = ladder()

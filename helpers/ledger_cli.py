@@ -42,15 +42,22 @@ def results() -> int:
 
 
 def retrain() -> int:
-    """``make retrain``: re-derive every run into ``artifacts/retrain`` and write the comparison."""
+    """``make retrain``: re-derive every run into ``artifacts/retrain`` and write the comparison.
+
+    The comparison (``results/VERIFY.md``) is written even when the call is interrupted, for
+    the runs retrained so far; a later call resumes and rewrites it.
+    """
     committed = ledger.root()
     os.environ[ledger.ENV_LEDGER] = str(RETRAIN_DIR)
     RETRAIN_DIR.mkdir(parents=True, exist_ok=True)
-    seconds = _train_everything("make retrain")
-    rows = ledger.compare(committed, RETRAIN_DIR)
-    report = committed / REPORT
-    report.write_text(render(rows, seconds))
-    print(report.read_text())
+    start = time.perf_counter()
+    try:
+        _train_everything("make retrain")
+    finally:
+        rows = ledger.compare(committed, RETRAIN_DIR)
+        report = committed / REPORT
+        report.write_text(render(rows, time.perf_counter() - start))
+        print(report.read_text())
     return 0 if all(r.identical or r.identical is None for r in rows) else 1
 
 

@@ -145,13 +145,22 @@ def _predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------- what determines a model
 
 
-def _training_sources() -> str:
+def _read_training_sources() -> str:
     import inspect
 
     from helpers import _tf
 
     return "".join(inspect.getsource(obj) for obj in (
         _tf, data.parse, data.to_images, data.validation_split, data.fold_split, set_seed, fit, arrays, _predict))
+
+
+def _training_sources() -> str:
+    """The training core's source, as read when this module was imported.
+
+    Read once at import: ``inspect`` reads source files from disk, so reading it later in a
+    long-lived process, after a file was edited, would hash text the process is not running.
+    """
+    return _TRAINING_SOURCES
 
 
 @functools.lru_cache(maxsize=None)
@@ -451,6 +460,8 @@ def paper_job(seed: int = DEFAULT_SEED) -> Job:
     """The paper's recipe trained on all training images, tested on the test images."""
     return Job(paper_config(), seed, "test")
 
+
+_TRAINING_SOURCES = _read_training_sources()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("use `python -m helpers`")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import http.server
 import os
+import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +79,48 @@ def fake_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
         monkeypatch.setitem(data.ROWS, split, 60 if split == "train" else 20)
     data._MEMO.clear()
     return files
+
+
+# ---------------------------------------------------------------- the published book
+HTML = REPO / "_build" / "html"
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("google-chrome") or "/usr/bin/chromium"
+REQUIRED = os.environ.get("USPS_REQUIRE_PUBLISHED") == "1"
+
+
+def _need(path: Path, what: str) -> None:
+    if not path.exists():
+        if REQUIRED:
+            pytest.fail(f"{path} is missing: {what}")
+        pytest.skip(f"{path} is missing: {what}")
+
+
+@pytest.fixture(scope="module")
+def site() -> str:
+    _need(HTML / "chapters" / "eda.html", "run `make book` first")
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # one line per request is noise in test output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed (apt-get install chromium)") if REQUIRED else \
+            pytest.skip("no chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+

@@ -7,60 +7,19 @@ a missing artefact fails instead. Screenshots land in artifacts/screenshots/.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import re
-import shutil
 import subprocess
-import threading
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHOTS, _need
 
-HTML = REPO / "_build" / "html"
 PDF = REPO / "_build" / "latex" / "usps-cnn-book.pdf"
-SHOTS = REPO / "artifacts" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("google-chrome") or "/usr/bin/chromium"
 PAGES = ["introduction", "eda", "model", "training", "evaluation", "discussion", "variance", "ablations",
-         "human-level", "reproducibility", "references"]
+         "human-level", "demo", "reproducibility", "references"]
 TITLES = ["Introduction", "The data", "The model", "Training", "Evaluation", "Discussion", "Seeds and ensembles",
-          "Hidden units and batch size", "Towards human level", "Reproducibility and cost", "References"]
-REQUIRED = os.environ.get("USPS_REQUIRE_PUBLISHED") == "1"
-
-
-def _need(path: Path, what: str) -> None:
-    if not path.exists():
-        if REQUIRED:
-            pytest.fail(f"{path} is missing: {what}")
-        pytest.skip(f"{path} is missing: {what}")
-
-
-@pytest.fixture(scope="module")
-def site() -> str:
-    _need(HTML / "chapters" / "eda.html", "run `make book` first")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is needed (apt-get install chromium)") if REQUIRED else \
-            pytest.skip("no chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
+          "Hidden units and batch size", "Towards human level", "Read your own handwriting",
+          "Reproducibility and cost", "References"]
 
 
 @pytest.mark.parametrize("page_name, title", zip(PAGES, TITLES))

@@ -1,0 +1,91 @@
+"""The in-browser demo: export models from the ledger for a small JavaScript forward pass.
+
+The book's networks are a few layers (convolution, Leaky ReLU, max pooling, flatten, dense),
+so the page runs them with about 150 lines of plain JavaScript (``_static/demo/demo.js``)
+instead of a runtime of several megabytes. :func:`export` writes, at build time, one JSON
+description per model and its weights as little-endian float32 (the probabilities then
+match Keras' to about 1e-6; float16 would not keep them within 1e-4), plus a sample of
+test images for the page's "a random test image" button. Nothing here is committed: it is
+derived from the ledger each time the book is built.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Layers that are the identity at inference time.
+IDENTITY = ("Dropout", "RandomRotation", "RandomTranslation", "InputLayer")
+
+
+def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """The model as a list of layer descriptions and the float32 arrays they refer to."""
+    layers: list[dict[str, Any]] = []
+    arrays: list[np.ndarray] = []
+
+    def add(array: np.ndarray) -> int:
+        arrays.append(np.ascontiguousarray(array, dtype="<f4"))
+        return len(arrays) - 1
+
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in IDENTITY:
+            continue
+        if kind == "Conv2D":
+            kernel, *rest = layer.get_weights()
+            bias = rest[0] if rest else np.zeros(kernel.shape[-1], np.float32)
+            if layer.strides != (1, 1) or layer.dilation_rate != (1, 1):
+                raise ValueError(f"{layer.name}: only stride 1 and no dilation are supported")
+            layers.append({"type": "conv", "kernel": add(kernel), "bias": add(bias), "shape": list(kernel.shape),
+                           "padding": layer.padding, "activation": layer.activation.__name__})
+        elif kind == "LeakyReLU":
+            layers.append({"type": "leaky_relu", "slope": float(layer.negative_slope)})
+        elif kind == "MaxPooling2D":
+            if tuple(layer.pool_size) != tuple(layer.strides) or layer.padding != "valid":
+                raise ValueError(f"{layer.name}: only non-overlapping valid pooling is supported")
+            layers.append({"type": "max_pool", "size": int(layer.pool_size[0])})
+        elif kind == "Flatten":
+            layers.append({"type": "flatten"})
+        elif kind == "Dense":
+            kernel, bias = layer.get_weights()
+            layers.append({"type": "dense", "kernel": add(kernel), "bias": add(bias), "shape": list(kernel.shape),
+                           "activation": layer.activation.__name__})
+        else:
+            raise ValueError(f"{layer.name}: layer type {kind} is not supported by the page's forward pass")
+    return layers, arrays
+
+
+def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, Any]:
+    """Write ``<name>.json`` and ``<name>.bin`` into ``folder``; return the description."""
+    layers, arrays = describe(model)
+    offsets, blob = [], bytearray()
+    for array in arrays:
+        offsets.append({"offset": len(blob) // 4, "length": int(array.size)})
+        blob += array.tobytes()
+    spec = {"name": name, "scale": scale, "layers": layers, "arrays": offsets, "weights": f"{name}.bin"}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.bin").write_bytes(bytes(blob))
+    (folder / f"{name}.json").write_text(json.dumps(spec))
+    return spec
+
+
+def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Export the paper's model and the book's best single model (seed 0 of each, from the
+    ledger), and ``samples`` test images with their labels and their index in the test file."""
+    from helpers import data, experiments, train
+
+    runs = {"paper": train.run(train.paper_job()), "best": train.run(experiments.final_job())}
+    sizes = {}
+    for name, result in runs.items():
+        export_model(train.load_model(result), result.job.config.scale, folder, name)
+        sizes[name] = (folder / f"{name}.bin").stat().st_size + (folder / f"{name}.json").stat().st_size
+    images, labels = data.load_usps("test", scale="symmetric")
+    pick = np.sort(np.random.default_rng(seed).choice(len(labels), samples, replace=False))
+    sample = {"index": pick.tolist(), "labels": labels[pick].tolist(),
+              "pixels": [[round(float(v), 4) for v in images[i].ravel()] for i in pick]}
+    (folder / "samples.json").write_text(json.dumps(sample))
+    sizes["samples"] = (folder / "samples.json").stat().st_size
+    return {"sizes": sizes, "names": {name: r.job.config for name, r in runs.items()}, "runs": runs}
