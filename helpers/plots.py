@@ -152,7 +152,7 @@ def ensemble_curve(table: "pd.DataFrame", reference: float | None = None) -> Fig
     if reference is not None:
         ax.axhline(reference, color="C3", linestyle="--", label="the paper (one run)")
     ax.set(xlabel="models averaged", ylabel="test error (%)", xticks=sizes)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     return fig
 
 
