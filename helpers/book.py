@@ -63,7 +63,7 @@ def constants() -> dict[str, int]:
 
 def provenance(runs: Iterable[Any]) -> Markdown:
     """One line saying where a page's trained results come from (ledger, cache or this build)."""
-    runs = list(runs)
+    runs = list({r.key: r for r in runs}.values())  # a run several experiments share counts once
     sources = Counter(r.source for r in runs)
     parts = []
     if sources["ledger"]:
