@@ -243,7 +243,7 @@ def everything() -> dict[str, int]:
     stage("dense-layer width", sweep("dense_units", settings.dense_units, settings.sweep_seeds))
     stage("batch size", sweep("batch_size", settings.batch_sizes, settings.batch_seeds))
     rungs = ladder()
-    stage("ladder", [x for r in rungs for x in r.runs] + [None] * sum(len(settings.holdout_seeds) for _ in rungs))
+    stage("ladder", len({x.key for r in rungs for x in r.runs}) + len(rungs) * len(settings.holdout_seeds))
     stage("classical baselines", baselines.all_baselines())
     if train.training_mode() == "ledger":
         kept = ledger.keep_weights([train.paper_job(), final_job()])

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,8 @@ def keep_weights(jobs: Iterable["Job"]) -> list[str]:  # noqa: F821
         pool = weights_pool() / f"{job.key()}-{record_code(entry)}-{train.WEIGHTS}"
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
-            with cache_dir_for_retraining() as tmp:
+            with tempfile.TemporaryDirectory(prefix="usps-retrain-") as folder:
+                tmp = Path(folder)
                 train.build_entry(job, tmp)
                 pool.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(tmp / train.WEIGHTS, pool)
@@ -176,19 +178,6 @@ def keep_weights(jobs: Iterable["Job"]) -> list[str]:  # noqa: F821
     if changed:
         write_manifest(root())
     return changed
-
-
-class cache_dir_for_retraining:
-    """A temporary folder for a retraining whose weights are all that is kept."""
-
-    def __enter__(self) -> Path:
-        import tempfile
-
-        self.path = Path(tempfile.mkdtemp(prefix="usps-retrain-"))
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _files(folder: Path) -> list[Path]:
