@@ -109,7 +109,8 @@ def ladder() -> list[RungResult]:
 
     Each rung is scored on holdout splits of the training set against the configuration
     it builds on, and kept when it makes no more holdout errors; the test set is used
-    once per rung, to report. Rung 0 is the paper's recipe itself.
+    once per rung, to report. Rung 0 is the paper's recipe itself, with the same seeds as
+    :func:`paper_seed_runs` so that the book quotes one number for it.
     """
     settings = beyond()
     steps = [("the paper's recipe (our reproduction)", "the starting point", {})]
@@ -120,7 +121,8 @@ def ladder() -> list[RungResult]:
     for name, why, changes in steps:
         config = current.with_(**changes)
         holdout_jobs = [Job(config, seed, "holdout") for seed in settings.holdout_seeds]
-        test_jobs = [Job(config, seed) for seed in settings.ladder_seeds]
+        # Rung 0 is the recipe: its test runs are the recipe's seeds of the variance chapter.
+        test_jobs = [Job(config, seed) for seed in (settings.ladder_seeds if results else settings.seeds)]
         runs = run_many(holdout_jobs + test_jobs, workers=settings.workers,
                         describe=lambda j, n=name: f"{n[:30]}: {j.split} seed {j.seed}")
         holdout = holdout_errors(runs[:len(holdout_jobs)])
@@ -171,6 +173,8 @@ def experiment_runs() -> dict[str, list[Run]]:
         "batch size (ablations chapter)": sweep_runs("batch_size", settings.batch_sizes, settings.batch_seeds),
         "ladder, test-set runs (human-level chapter)": [x for r in rungs for x in r.runs],
         "ladder, holdout runs (human-level chapter)": [run(j) for j in hold],
+        "readings of the recipe (discussion chapter)": sum(readings().values(), []),
+        "decision options on the test set (discussion chapter)": sum(decision_options().values(), []),
     }
 
 
@@ -186,6 +190,49 @@ def cost_table() -> pd.DataFrame:
     table = pd.DataFrame(rows).T
     table.index.name = "experiment"
     return table
+
+
+def readings() -> dict[str, list[Run]]:
+    """The recipe and each of :data:`helpers.config.READINGS`, once per reading seed."""
+    from helpers.config import READINGS
+
+    settings = beyond()
+    recipe = paper_config().with_(epochs=settings.epochs)
+    variants = {"the recipe (our reproduction)": recipe}
+    variants.update({r.name: recipe.with_(**r.changes) for r in READINGS})
+    jobs = [Job(config, seed) for config in variants.values() for seed in settings.reading_seeds]
+    runs = run_many(jobs, workers=settings.workers, describe=lambda j: f"reading {_reading_name(j, variants)}, "
+                                                                        f"seed {j.seed}")
+    n = len(settings.reading_seeds)
+    return {name: runs[i * n:(i + 1) * n] for i, name in enumerate(variants)}
+
+
+def decision_options() -> dict[str, list[Run]]:
+    """Every option of the model chapter's decision search, trained like the recipe (all training
+    images, the paper's epochs and batch) once per option seed and scored on the test set.
+
+    These runs only report what choosing each decision on the test set would have given
+    (the verdict chapter); the recipe was chosen on holdout splits and does not change.
+    """
+    from helpers.config import DECISIONS
+
+    settings = beyond()
+    recipe = paper_config().with_(epochs=settings.epochs)
+    variants = {"the recipe (our reproduction)": recipe}
+    for decision in DECISIONS:
+        for label, changes in decision.options:
+            config = recipe.with_(**changes)
+            if config != recipe:
+                variants[f"{decision.name}: {label}"] = config
+    # seed-major order, so that an interrupted `make results` has whole seeds of every option
+    jobs = [Job(config, seed) for seed in settings.option_seeds for config in variants.values()]
+    runs = {(r.job.config, r.job.seed): r for r in run_many(
+        jobs, workers=settings.workers, describe=lambda j: f"option {_reading_name(j, variants)}, seed {j.seed}")}
+    return {name: [runs[config, seed] for seed in settings.option_seeds] for name, config in variants.items()}
+
+
+def _reading_name(job: Job, variants: dict[str, Config]) -> str:
+    return next(name for name, config in variants.items() if config == job.config)[:40]
 
 
 def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> dict[str, Any]:
@@ -204,6 +251,19 @@ def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> di
         "ensemble_verdict": "meets" if combined <= targets["ensemble"] else "misses",
         "single_gap": single - targets["single"], "ensemble_gap": combined - targets["ensemble"],
     }
+
+
+#: The readings whose seed-0 weights the ledger keeps, to tell which change makes the final
+#: model read noisy digits worse (the human-level chapter's noise table).
+NOISE_READINGS: tuple[str, ...] = ("two convolution blocks", "shift augmentation", "shift and rotation augmentation")
+
+
+def noise_jobs() -> dict[str, Job]:
+    """Seed 0 of each reading in :data:`NOISE_READINGS` (their weights are kept in the ledger)."""
+    from helpers.config import READINGS
+
+    recipe = paper_config().with_(epochs=beyond().epochs)
+    return {r.name: Job(recipe.with_(**r.changes), 0) for r in READINGS if r.name in NOISE_READINGS}
 
 
 def final_job() -> Job:
@@ -245,7 +305,9 @@ def everything() -> dict[str, int]:
     rungs = ladder()
     stage("ladder", len({x.key for r in rungs for x in r.runs}) + len(rungs) * len(settings.holdout_seeds))
     stage("classical baselines", baselines.all_baselines())
+    stage("readings of the recipe (verdict chapter)", sum(readings().values(), []))
+    stage("decision options on the test set (verdict chapter)", sum(decision_options().values(), []))
     if train.training_mode() == "ledger":
-        kept = ledger.keep_weights([train.paper_job(), final_job()])
+        kept = ledger.keep_weights([train.paper_job(), final_job(), *noise_jobs().values()])
         print(f"== weights stored in the ledger: {len(kept)} new", flush=True)
     return stages

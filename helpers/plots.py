@@ -185,3 +185,30 @@ def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -
     ax.set_xlabel("test error (%)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     return fig
+
+
+def readings_plot(errors: dict[str, Sequence[float]], paper_error: float) -> Figure:
+    """Test error of every seed of every reading of the recipe (dots) and their mean (bar)."""
+    fig = Figure(figsize=(8, 0.55 * len(errors) + 1.6), layout="tight")
+    ax = fig.subplots()
+    for row, (name, values) in enumerate(errors.items()):
+        ax.scatter(values, [row] * len(values), color="C0", zorder=3, s=22)
+        ax.plot([np.mean(values)] * 2, [row - 0.3, row + 0.3], color="C1", linewidth=2.5)
+    ax.axvline(paper_error, color="C3", linestyle="--", label="the paper (one run)")
+    ax.set_yticks(range(len(errors)), list(errors))
+    ax.invert_yaxis()
+    ax.set_xlabel("test error (%): one dot per seed, the orange bar is the mean")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    return fig
+
+
+def digit_error_heatmap(table: "pd.DataFrame") -> Figure:  # noqa: F821
+    """Errors per true digit (columns) for every run (rows), as a heat map."""
+    fig = Figure(figsize=(7.5, 0.28 * len(table) + 1.4), layout="tight")
+    ax = fig.subplots()
+    labels = [f"{name[:34]}, seed {seed}" if seed != "" else name for name, seed in table.index]
+    sns.heatmap(table.to_numpy(), annot=True, fmt="d", cmap="Reds", cbar=False, ax=ax, annot_kws={"fontsize": 7},
+                xticklabels=list(table.columns), yticklabels=labels)
+    ax.set(xlabel="true digit", ylabel="")
+    ax.tick_params(axis="y", labelsize=7)
+    return fig

@@ -138,3 +138,33 @@ def test_noise_robustness_and_literature() -> None:
 def test_beyond_settings_follow_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USPS_BOOK_PROFILE", "ci")
     assert beyond().epochs == 2
+
+
+def fake_runs_for(jobs: list[Job], **_: object) -> list[Run]:
+    """A made-up run per job (for checking how runs are grouped)."""
+    labels = np.zeros(10, int)
+    return [Run(job, job.key(), Path("."), {}, 1.0, one_hot([0] * 10), labels, "ledger") for job in jobs]
+
+
+def test_readings_and_decision_options_group_runs_by_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers.config import DECISIONS, READINGS
+
+    monkeypatch.setattr(experiments, "paper_config", lambda: TINY)
+    monkeypatch.setattr(experiments, "run_many", fake_runs_for)
+    monkeypatch.setenv("USPS_BOOK_PROFILE", "full")
+    readings = experiments.readings()
+    assert list(readings)[0] == "the recipe (our reproduction)" and len(readings) == len(READINGS) + 1
+    for name, runs in readings.items():
+        assert [r.job.seed for r in runs] == list(beyond().reading_seeds)
+        assert len({r.job.config for r in runs}) == 1
+    shift = readings["shift augmentation"][0].job.config
+    assert shift == TINY.with_(epochs=beyond().epochs, augment_shift=2 / 16)
+    options = experiments.decision_options()
+    # every option that differs from the recipe, plus the recipe itself
+    changed = [c for d in DECISIONS for _, c in d.options if TINY.with_(epochs=beyond().epochs, **c)
+               != TINY.with_(epochs=beyond().epochs)]
+    assert len(options) == len(changed) + 1
+    for name, runs in options.items():
+        assert [r.job.seed for r in runs] == list(beyond().option_seeds) and len({r.job.config for r in runs}) == 1
+    assert options["padding: valid"][0].job.config.padding == "valid"
+    assert set(experiments.noise_jobs()) == set(experiments.NOISE_READINGS)

@@ -15,9 +15,9 @@ import pytest
 from tests.conftest import REPO, SHOTS, _need
 
 PDF = REPO / "_build" / "latex" / "usps-cnn-book.pdf"
-PAGES = ["introduction", "eda", "model", "training", "evaluation", "discussion", "variance", "ablations",
+PAGES = ["introduction", "eda", "model", "training", "evaluation", "variance", "discussion", "ablations",
          "human-level", "demo", "reproducibility", "references"]
-TITLES = ["Introduction", "The data", "The model", "Training", "Evaluation", "Discussion", "Seeds and ensembles",
+TITLES = ["Introduction", "The data", "The model", "Training", "Evaluation", "Seeds and ensembles", "Discussion",
           "Hidden units and batch size", "Towards human level", "Read your own handwriting",
           "Reproducibility and cost", "References"]
 

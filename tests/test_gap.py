@@ -1,0 +1,173 @@
+"""The verdict's measurements (helpers/gap.py) on small made-up runs with known answers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from helpers import gap, paper
+from helpers.config import BASELINE
+from helpers.train import Job, Run
+from tests.conftest import REPO
+
+N = 2007  # the paper's 58 errors are judged against the real test-set size
+
+
+def fake(seed: int, predicted: np.ndarray, labels: np.ndarray, val_accuracy: list[float] | None = None,
+         config=BASELINE) -> Run:
+    history = {"val_accuracy": val_accuracy or [0.5, 0.9, 0.8]}
+    job = Job(config, seed)
+    return Run(job, job.key(), Path("."), history, 1.0, np.eye(10)[predicted], labels, "ledger")
+
+
+def with_errors(errors: int, seed: int = 0, val_accuracy: list[float] | None = None, config=BASELINE,
+                labels: np.ndarray | None = None) -> Run:
+    labels = np.arange(N) % 10 if labels is None else labels
+    predicted = labels.copy()
+    predicted[:errors] = (labels[:errors] + 1) % 10
+    return fake(seed, predicted, labels, val_accuracy, config)
+
+
+def test_mean_interval_is_students_t() -> None:
+    values = [3.8, 3.9, 4.1, 3.7, 4.0]
+    low, high = gap.mean_interval(values)
+    half = stats.t.ppf(0.975, 4) * np.std(values, ddof=1) / np.sqrt(5)
+    assert (low, high) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    assert all(np.isnan(gap.mean_interval([1.0])))
+
+
+def test_mcnemar_is_exact_on_discordant_pairs() -> None:
+    labels = np.zeros(100, int)
+    a, b = labels.copy(), labels.copy()
+    assert gap.mcnemar_p(a, b, labels) == 1.0  # identical predictions: no evidence at all
+    b[:10] = 1  # b wrong on 10 images that a gets right, never the reverse
+    assert gap.mcnemar_p(a, b, labels) == pytest.approx(2 * 0.5 ** 10)
+    a[10:12] = 1  # two discordant pairs the other way
+    assert gap.mcnemar_p(a, b, labels) == pytest.approx(stats.binomtest(2, 12).pvalue)
+
+
+def test_best_epoch_and_selection_pick_the_lowest_test_error() -> None:
+    assert gap.best_epoch({"val_accuracy": [0.9, 0.97, 0.95]}) == (2, pytest.approx(3.0))
+    variants = {gap.RECIPE: [with_errors(80, 0, [0.95, 0.96]), with_errors(70, 1, [0.965, 0.955])],
+                "other": [with_errors(50, 0, [0.98, 0.97], BASELINE.with_(dropout=0.25))]}
+    sel = gap.selection(variants)
+    assert sel["best_epoch_error_mean"] == pytest.approx((4.0 + 3.5) / 2)
+    assert sel["best_epoch_error_min"] == pytest.approx(3.5)
+    assert sel["best_seed_error"] == pytest.approx(100 * 70 / N)
+    assert sel["test_tuned_error"] == pytest.approx(2.0)
+    assert sel["test_tuned_at"] == {"reading": "other", "seed": 0, "epoch": 1}
+    assert (sel["runs_searched"], sel["epochs_searched"]) == (3, 6)
+    options = {gap.RECIPE: variants[gap.RECIPE], "filters 16": [with_errors(60, 0, [0.97, 0.969], BASELINE.with_(
+        filters=16)), with_errors(62, 1, [0.96, 0.969], BASELINE.with_(filters=16))]}
+    sel = gap.selection(variants, options)
+    assert sel["best_option"] == "filters 16" and sel["best_option_error"] == pytest.approx(100 * 61 / N)
+    assert sel["runs_searched"] == 5  # the recipe's runs are in both groups and count once
+    table = gap.selection_table(sel, 3.9)
+    assert table["errors"].iloc[-1] == paper.ERRORS and len(table) == 7
+
+
+def test_variant_table_counts_seeds_at_the_paper_and_pairs_seeds() -> None:
+    recipe = [with_errors(e, s) for s, e in enumerate((76, 80, 78))]
+    better = [with_errors(e, s, config=BASELINE.with_(augment_shift=0.125)) for s, e in enumerate((50, 58, 60))]
+    table = gap.variant_table({gap.RECIPE: recipe, "shift": better})
+    assert table.loc["shift", f"seeds with ≤ {paper.ERRORS} errors"] == 2
+    assert table.loc[gap.RECIPE, f"seeds with ≤ {paper.ERRORS} errors"] == 0
+    assert table.loc["shift", "seeds"] == 3
+    assert table.loc["shift", "mean (%)"] == pytest.approx(round(100 * 56 / N, 2))
+    # the better reading's errors are a subset of the recipe's: every seed is a significant pair
+    assert table.loc["shift", "paired McNemar vs recipe: seeds with p < 0.05"] == "3 of 3"
+    numbers = gap.variant_numbers({gap.RECIPE: recipe, "shift": better})
+    assert numbers[1]["seeds_at_or_below_paper"] == 2 and numbers[1]["min_error"] == pytest.approx(100 * 50 / N)
+
+
+def test_recipe_against_the_paper() -> None:
+    recipe = [with_errors(e, s) for s, e in enumerate((76, 75, 78, 83, 78))]
+    result = gap.recipe_vs_paper(recipe)
+    errors = 100 * np.array([76, 75, 78, 83, 78]) / N
+    assert result["mean_error"] == pytest.approx(errors.mean())
+    assert result["t_pvalue"] == pytest.approx(stats.ttest_1samp(errors, paper.ERROR).pvalue)
+    assert result["gap_images"] == pytest.approx(np.mean([76, 75, 78, 83, 78]) - paper.ERROR * N / 100)
+    assert gap.error_verdict(result, 0) == "not reproduced"
+    assert gap.error_verdict(result, 1) == "partly"
+    assert gap.error_verdict({"mean_ci95": [2.5, 3.1]}, 0) == "reproduced"
+
+
+def test_per_digit_errors_and_misreadings() -> None:
+    labels = np.array([3, 3, 3, 5, 0])
+    runs = [fake(0, np.array([5, 5, 3, 5, 0]), labels), fake(1, np.array([5, 8, 3, 3, 0]), labels)]
+    table = gap.per_digit_errors({gap.RECIPE: runs})
+    assert list(table.loc[(gap.RECIPE, 0)][[3, 5, "total"]]) == [2, 0, 2]
+    assert list(table.loc[(gap.RECIPE, 1)][[3, 5, "total"]]) == [2, 1, 3]
+    assert ("the paper (Figure 8)", "") in table.index
+    read = gap.misreadings(runs, 3)
+    assert dict(read) == {5: 3, 8: 1}
+
+
+def test_paper_digit_errors_follow_figure_8() -> None:
+    labels = np.repeat(np.arange(10), 100)
+    assert list(gap.paper_digit_errors(labels)) == [round(e) for e in paper.CLASS_ERROR]
+
+
+def test_overlap_finds_images_every_model_misses() -> None:
+    labels = np.array([0, 1, 2, 3])
+    groups = {"a": {"0": np.array([9, 1, 9, 3]), "1": np.array([9, 9, 2, 3])},
+              "b": {"x": np.array([9, 1, 2, 9])}}
+    result = gap.overlap(groups, labels)
+    assert list(result.missed_by_all) == [0] and result.models == 3
+    assert result.table.loc["a", "missed by any"] == 3 and result.table.loc["a", "missed by all"] == 1
+    assert result.table.loc["all of the above", "missed by any"] == 4
+
+
+def test_baseline_overlap_counts_shared_hard_images() -> None:
+    labels = np.array([3, 3, 3, 1])
+    recipe = [fake(s, np.array([5, 5, 3, 1]), labels) for s in range(3)]
+    table = gap.baseline_overlap(recipe, {"knn": np.array([5, 3, 5, 1])}, 3)
+    assert table.loc["knn"].tolist() == [2, 1, 2]
+
+
+def test_verdict_table_judges_each_claim() -> None:
+    labels = np.repeat(np.arange(10), 20)
+    recipe = [with_errors(e, s, labels=labels) for s, e in enumerate((20, 21, 22))]
+    train_labels = np.repeat(np.arange(10), 30)
+    table = gap.verdict_table(recipe, train_labels, labels, BASELINE,
+                              {"accuracy": [0.99], "val_accuracy": [0.9]})
+    assert table.loc["dataset and split", "verdict"] == "not reproduced"  # 300/200 images, not 7291/2007
+    assert table.loc["training: 100 epochs, batch 256", "verdict"] == "reproduced"
+    assert table.loc["overall accuracy 97.11 % (58 errors)", "verdict"] in ("partly", "reproduced")
+    assert "training 99.0 %, test 90.0 %" in table.loc["curves (Figure 7): little gap between training and "
+                                                       "validation", "this book"]
+
+
+def test_command_line_gap_json_answers_from_the_ledger() -> None:
+    from tests.test_reproduction import FORBID
+
+    done = subprocess.run([sys.executable, "-m", "helpers", "gap", "--json"], cwd=REPO, env=FORBID,
+                          capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(done.stdout)
+    assert result["paper_error"] == paper.ERROR
+    assert set(result["recipe"]) == {"seeds", "mean_error", "std_error", "mean_ci95"}
+    assert result["recipe"]["mean_ci95"][0] < result["recipe"]["mean_error"] < result["recipe"]["mean_ci95"][1]
+    assert len(result["variants"]) >= 4 and all(v["seeds"] >= 5 for v in result["variants"])
+    assert set(result["selection"]) >= {"best_epoch_error_mean", "best_epoch_error_min", "best_seed_error",
+                                        "test_tuned_error", "best_option_error"}
+    selection = result["selection"]
+    assert selection["test_tuned_error"] <= min(selection["best_epoch_error_min"], selection["best_option_error"])
+
+
+def test_glue_numbers_name_what_the_chapter_quotes() -> None:
+    recipe = [with_errors(e, s) for s, e in enumerate((76, 80, 78))]
+    close = [with_errors(e, s, config=BASELINE.with_(dropout=0.25)) for s, e in enumerate((55, 60, 58))]
+    variants = {gap.RECIPE: recipe, "close": close}
+    numbers = gap.reading_numbers(variants, ["close"])
+    assert numbers["r1_mean"] == pytest.approx(100 * 173 / 3 / N) and numbers["r1_at"] == 2
+    assert numbers["readings_holding_paper"] == "“close”" and numbers["n_readings_holding"] == 1
+    recipe_glue = gap.recipe_numbers(recipe)
+    assert (recipe_glue["rec_min_errors"], recipe_glue["rec_max_errors"], recipe_glue["rec_seeds"]) == (76, 80, 3)
+    sel = gap.selection_numbers(gap.selection(variants, {gap.RECIPE: recipe, "close": close}))
+    assert sel["best_option"] == "close" and sel["option_reaches"] == "reaches"  # 57.7 errors: 2.87 %
