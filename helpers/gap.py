@@ -376,3 +376,28 @@ def recipe_numbers(runs: Sequence[Any]) -> dict[str, Any]:
             "rec_low": recipe["mean_ci95"][0], "rec_high": recipe["mean_ci95"][1], "rec_p": recipe["t_pvalue"],
             "gap_points": recipe["gap"], "gap_images": recipe["gap_images"],
             "rec_min_errors": min(r.errors for r in runs), "rec_max_errors": max(r.errors for r in runs)}
+
+
+def excess_numbers(excess: pd.DataFrame) -> dict[str, Any]:
+    """Glue names for :func:`excess_by_digit`: the digit with the largest excess and the totals."""
+    top = excess["excess"].idxmax()
+    return {"top_digit": int(top), "top_excess": float(excess.loc[top, "excess"]),
+            "top_share": float(excess.loc[top, "share of the excess (%)"]),
+            "top_paper": int(excess.loc[top, "paper errors"]), "top_ours": float(excess.loc[top, "our mean errors"]),
+            "total_excess": float(excess["excess"].sum()), "paper_implied": int(excess["paper errors"].sum())}
+
+
+def mostly_missed(runs: Sequence[Any], digit: int) -> np.ndarray:
+    """Indices of the test images of ``digit`` that a majority of ``runs`` misclassify."""
+    labels = runs[0].labels
+    counts = missed_counts({str(i): r.predicted for i, r in enumerate(runs)}, labels)
+    return np.flatnonzero((labels == digit) & (counts > len(runs) / 2))
+
+
+def digit_numbers(per_digit: pd.DataFrame, misread: pd.Series, digit: int, compare: str) -> dict[str, Any]:
+    """Glue names for one digit: the recipe's range over seeds, its commonest misreading, and the
+    mean errors on that digit of the reading ``compare``."""
+    ours = per_digit.loc[RECIPE, digit]
+    return {"threes_min": int(ours.min()), "threes_max": int(ours.max()), "threes_as": int(misread.index[0]),
+            "threes_as_share": float(100 * misread.iloc[0] / misread.sum()),
+            "threes_aug": float(per_digit.loc[compare, digit].mean())}

@@ -171,3 +171,16 @@ def test_glue_numbers_name_what_the_chapter_quotes() -> None:
     assert (recipe_glue["rec_min_errors"], recipe_glue["rec_max_errors"], recipe_glue["rec_seeds"]) == (76, 80, 3)
     sel = gap.selection_numbers(gap.selection(variants, {gap.RECIPE: recipe, "close": close}))
     assert sel["best_option"] == "close" and sel["option_reaches"] == "reaches"  # 57.7 errors: 2.87 %
+
+
+def test_digit_numbers_and_mostly_missed() -> None:
+    labels = np.array([3, 3, 3, 5, 0])
+    runs = [fake(0, np.array([5, 5, 3, 5, 0]), labels), fake(1, np.array([5, 8, 3, 3, 0]), labels),
+            fake(2, np.array([5, 3, 3, 5, 0]), labels)]
+    assert list(gap.mostly_missed(runs, 3)) == [0, 1]  # missed by 3 and by 2 of the 3 runs
+    per_digit = gap.per_digit_errors({gap.RECIPE: runs, "other": runs[:1]})
+    numbers = gap.digit_numbers(per_digit, gap.misreadings(runs, 3), 3, "other")
+    assert (numbers["threes_min"], numbers["threes_max"], numbers["threes_as"]) == (1, 2, 5)
+    assert numbers["threes_as_share"] == pytest.approx(100 * 4 / 5) and numbers["threes_aug"] == 2.0
+    excess = gap.excess_by_digit(runs)
+    assert gap.excess_numbers(excess)["top_digit"] == int(excess["excess"].idxmax())
