@@ -184,3 +184,11 @@ def test_digit_numbers_and_mostly_missed() -> None:
     assert numbers["threes_as_share"] == pytest.approx(100 * 4 / 5) and numbers["threes_aug"] == 2.0
     excess = gap.excess_by_digit(runs)
     assert gap.excess_numbers(excess)["top_digit"] == int(excess["excess"].idxmax())
+
+
+def test_require_names_every_false_claim_and_holds_paper() -> None:
+    gap.require({"true": True})
+    with pytest.raises(gap.ClaimError, match="b is false; c is false"):
+        gap.require({"a": True, "b is false": False, "c is false": False})
+    assert gap.holds_paper([with_errors(e, s) for s, e in enumerate((55, 58, 62))])
+    assert not gap.holds_paper([with_errors(e, s) for s, e in enumerate((76, 78, 80))])
