@@ -423,3 +423,19 @@ def holds_paper(runs: Sequence[Any]) -> bool:
     """Whether the 95 % interval of the mean error over ``runs`` holds the paper's 2.89 %."""
     low, high = mean_interval([error_pct(r) for r in runs])
     return bool(low <= paper.ERROR <= high)
+
+
+def profile_numbers(per_digit: pd.DataFrame, reading: str, top: int = 4) -> dict[str, Any]:
+    """How the paper's per-digit errors compare with every run, and where ``reading`` gains most.
+
+    ``runs_min_3``/``runs_max_0``/``runs_min_1``: the fewest 3s, most 0s and fewest 1s any run
+    misreads (the paper's Figure 8 implies 2, 10 and 3); ``gain_digits``: the ``top`` digits
+    whose mean errors ``reading`` lowers most against the recipe, with the mean gain.
+    """
+    runs = per_digit.drop(index=("the paper (Figure 8)", "")).drop(columns="total")
+    gain = (runs.loc[RECIPE].mean() - runs.loc[reading].mean()).sort_values(ascending=False)
+    paper_row = per_digit.loc[("the paper (Figure 8)", "")]
+    return {"runs_total": len(runs), "runs_min_3": int(runs[3].min()), "runs_max_0": int(runs[0].max()),
+            "runs_min_1": int(runs[1].min()), "paper_3": int(paper_row[3]), "paper_0": int(paper_row[0]),
+            "paper_1": int(paper_row[1]),
+            "gain_digits": ", ".join(f"{int(d)} ({g:.1f})" for d, g in gain.head(top).items())}

@@ -192,3 +192,21 @@ def test_require_names_every_false_claim_and_holds_paper() -> None:
         gap.require({"a": True, "b is false": False, "c is false": False})
     assert gap.holds_paper([with_errors(e, s) for s, e in enumerate((55, 58, 62))])
     assert not gap.holds_paper([with_errors(e, s) for s, e in enumerate((76, 78, 80))])
+
+
+def test_profile_numbers_compare_every_run_with_figure_8() -> None:
+    labels = np.repeat(np.arange(10), 100)
+
+    def run_missing(seed: int, digits: dict[int, int], config=BASELINE) -> Run:
+        predicted = labels.copy()
+        for digit, count in digits.items():
+            idx = np.flatnonzero(labels == digit)[:count]
+            predicted[idx] = (digit + 1) % 10
+        return fake(seed, predicted, labels, config=config)
+
+    variants = {gap.RECIPE: [run_missing(0, {3: 9, 8: 9}), run_missing(1, {3: 7, 8: 11})],
+                "shift": [run_missing(0, {3: 5, 8: 2}, BASELINE.with_(augment_shift=0.1))]}
+    numbers = gap.profile_numbers(gap.per_digit_errors(variants), "shift", top=2)
+    assert numbers["runs_total"] == 3 and numbers["runs_min_3"] == 5 and numbers["runs_max_0"] == 0
+    assert numbers["gain_digits"] == "8 (8.0), 3 (3.0)"
+    assert numbers["paper_3"] == round(paper.CLASS_ERROR[3])
