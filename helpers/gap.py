@@ -297,7 +297,7 @@ def verdict_table(recipe_runs: Sequence[Any], train_labels: np.ndarray, test_lab
         "class proportions (Figure 3)": verdict(
             "reproduced" if same_props == 20 else "partly", "proportions rounded to two decimals",
             "20 proportions", f"{same_props} of 20 equal"),
-        "architecture (Figure 4)": verdict(
+        "architecture (Figure 1)": verdict(
             "partly", "the layer stack as stated; filters, widths, rates, padding and optimizer are not stated "
             "and were decided on the training images (model chapter)",
             "conv 5×5 + Leaky ReLU, pool 2×2, flatten, dense, dropout, softmax",
