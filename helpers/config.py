@@ -161,7 +161,7 @@ BEYOND: dict[str, BeyondSettings] = {
     "full": BeyondSettings(seeds=(0, 1, 2, 3, 4), dense_units=(32, 128, 512),
                            batch_sizes=(64, 256, 1024), sweep_seeds=(0,), batch_seeds=(0,),
                            ladder_seeds=(0, 1), holdout_seeds=(0, 1), epochs=paper.EPOCHS, workers=2,
-                           reading_seeds=(0, 1, 2, 3, 4), option_seeds=(0, 1)),
+                           reading_seeds=(0, 1, 2, 3, 4), option_seeds=(0, 1, 2)),
     "ci": BeyondSettings(seeds=(0, 1, 2), dense_units=(64, 128), batch_sizes=(128, 256), sweep_seeds=(0,),
                          batch_seeds=(0,),
                          ladder_seeds=(0, 1), holdout_seeds=(0,), epochs=2, workers=2),
