@@ -175,7 +175,19 @@ def experiment_runs() -> dict[str, list[Run]]:
         "ladder, holdout runs (human-level chapter)": [run(j) for j in hold],
         "readings of the recipe (discussion chapter)": sum(readings().values(), []),
         "decision options on the test set (discussion chapter)": sum(decision_options().values(), []),
+        **best_runs(),
     }
+
+
+def best_runs() -> dict[str, list[Run]]:
+    """The runs of the best-published chapter: cross-validation, the chosen model's seeds, the ranking check."""
+    from helpers import best
+
+    results = best.cross_validate(best_rung(ladder()).config)
+    chosen = best.choose(results)
+    return {"cross-validation of the levers (best-published chapter)": [r for x in results.values() for r in x.runs],
+            "the cross-validated best model (best-published chapter)": best.final_runs(chosen),
+            "ranking check on the test set (best-published chapter)": list(best.ranking_runs(results).values())}
 
 
 def cost_table() -> pd.DataFrame:
@@ -272,6 +284,14 @@ def final_job() -> Job:
     return Job(final.config, final.runs[0].job.seed)
 
 
+def best_job() -> Job:
+    """The cross-validated best model, seed 0 (its weights are kept for the noise table)."""
+    from helpers import best
+
+    chosen = best.choose(best.cross_validate(best_rung(ladder()).config))
+    return Job(chosen.config, beyond().best_seeds[0])
+
+
 def everything() -> dict[str, int]:
     """Every run of the book, in the order the chapters need them; returns runs per stage.
 
@@ -307,7 +327,9 @@ def everything() -> dict[str, int]:
     stage("classical baselines", baselines.all_baselines())
     stage("readings of the recipe (verdict chapter)", sum(readings().values(), []))
     stage("decision options on the test set (verdict chapter)", sum(decision_options().values(), []))
+    for name, runs in best_runs().items():
+        stage(name, runs)
     if train.training_mode() == "ledger":
-        kept = ledger.keep_weights([train.paper_job(), final_job(), *noise_jobs().values()])
+        kept = ledger.keep_weights([train.paper_job(), final_job(), *noise_jobs().values(), best_job()])
         print(f"== weights stored in the ledger: {len(kept)} new", flush=True)
     return stages

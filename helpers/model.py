@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from helpers._tf import keras
+import math
+
+import numpy as np
+
+from helpers._tf import keras, tf
 from helpers.config import Config
 
 layers = keras.layers
@@ -19,6 +23,72 @@ def _optimizer(config: Config, total_steps: int) -> keras.optimizers.Optimizer:
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, name="sgd")
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+@keras.saving.register_keras_serializable("usps")
+class ElasticDistortion(layers.Layer):
+    """Elastic distortions (Simard, Steinkraus & Platt 2003), during training only.
+
+    Each image gets a random displacement field, uniform in [-1, 1] per pixel and direction,
+    smoothed by a Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels; the image is
+    resampled bilinearly at the displaced points (outside the image: ``fill_value``).
+    (Keras' own RandomElasticTransform draws the same field for both directions.)
+    """
+
+    def __init__(self, alpha: float, sigma: float = 2.0, fill_value: float = 0.0, seed: int | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.alpha, self.sigma, self.fill_value, self.seed = alpha, sigma, fill_value, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        radius = int(math.ceil(2 * sigma))
+        g = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+        kernel = np.outer(g, g) / np.outer(g, g).sum()
+        self.kernel = np.repeat(kernel[:, :, None, None], 2, axis=2).astype("float32")
+
+    def call(self, images: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        if not training:
+            return images
+        shape = tf.shape(images)
+        n, h, w = shape[0], shape[1], shape[2]
+        field = keras.random.uniform(tf.stack([n, h, w, 2]), -1.0, 1.0, seed=self.seed_generator)
+        field = tf.nn.depthwise_conv2d(field, self.kernel, [1, 1, 1, 1], "SAME") * self.alpha
+        ys, xs = tf.meshgrid(tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij")
+        y, x = ys[None] + field[..., 0], xs[None] + field[..., 1]
+        y0, x0 = tf.floor(y), tf.floor(x)
+        plane = images[..., 0]
+        out = tf.zeros_like(plane)
+        for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            yy, xx = y0 + dy, x0 + dx
+            weight = (1 - tf.abs(y - yy)) * (1 - tf.abs(x - xx))
+            inside = (yy >= 0) & (yy <= tf.cast(h - 1, tf.float32)) & (xx >= 0) & (xx <= tf.cast(w - 1, tf.float32))
+            index = tf.stack([tf.clip_by_value(tf.cast(yy, tf.int32), 0, h - 1),
+                              tf.clip_by_value(tf.cast(xx, tf.int32), 0, w - 1)], axis=-1)
+            value = tf.where(inside, tf.gather_nd(plane, index, batch_dims=1), self.fill_value)
+            out += weight * value
+        return out[..., None]
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "alpha": self.alpha, "sigma": self.sigma, "fill_value": self.fill_value,
+                "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable("usps")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy against integer labels smoothed towards the uniform distribution."""
+
+    def __init__(self, smoothing: float = 0.1, name: str = "smoothed_sparse_crossentropy", **kwargs: object) -> None:
+        super().__init__(name=name, **kwargs)
+        self.smoothing = smoothing
+
+    def call(self, y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
+        labels = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), 10)
+        return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=self.smoothing)
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "smoothing": self.smoothing}
 
 
 def build_model(config: Config, steps_per_epoch: int = 1) -> keras.Model:
@@ -38,6 +108,14 @@ def build_model(config: Config, steps_per_epoch: int = 1) -> keras.Model:
     if config.augment_shift:
         x = layers.RandomTranslation(config.augment_shift, config.augment_shift, fill_mode="constant",
                                      fill_value=background, name="augment_shift")(x)
+    if config.augment_zoom:
+        x = layers.RandomZoom(config.augment_zoom, fill_mode="constant", fill_value=background,
+                              name="augment_zoom")(x)
+    if config.augment_shear:
+        x = layers.RandomShear(config.augment_shear, config.augment_shear, fill_mode="constant",  # random sign
+                               fill_value=background, name="augment_shear")(x)
+    if config.augment_elastic:
+        x = ElasticDistortion(config.augment_elastic, fill_value=background, name="augment_elastic")(x)
     x = _conv_block(x, config, config.filters, config.kernel_size, config.padding, "")
     if config.second_block_filters:
         x = _conv_block(x, config, config.second_block_filters, 3, "same", "_2")
@@ -46,8 +124,10 @@ def build_model(config: Config, steps_per_epoch: int = 1) -> keras.Model:
     x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(10, activation="softmax", name="softmax")(x)
     model = keras.Model(inputs, outputs, name="paper_cnn")
-    model.compile(optimizer=_optimizer(config, steps_per_epoch * config.epochs),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss: str | keras.losses.Loss = "sparse_categorical_crossentropy"
+    if config.label_smoothing:
+        loss = SmoothedSparseCrossentropy(config.label_smoothing)
+    model.compile(optimizer=_optimizer(config, steps_per_epoch * config.epochs), loss=loss, metrics=["accuracy"])
     return model
 
 

@@ -142,6 +142,24 @@ def _predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(images, batch_size=1024, verbose=0), dtype=np.float32)
 
 
+#: Test-time augmentation: each image and its four copies moved by one pixel (up, down, left, right).
+TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shifted(images: np.ndarray, dy: int, dx: int, background: float) -> np.ndarray:
+    """``images`` (n x 16 x 16 x 1) moved by ``dy`` rows and ``dx`` columns, the edge filled with background."""
+    out = np.full_like(images, background)
+    h, w = images.shape[1:3]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def predict_tta(model: keras.Model, images: np.ndarray, background: float) -> np.ndarray:
+    """Class probabilities averaged over each image and its one-pixel shifts (:data:`TTA_SHIFTS`)."""
+    return np.mean([_predict(model, shifted(images, dy, dx, background)) for dy, dx in TTA_SHIFTS], axis=0)
+
+
 # ----------------------------------------------------------- what determines a model
 
 
@@ -177,7 +195,16 @@ def code_hash(config: Config = BASELINE) -> str:
     built = json.dumps({"model": json.loads(net.to_json()),
                         "optimizer": keras.saving.serialize_keras_object(net.optimizer),
                         "loss": keras.saving.serialize_keras_object(net.loss)}, sort_keys=True, default=str)
-    digest = hashlib.sha256((_training_sources() + built).encode())
+    extra = ""  # the book's own layers and losses: their source is part of the hash where used
+    import inspect
+
+    from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy
+
+    if config.augment_elastic:
+        extra += inspect.getsource(ElasticDistortion)
+    if config.label_smoothing:
+        extra += inspect.getsource(SmoothedSparseCrossentropy)
+    digest = hashlib.sha256((_training_sources() + built + extra).encode())
     return digest.hexdigest()[:16]
 
 
@@ -235,6 +262,8 @@ class Run:
     labels: np.ndarray
     source: Literal["ledger", "cache", "trained"] = "ledger"
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # averaged over the image and its one-pixel shifts (runs trained before it existed: None)
+    tta: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def built(self) -> bool:
@@ -272,7 +301,9 @@ def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> No
     model, history, seconds = fit(job.config, x, y, seed=job.seed, validation=validation,
                                   progress_every=progress_every)
     probabilities = _predict(model, xp)
-    np.savez_compressed(folder / "predictions.npz", probabilities=probabilities, labels=yp.astype(np.int8))
+    tta = predict_tta(model, xp, 0.0 if job.config.scale == "unit" else -1.0)
+    np.savez_compressed(folder / "predictions.npz", probabilities=probabilities, labels=yp.astype(np.int8),
+                        tta=tta.astype(np.float32))
     np.savez_compressed(folder / WEIGHTS, *model.get_weights())
     record = {"job": {"config": job.config.as_dict(), "seed": job.seed, "split": job.split},
               "key": job.key(), "code": code_hash(job.config), "data": data.checksums(),
@@ -288,7 +319,9 @@ def load_entry(job: Job, entry: Path, source: Literal["ledger", "cache", "traine
     record = json.loads((entry / "record.json").read_text())
     with np.load(entry / "predictions.npz") as stored:
         probabilities, labels = stored["probabilities"], stored["labels"].astype(np.int64)
-    return Run(job, job.key(), entry, record["history"], record["seconds"], probabilities, labels, source, record)
+        tta = stored["tta"] if "tta" in stored.files else None
+    return Run(job, job.key(), entry, record["history"], record["seconds"], probabilities, labels, source, record,
+               tta)
 
 
 def run(job: Job, *, progress_every: int | None = None) -> Run:
