@@ -38,26 +38,32 @@ def _evaluate(seed: int) -> dict[str, Any]:
 def _summary() -> dict[str, Any]:
     import numpy as np
 
-    from helpers import experiments
+    from helpers import best, experiments
 
     seeds = experiments.paper_seed_runs()
     rungs = experiments.ladder()
     final = experiments.best_rung(rungs)
-    ensemble = experiments.ensemble_errors(final.runs)
-    n = len(final.runs[0].labels)
+    results = best.cross_validate(final.config)
+    chosen = best.choose(results)
+    runs = best.final_runs(chosen)
+    result = best.final(chosen, runs)
     return {
         "paper_model_seeds": [{"seed": r.job.seed, "test_accuracy": r.accuracy, "test_errors": r.errors}
                               for r in seeds],
         "paper_model_mean_error": float(np.mean([1 - r.accuracy for r in seeds])),
         "paper_model_std_error": float(np.std([1 - r.accuracy for r in seeds], ddof=1)),
-        "best_single_name": final.name,
-        "best_single_error": float(np.mean(final.test_errors)) / n,
-        "best_single_seeds": [r.job.seed for r in final.runs],
-        "ensemble_error": float(ensemble.iloc[-1]["mean errors"]) / n,
-        "ensemble_size": int(ensemble.index[-1]),
-        "selection": "ladder rungs kept when their errors on 80/20 holdout splits of the training images "
-                     "do not exceed the previous kept rung's; the ensemble averages that rung's seeds; "
-                     "the test images are used only to report",
+        "best_single_name": chosen.name + (", test-time shifts" if result.tta else ""),
+        "best_single_error": result.mean / 100,
+        "best_single_errors": result.errors,
+        "best_single_seeds": [r.job.seed for r in runs],
+        "ensemble_error": result.ensemble / 100,
+        "ensemble_errors": result.ensemble_errors,
+        "ensemble_size": len(runs),
+        "test_images": result.n,
+        "test_time_shifts": result.tta,
+        "selection": best.selection_text(chosen),
+        "cross_validation": {name: {"errors": r.errors, "errors_with_test_time_shifts": r.tta_errors}
+                             for name, r in results.items()},
         "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
                     "test_errors": r.test_errors} for r in rungs],
     }

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 #: Layers that are the identity at inference time.
-IDENTITY = ("Dropout", "RandomRotation", "RandomTranslation", "InputLayer")
+IDENTITY = ("Dropout", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomShear", "ElasticDistortion",
+            "InputLayer")
 
 
 def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
@@ -77,7 +78,7 @@ def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
     ledger), and ``samples`` test images with their labels and their index in the test file."""
     from helpers import data, experiments, train
 
-    runs = {"paper": train.run(train.paper_job()), "best": train.run(experiments.final_job())}
+    runs = {"paper": train.run(train.paper_job()), "best": train.run(experiments.best_job())}
     sizes = {}
     for name, result in runs.items():
         export_model(train.load_model(result), result.job.config.scale, folder, name)

@@ -222,15 +222,54 @@ def noise_robustness(models: dict[str, "keras.Model"], images: np.ndarray, label
     Noise of standard deviation ``level`` is added to images in [0, 1] and clipped back;
     the same noise draw is used for every model.
     """
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(images.shape).astype(np.float32)
     rows = {}
     for level in levels:
-        noisy = np.clip(images + level * noise, 0.0, 1.0)
+        noisy = add_noise(images, level, seed)
         rows[level] = {name: 100 * float((model.predict(noisy, batch_size=1024, verbose=0).argmax(1) != labels).mean())
                        for name, model in models.items()}
     table = pd.DataFrame(rows).T
     table.index.name = "noise standard deviation"
+    return table
+
+
+def add_noise(images: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
+    """``images`` in [0, 1] with Gaussian noise of standard deviation ``level``, clipped back to [0, 1]."""
+    noise = np.random.default_rng(seed).standard_normal(images.shape).astype(np.float32)
+    return np.clip(images + level * noise, 0.0, 1.0)
+
+
+def noise_anatomy(models: dict[str, "keras.Model"], images: np.ndarray, labels: np.ndarray,  # noqa: F821
+                  level: float = 0.4, seed: int = 0) -> pd.DataFrame:
+    """Where each model's errors under pixel noise go, and which part of the noise causes them.
+
+    Columns: the error with noise everywhere; the digit most misreadings are read as and
+    their share; the mean confidence of the wrong answers; the error with the same noise
+    only on the background (the digit's ink untouched) and only in a 2-pixel frame at the edge;
+    and the error with a flat grey background of the noise's mean level, without speckle.
+    """
+    noisy = add_noise(images, level, seed)
+    ink = images > 0
+    background_only = np.where(ink, images, noisy)
+    frame = np.zeros_like(ink)
+    frame[:, :2], frame[:, -2:], frame[:, :, :2], frame[:, :, -2:] = True, True, True, True
+    frame_only = np.where(frame, noisy, images)
+    grey = np.where(ink, images, float(noisy[~ink].mean()))
+    rows = {}
+    for name, model in models.items():
+        def error(x: np.ndarray) -> float:
+            return 100 * float((model.predict(x, batch_size=1024, verbose=0).argmax(1) != labels).mean())
+
+        p = model.predict(noisy, batch_size=1024, verbose=0)
+        wrong = p.argmax(1) != labels
+        counts = np.bincount(p.argmax(1)[wrong], minlength=10)
+        rows[name] = {"error (%)": round(100 * float(wrong.mean()), 1), "most read as": int(counts.argmax()),
+                      "share of errors (%)": round(100 * counts.max() / max(1, wrong.sum()), 0),
+                      "confidence when wrong": round(float(p.max(1)[wrong].mean()), 2),
+                      "noise on background only (%)": round(error(background_only), 1),
+                      "noise in the edge frame only (%)": round(error(frame_only), 1),
+                      "grey background, no speckle (%)": round(error(grey), 1)}
+    table = pd.DataFrame(rows).T
+    table.index.name = f"model (sigma = {level})"
     return table
 
 

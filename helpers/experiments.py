@@ -327,6 +327,13 @@ def everything() -> dict[str, int]:
     stage("classical baselines", baselines.all_baselines())
     stage("readings of the recipe (verdict chapter)", sum(readings().values(), []))
     stage("decision options on the test set (verdict chapter)", sum(decision_options().values(), []))
+    from helpers import best
+
+    results = best.cross_validate(best_rung(rungs).config)
+    chosen = best.choose(results)  # its seeds first, then the ranking check, in one pool
+    run_many([Job(chosen.config, seed) for seed in settings.best_seeds]
+             + [Job(r.config, 0) for r in results.values()], workers=settings.workers,
+             describe=lambda j: f"best-published chapter, test seed {j.seed}, {j.key()}")
     for name, runs in best_runs().items():
         stage(name, runs)
     if train.training_mode() == "ledger":

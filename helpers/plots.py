@@ -212,3 +212,20 @@ def digit_error_heatmap(table: "pd.DataFrame") -> Figure:  # noqa: F821
     ax.set(xlabel="true digit", ylabel="")
     ax.tick_params(axis="y", labelsize=7)
     return fig
+
+
+def standings_plot(errors: dict[str, Sequence[float]], human: tuple[float, float], best_published: float) -> Figure:
+    """Test error of each model on the way (one dot per seed, a bar at the mean), with the band of
+    human readers and the best published result."""
+    fig = Figure(figsize=(8, 0.5 * len(errors) + 1.8), layout="tight")
+    ax = fig.subplots()
+    ax.axvspan(*human, color="C2", alpha=0.25, label="human readers")
+    ax.axvline(best_published, color="C3", linestyle="--", label="best published")
+    for row, (name, values) in enumerate(errors.items()):
+        ax.scatter(values, [row] * len(values), color="C0", zorder=3, s=20)
+        ax.plot([np.mean(values)] * 2, [row - 0.3, row + 0.3], color="C1", linewidth=2.5)
+    ax.set_yticks(range(len(errors)), list(errors))
+    ax.invert_yaxis()
+    ax.set_xlabel("test error (%): one dot per seed, the orange bar is the mean")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    return fig

@@ -54,3 +54,28 @@ def test_markdown_table_renders_our_numbers_beside_the_paper() -> None:
     table = evaluate.overall_table(evaluate.score(np.zeros(2007, int), predicted))
     text = evaluate.markdown(table).data
     assert "| accuracy (%)" in text and "95.86" in text and str(paper.ACCURACY) in text
+
+
+class _InkCounter:
+    """A stand-in model: reads an image as 8 when it holds more ink than any clean image, else as 1."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def predict(self, images: np.ndarray, batch_size: int = 0, verbose: int = 0) -> np.ndarray:
+        ink = images.reshape(len(images), -1).sum(1)
+        return np.eye(10)[np.where(ink > self.limit, 8, 1)] * 0.9 + 0.01
+
+
+def test_noise_anatomy_finds_where_errors_go() -> None:
+    images = np.zeros((50, 16, 16, 1), np.float32)
+    images[:, 4:12, 7:9] = 1.0  # a vertical stroke: a 1
+    labels = np.ones(50, int)
+    table = evaluate.noise_anatomy({"ink": _InkCounter(images[0].sum() + 5)}, images, labels, level=0.4)
+    row = table.loc["ink"]
+    assert row["error (%)"] == 100 and row["most read as"] == 8 and row["share of errors (%)"] == 100
+    assert row["confidence when wrong"] == pytest.approx(0.91)
+    assert row["noise in the edge frame only (%)"] == 100  # 60 frame pixels of noise add more than 5 of ink
+    assert table.index.name == "model (sigma = 0.4)"
+    same = evaluate.add_noise(images, 0.4, seed=3)
+    assert np.array_equal(same, evaluate.add_noise(images, 0.4, seed=3)) and same.min() >= 0 and same.max() <= 1

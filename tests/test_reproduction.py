@@ -44,6 +44,14 @@ def test_command_line_summary_json_answers_from_the_ledger() -> None:
              for s in result["paper_model_seeds"]]
     assert [s["test_errors"] for s in result["paper_model_seeds"]] == [r["errors"] for r in seeds]
     assert 0 < result["best_single_error"] < result["paper_model_mean_error"]
+    assert result["best_single_error"] == pytest.approx(np.mean(result["best_single_errors"]) / 2007)
+    assert result["ensemble_error"] == pytest.approx(result["ensemble_errors"] / 2007)
+    assert len(result["best_single_seeds"]) >= 3 and result["ensemble_size"] >= 5
+    assert "cross-validation" in result["selection"] and result["best_single_name"].split(",")[0] in result["selection"]
+    # the chosen candidate has the fewest cross-validated errors (shifted copies counted when they help)
+    scores = {n: min(v["errors"], v["errors_with_test_time_shifts"] or v["errors"])
+              for n, v in result["cross_validation"].items()}
+    assert scores[result["best_single_name"].split(",")[0]] == min(scores.values())
     assert seconds < 60, f"summary took {seconds:.0f} s"
 
 

@@ -1,0 +1,156 @@
+"""helpers.best and the levers it adds to the model: elastic distortions, scale/shear, label smoothing,
+test-time shifts; the late configuration fields leave the names of older runs alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import best, data, train
+from helpers._tf import keras
+from helpers.config import BASELINE, LATE_FIELDS
+from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
+from helpers.train import Job, Run
+
+from conftest import need_real_data
+
+BASE = BASELINE.with_(second_block_filters=64, augment_shift=2 / 16, augment_rotation=10.0)
+
+
+def test_late_fields_are_left_out_of_run_names_at_their_defaults() -> None:
+    assert not set(LATE_FIELDS) & set(BASE.as_dict())
+    changed = BASE.with_(augment_elastic=8.0)
+    assert changed.as_dict()["augment_elastic"] == 8.0
+    assert Job(changed).key() != Job(BASE).key()
+    # a record written before the fields existed still names the same run
+    assert Job(type(BASE)(**BASE.as_dict())).key() == Job(BASE).key()
+
+
+def test_candidates_add_each_lever_and_all_together() -> None:
+    found = best.candidates(BASE)
+    assert list(found)[0] == best.BASE and list(found)[-1] == best.ALL
+    assert len(found) == len(best.LEVERS) + 2 and len(set(found.values())) == len(found)
+    for lever in best.LEVERS:
+        assert all(getattr(found[best.ALL], k) == v for k, v in lever.changes.items())
+        assert all(getattr(found[lever.name], k) == v for k, v in lever.changes.items())
+
+
+def test_every_candidate_builds_and_hashes_differently() -> None:
+    hashes = {train.code_hash(config) for config in best.candidates(BASE).values()}
+    assert len(hashes) == len(best.LEVERS) + 2
+
+
+def test_elastic_distortion_is_seeded_bounded_and_off_at_inference() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (4, 16, 16, 1)).astype("float32")
+    layer = ElasticDistortion(8.0, seed=3)
+    assert np.array_equal(np.asarray(layer(images, training=False)), images)
+    once = np.asarray(ElasticDistortion(8.0, seed=3)(images, training=True))
+    again = np.asarray(ElasticDistortion(8.0, seed=3)(images, training=True))
+    assert np.array_equal(once, again) and not np.allclose(once, images)
+    assert once.min() >= 0.0 and once.max() <= 1.0  # bilinear mixes of pixels and the background
+    still = np.asarray(ElasticDistortion(0.0, seed=3)(images, training=True))
+    np.testing.assert_allclose(still, images, atol=1e-6)  # no displacement: the image itself
+
+
+def test_elastic_fields_differ_between_directions() -> None:
+    # Keras' RandomElasticTransform draws one field for both directions; ours must not
+    image = np.zeros((1, 16, 16, 1), "float32")
+    image[0, 8, :, 0] = 1.0  # a horizontal line moves only with the vertical field
+    moved = np.asarray(ElasticDistortion(8.0, seed=1)(image, training=True))
+    assert not np.allclose(moved, image)
+
+
+def test_label_smoothing_matches_the_formula() -> None:
+    loss = SmoothedSparseCrossentropy(0.1)
+    p = np.array([[0.7] + [0.3 / 9] * 9], "float32")
+    target = np.array([0.9 + 0.01] + [0.01] * 9)
+    assert float(loss(np.array([0]), p)) == pytest.approx(-(target * np.log(p[0])).sum(), rel=1e-5)
+    assert keras.losses.deserialize(keras.losses.serialize(loss)).smoothing == 0.1
+
+
+def test_every_lever_builds_a_model_that_trains() -> None:
+    config = best.candidates(BASE.with_(epochs=1, batch_size=8, filters=2, dense_units=4,
+                                        second_block_filters=2))[best.ALL]
+    model = build_model(config)
+    names = [layer.name for layer in model.layers]
+    assert {"augment_zoom", "augment_shear", "augment_elastic"} <= set(names)
+    x = np.random.default_rng(0).uniform(0, 1, (16, 16, 16, 1)).astype("float32")
+    history = model.fit(x, np.arange(16) % 10, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_shifted_moves_pixels_and_fills_the_edge() -> None:
+    images = np.arange(16 * 16, dtype="float32").reshape(1, 16, 16, 1)
+    down = train.shifted(images, 1, 0, -1.0)
+    assert (down[0, 0] == -1).all() and np.array_equal(down[0, 1:], images[0, :-1])
+    left = train.shifted(images, 0, -1, 0.0)
+    assert (left[0, :, -1] == 0).all() and np.array_equal(left[0, :, :-1], images[0, :, 1:])
+    assert np.array_equal(train.shifted(images, 0, 0, 5.0), images)
+
+
+def _fold_runs(labels: np.ndarray, wrong: int, folds: int = best.FOLDS) -> list[Run]:
+    runs = []
+    for fold in range(folds):
+        _, held = data.fold_split(labels, folds, fold, seed=best.CV_SEED)
+        predicted = labels[held].copy()
+        predicted[:wrong] = (predicted[:wrong] + 1) % 10
+        probs = np.eye(10, dtype="float32")[predicted]
+        job = Job(BASE, best.CV_SEED, f"cv{folds}-{fold}")
+        runs.append(Run(job, job.key(), Path("."), {}, 10.0, probs, labels[held], "ledger",
+                        tta=np.eye(10, dtype="float32")[labels[held]]))
+    return runs
+
+
+def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() -> None:
+    need_real_data()
+    _, labels = data.load_usps("train")
+    runs = _fold_runs(labels, wrong=4)
+    probabilities, got, tta = best.out_of_fold(runs)
+    assert np.array_equal(got, labels) and tta is not None
+    assert int((probabilities.argmax(1) != labels).sum()) == 4 * best.FOLDS
+    results = {best.BASE: best.CVResult(best.BASE, BASE, runs, probabilities, labels, None),
+               "better": best.CVResult("better", BASE, runs, *best.out_of_fold(_fold_runs(labels, wrong=1))),
+               "tie": best.CVResult("tie", BASE, runs, *best.out_of_fold(_fold_runs(labels, wrong=1)))}
+    chosen = best.choose(results)
+    assert chosen.name == "better" and chosen.use_tta and chosen.score == 0  # shifts fix its errors
+    table = best.cv_table(results)
+    assert table.loc[best.BASE, "CV errors"] == 12 and table.loc["better", "with test-time shifts"] == 0
+    assert table.loc["better", "McNemar p vs base"] < 0.05
+    with pytest.raises(ValueError, match="cover"):
+        best.out_of_fold(runs[:-1])
+
+
+def test_final_and_ensemble_errors() -> None:
+    labels = np.array([0, 1, 2, 3, 4])
+    probs = [np.eye(10)[[0, 1, 2, 3, 9]] * 0.6 + 0.04, np.eye(10)[[0, 1, 2, 9, 4]] * 0.6 + 0.04,
+             np.eye(10)[[0, 1, 2, 3, 4]] * 0.9 + 0.01]
+    runs = [Run(Job(BASE, s), f"k{s}", Path("."), {}, 5.0, p, labels, "ledger", tta=p) for s, p in enumerate(probs)]
+    chosen = best.CVResult("x", BASE, [], np.eye(10)[labels], labels, np.eye(10)[labels])
+    result = best.final(chosen, runs)
+    assert result.errors == [1, 1, 0] and result.ensemble_errors == 0
+    assert result.mean == pytest.approx(100 * 2 / 15)
+    table = best.final_table(result, runs)
+    assert list(table["errors"]) == [1, 1, 0, 0] and table.index[-1] == "ensemble of the 3 seeds"
+    with pytest.raises(ValueError, match="test-time-shift"):
+        best.probabilities(Run(Job(BASE), "k", Path("."), {}, 1.0, probs[0], labels, "ledger"), tta=True)
+
+
+def test_literature_table_sorts_and_marks_the_best_published() -> None:
+    table = best.literature_table([("our ensemble", 1.5, "1.0-2.1")])
+    assert table["test error (%)"].is_monotonic_decreasing
+    assert best.BEST_PUBLISHED == 2.0 and table.loc["our ensemble", "source"] == "this book"
+    assert table.loc["Keysers, Paredes, Ney & Vidal 2002, tangent vectors and local representations",
+                     "95 % interval (%)"] == "1.47-2.70"  # 40 of 2007, Wilson (statsmodels agrees)
+
+
+def test_ranking_table_and_spearman() -> None:
+    labels = np.zeros(10, int)
+    results = {n: best.CVResult(n, BASE, [], np.eye(10)[np.r_[np.ones(k, int), np.zeros(10 - k, int)]], labels, None)
+               for n, k in (("a", 1), ("b", 2), ("c", 3))}
+    tests = {n: Run(Job(BASE), n, Path("."), {}, 1.0, results[n].probabilities, labels, "ledger")
+             for n in results}
+    table = best.ranking_table(results, tests)
+    assert list(table["CV rank"]) == [1, 2, 3] and best.spearman(table) == pytest.approx(1.0)
