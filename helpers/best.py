@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, evaluate, paper
-from helpers.config import Config, beyond
+from helpers.config import Config, Rung, beyond
 from helpers.train import Job, Run, run_many
 
 FOLDS = 3
@@ -26,14 +26,8 @@ BASE = "the ladder's final model"
 ALL = "all four levers"
 
 
-@dataclass(frozen=True)
-class Lever:
-    """A change tried on top of the ladder's final model."""
-
-    name: str
-    why: str
-    changes: dict[str, Any]
-
+#: A lever is documented like a rung of the ladder: a name, why it may help, and its changes.
+Lever = Rung
 
 LEVERS: tuple[Lever, ...] = (
     Lever("cosine learning-rate decay", "anneal the step size to zero over the same 100 epochs",
