@@ -292,6 +292,8 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
         rec2 = record(other)
         with np.load(entry / "predictions.npz") as a, np.load(other / "predictions.npz") as b:
             identical = bool(np.array_equal(a["probabilities"], b["probabilities"]))
+            if "tta" in a.files:  # the test-time-shifted predictions too, where the entry has them
+                identical = identical and "tta" in b.files and bool(np.array_equal(a["tta"], b["tta"]))
         rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical,
                                same_environment(rec["environment"], rec2["environment"])))
     return rows

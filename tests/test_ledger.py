@@ -157,7 +157,14 @@ def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[s
     manifest["files"]["predictions.npz"] = cache.sha256_of(changed)
     (changed.parent / cache.MANIFEST).write_text(json.dumps(manifest))
     rows = ledger.compare(folders["a"], folders["b"])
-    assert sorted(r.identical for r in rows) == [False, True]
+    assert sorted(r.identical for r in rows) == [False, True]  # the stored shifted predictions are gone
+    with np.load(ledger.entries(folders["a"])[0] / "predictions.npz") as stored:
+        assert "tta" in stored.files
+    np.savez_compressed(changed, probabilities=probabilities, labels=labels, tta=probabilities[:, ::-1])
+    manifest["files"]["predictions.npz"] = cache.sha256_of(changed)
+    (changed.parent / cache.MANIFEST).write_text(json.dumps(manifest))
+    rows = ledger.compare(folders["a"], folders["b"])
+    assert sorted(r.identical for r in rows) == [False, True], "shifted predictions that differ are a difference"
     report = ledger_cli.render(rows, 60.0)
     assert "retrained 2 of the ledger's 2 runs" in report and "1 have identical" in report
     (folders["a"] / "VERIFY.md").write_text(report)
