@@ -90,6 +90,11 @@ class CVResult:
     def seconds(self) -> float:
         return float(sum(r.seconds for r in self.runs))
 
+    @property
+    def fit_accuracy(self) -> float:
+        """Accuracy (%) on the (augmented) training batches in the last epoch, mean over folds."""
+        return 100 * float(np.mean([r.history["accuracy"][-1] for r in self.runs]))
+
 
 def out_of_fold(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Probabilities (plain and test-time shifted) and labels of every training image, from its fold."""
@@ -145,6 +150,7 @@ def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
                      "with shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else None,
                      "McNemar p vs base": None if name == BASE else round(mcnemar_p(
                          r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels), 4),
+                     "last-epoch training accuracy (%)": round(r.fit_accuracy, 1),
                      "training time, 3 folds (s)": round(r.seconds)})
     return pd.DataFrame(rows).set_index("candidate")
 

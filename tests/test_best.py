@@ -99,7 +99,7 @@ def _fold_runs(labels: np.ndarray, wrong: int, folds: int = best.FOLDS) -> list[
         predicted[:wrong] = (predicted[:wrong] + 1) % 10
         probs = np.eye(10, dtype="float32")[predicted]
         job = Job(BASE, best.CV_SEED, f"cv{folds}-{fold}")
-        runs.append(Run(job, job.key(), Path("."), {}, 10.0, probs, labels[held], "ledger",
+        runs.append(Run(job, job.key(), Path("."), {"accuracy": [0.5, 0.9]}, 10.0, probs, labels[held], "ledger",
                         tta=np.eye(10, dtype="float32")[labels[held]]))
     return runs
 
@@ -119,6 +119,7 @@ def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() 
     table = best.cv_table(results)
     assert table.loc[best.BASE, "CV errors"] == 12 and table.loc["better", "with test-time shifts"] == 0
     assert table.loc["better", "McNemar p vs base"] < 0.05
+    assert table.loc["better", "last-epoch training accuracy (%)"] == 90.0
     with pytest.raises(ValueError, match="cover"):
         best.out_of_fold(runs[:-1])
 
