@@ -148,7 +148,7 @@ def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
         rows.append({"candidate": name, "CV errors": r.errors, "CV error (%)": round(100 * r.errors / n, 2),
                      "with test-time shifts": r.tta_errors,
                      "with shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else None,
-                     "McNemar p vs base": None if name == BASE else round(mcnemar_p(
+                     "McNemar p vs base": "" if name == BASE else round(mcnemar_p(
                          r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels), 4),
                      "last-epoch training accuracy (%)": round(r.fit_accuracy, 1),
                      "training time, 3 folds (s)": round(r.seconds)})
