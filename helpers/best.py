@@ -132,6 +132,31 @@ def cross_validate(base: Config) -> dict[str, CVResult]:
     return results
 
 
+def _two_digits(value: float) -> float:
+    return float(f"{value:.2g}")
+
+
+def cv_numbers(cv: pd.DataFrame, chosen: CVResult) -> dict[str, Any]:
+    """The numbers the chapter quotes from :func:`cv_table`."""
+    base = cv.loc[BASE]
+    p = pd.to_numeric(cv["McNemar p vs base"]).fillna(1.0)
+    better = cv["CV errors"] < base["CV errors"]
+    chosen_p = float(p[chosen.name])
+    return {"base_cv_errors": int(base["CV errors"]), "cv_n": len(chosen.labels), "cv_candidates": len(cv),
+            "cv_better": int(better.sum()), "cv_significant": int((better & (p < 0.05)).sum()),
+            "chosen_p": chosen_p, "chosen_significance": "significant" if chosen_p < 0.05 else "not significant",
+            "all_cv_errors": int(cv.loc[ALL, "CV errors"]), "all_fit": float(cv.loc[ALL, "last-epoch training accuracy (%)"]),
+            "base_fit": float(base["last-epoch training accuracy (%)"])}
+
+
+def holdout_table(rungs: Sequence[Any]) -> pd.DataFrame:
+    """The ladder's holdout evidence next to each rung's test error (why the holdout could not decide)."""
+    rows = {r.name: {"holdout errors": int(r.holdout["errors"]), "holdout images": int(r.holdout["n"]),
+                     "holdout error (%)": round(100 * (1 - r.holdout["accuracy"]), 2),
+                     "test error (%), mean": round(float(np.mean(rates(r.runs))), 2)} for r in rungs}
+    return pd.DataFrame(rows).T
+
+
 def choose(results: Mapping[str, CVResult]) -> CVResult:
     """The candidate with the fewest cross-validated errors (a tie keeps the earlier, simpler one)."""
     return min(results.values(), key=lambda r: (r.score, list(results).index(r.name)))
@@ -148,8 +173,8 @@ def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
         rows.append({"candidate": name, "CV errors": r.errors, "CV error (%)": round(100 * r.errors / n, 2),
                      "with test-time shifts": r.tta_errors,
                      "with shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else None,
-                     "McNemar p vs base": "" if name == BASE else round(mcnemar_p(
-                         r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels), 4),
+                     "McNemar p vs base": "" if name == BASE else _two_digits(mcnemar_p(
+                         r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels)),
                      "last-epoch training accuracy (%)": round(r.fit_accuracy, 1),
                      "training time, 3 folds (s)": round(r.seconds)})
     return pd.DataFrame(rows).set_index("candidate")

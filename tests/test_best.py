@@ -113,13 +113,16 @@ def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() 
     assert int((probabilities.argmax(1) != labels).sum()) == 4 * best.FOLDS
     results = {best.BASE: best.CVResult(best.BASE, BASE, runs, probabilities, labels, None),
                "better": best.CVResult("better", BASE, runs, *best.out_of_fold(_fold_runs(labels, wrong=1))),
-               "tie": best.CVResult("tie", BASE, runs, *best.out_of_fold(_fold_runs(labels, wrong=1)))}
+               best.ALL: best.CVResult(best.ALL, BASE, runs, *best.out_of_fold(_fold_runs(labels, wrong=1)))}
     chosen = best.choose(results)
     assert chosen.name == "better" and chosen.use_tta and chosen.score == 0  # shifts fix its errors
     table = best.cv_table(results)
     assert table.loc[best.BASE, "CV errors"] == 12 and table.loc["better", "with test-time shifts"] == 0
     assert table.loc["better", "McNemar p vs base"] < 0.05
     assert table.loc["better", "last-epoch training accuracy (%)"] == 90.0
+    numbers = best.cv_numbers(table, chosen)
+    assert numbers["cv_better"] == 2 and numbers["cv_significant"] == 2 and numbers["base_cv_errors"] == 12
+    assert numbers["chosen_significance"] == "significant" and numbers["cv_n"] == len(labels)
     with pytest.raises(ValueError, match="cover"):
         best.out_of_fold(runs[:-1])
 
