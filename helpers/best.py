@@ -382,3 +382,16 @@ def augmented_examples(images: np.ndarray, config: Config, copies: int = 4, seed
                 x = layer(x, training=True)
             out.append(np.asarray(x)[0])
     return np.array(out)
+
+
+def noise_numbers(anatomy: pd.DataFrame) -> dict[str, Any]:
+    """The numbers the chapter quotes from :func:`helpers.evaluate.noise_anatomy` of
+    :func:`helpers.experiments.noise_models`."""
+    shift, paper_net = anatomy.loc["recipe + shift augmentation"], anatomy.loc["the paper's network"]
+    return {"noise_paper_share": paper_net["share of errors (%)"], "noise_paper_error": paper_net["error (%)"],
+            "noise_shift_share": shift["share of errors (%)"], "noise_shift_digit": int(shift["most read as"]),
+            "noise_shift_error": shift["error (%)"], "noise_shift_background": shift["noise on background only (%)"],
+            "noise_shift_frame": shift["noise in the edge frame only (%)"],
+            "noise_shift_grey": shift["grey background, no speckle (%)"],
+            "noise_best_error": anatomy.loc["cross-validated best", "error (%)"],
+            "noise_final_error": anatomy.loc["the ladder's final model", "error (%)"]}

@@ -292,6 +292,18 @@ def best_job() -> Job:
     return Job(chosen.config, beyond().best_seeds[0])
 
 
+def noise_models() -> dict[str, Any]:
+    """Seed 0 of the models whose weights the ledger keeps: the paper's network, the ladder's final
+    model, each of its changes alone on the recipe and the cross-validated best model."""
+    from helpers import train
+
+    models = {"the paper's network": train.load_model(train.run(train.paper_job())),
+              "the ladder's final model": train.load_model(train.run(final_job()))}
+    models |= {f"recipe + {name}": train.load_model(train.run(job)) for name, job in noise_jobs().items()}
+    models["cross-validated best"] = train.load_model(train.run(best_job()))
+    return models
+
+
 def everything() -> dict[str, int]:
     """Every run of the book, in the order the chapters need them; returns runs per stage.
 

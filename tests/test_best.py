@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers import best, data, train
@@ -158,3 +159,14 @@ def test_ranking_table_and_spearman() -> None:
              for n in results}
     table = best.ranking_table(results, tests)
     assert list(table["CV rank"]) == [1, 2, 3] and best.spearman(table) == pytest.approx(1.0)
+
+
+def test_noise_numbers_read_the_anatomy_rows() -> None:
+    columns = ["error (%)", "most read as", "share of errors (%)", "confidence when wrong",
+               "noise on background only (%)", "noise in the edge frame only (%)", "grey background, no speckle (%)"]
+    rows = {"the paper's network": [11.8, 8, 46, 0.8, 7, 5, 4], "the ladder's final model": [41, 8, 71, 0.7, 18, 6, 5],
+            "recipe + shift augmentation": [68.3, 8, 92, 0.9, 38.9, 8.3, 13], "cross-validated best": [30, 8, 60, 0.7, 9, 5, 4]}
+    numbers = best.noise_numbers(pd.DataFrame.from_dict(rows, orient="index", columns=columns))
+    assert numbers["noise_shift_share"] == 92 and numbers["noise_shift_digit"] == 8
+    assert numbers["noise_best_error"] == 30 and numbers["noise_paper_error"] == 11.8
+    assert numbers["noise_shift_background"] == 38.9 and numbers["noise_final_error"] == 41
