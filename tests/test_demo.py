@@ -96,7 +96,7 @@ def demo_page(site: str, browser):
 def test_browser_probabilities_equal_keras(demo_page) -> None:
     page, errors, outside, _ = demo_page
     samples = json.loads((HTML / "_static" / "demo" / "models" / "samples.json").read_text())
-    runs = {"paper": train.run(train.paper_job()), "best": train.run(experiments.final_job())}
+    runs = {"paper": train.run(train.paper_job()), "best": train.run(experiments.best_job())}
     for k in range(50):
         got = page.evaluate("(p) => window.uspsDemo.classify(p)", samples["pixels"][k])
         index = samples["index"][k]
