@@ -43,27 +43,32 @@ def _summary() -> dict[str, Any]:
     seeds = experiments.paper_seed_runs()
     rungs = experiments.ladder()
     final = experiments.best_rung(rungs)
-    results = best.cross_validate(final.config)
-    chosen = best.choose(results)
+    selection = best.select(final.config)
+    chosen = selection.chosen
     runs = best.final_runs(chosen)
     result = best.final(chosen, runs)
+    chosen_ensemble = best.ensemble(selection)
     return {
         "paper_model_seeds": [{"seed": r.job.seed, "test_accuracy": r.accuracy, "test_errors": r.errors}
                               for r in seeds],
         "paper_model_mean_error": float(np.mean([1 - r.accuracy for r in seeds])),
         "paper_model_std_error": float(np.std([1 - r.accuracy for r in seeds], ddof=1)),
         "best_single_name": chosen.name + (", test-time shifts" if result.tta else ""),
+        "best_single_candidate": chosen.name,
         "best_single_error": result.mean / 100,
         "best_single_errors": result.errors,
         "best_single_seeds": [r.job.seed for r in runs],
-        "ensemble_error": result.ensemble / 100,
-        "ensemble_errors": result.ensemble_errors,
-        "ensemble_size": len(runs),
+        "ensemble_error": chosen_ensemble.error / 100,
+        "ensemble_errors": chosen_ensemble.errors,
+        "ensemble_size": chosen_ensemble.models,
+        "ensemble_members": {name: [r.job.seed for r in group] for name, group in chosen_ensemble.runs.items()},
+        "seed_ensemble_error": result.ensemble / 100,
+        "seed_ensemble_errors": result.ensemble_errors,
         "test_images": result.n,
         "test_time_shifts": result.tta,
-        "selection": best.selection_text(chosen),
+        "selection": best.selection_text(selection, chosen_ensemble),
         "cross_validation": {name: {"errors": r.errors, "errors_with_test_time_shifts": r.tta_errors}
-                             for name, r in results.items()},
+                             for name, r in (selection.first | selection.second).items()},
         "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
                     "test_errors": r.test_errors} for r in rungs],
     }

@@ -41,6 +41,22 @@ LEVERS: tuple[Lever, ...] = (
 )
 
 
+#: The second round starts from the first round's choice and adds, one at a time, what the first
+#: round left untried: the other lever that helped, weight averaging, a third convolution block
+#: and a longer schedule for the augmented model. Written down before any of its runs was trained.
+SECOND_LEVERS: tuple[Lever, ...] = (
+    Lever("elastic distortions", "the other lever that lowered cross-validated errors in the first round",
+          {"augment_elastic": 8.0}),
+    Lever("weight averaging", "predict with a moving average of the weights over training (momentum 0.99: "
+          "about the last 100 steps, 3 to 5 epochs)", {"weight_average": 0.99}),
+    Lever("a third convolution block", "a 3x3 convolution with 128 filters and pooling after the second block",
+          {"third_block_filters": 128}),
+    Lever("elastic distortions, twice the epochs", "a longer schedule for the augmented model: the first "
+          "round's augmented candidates fit fewer of their training batches", {"augment_elastic": 8.0,
+                                                                              "epochs": "double"}),
+)
+
+
 def candidates(base: Config) -> dict[str, Config]:
     """The ladder's final model, each lever on top of it, and all levers together."""
     found = {BASE: base}
@@ -49,6 +65,14 @@ def candidates(base: Config) -> dict[str, Config]:
     for lever in LEVERS:
         merged.update(lever.changes)
     found[ALL] = base.with_(**merged)
+    return found
+
+
+def second_candidates(name: str, config: Config) -> dict[str, Config]:
+    """The first round's choice and each :data:`SECOND_LEVERS` lever added to it."""
+    found = {name: config}
+    found.update({f"{name} + {lever.name}": config.with_(**beyond().resolve(lever.changes))
+                  for lever in SECOND_LEVERS})
     return found
 
 
@@ -119,8 +143,11 @@ def out_of_fold(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def cross_validate(base: Config) -> dict[str, CVResult]:
-    """Every candidate's cross-validation runs (trained if missing), as out-of-fold predictions."""
-    configs = candidates(base)
+    """Every first-round candidate's cross-validation runs (trained if missing), as out-of-fold predictions."""
+    return _cross_validate(candidates(base))
+
+
+def _cross_validate(configs: Mapping[str, Config]) -> dict[str, CVResult]:
     jobs = [job for config in configs.values() for job in cv_jobs(config)]
     names = {job: name for name, config in configs.items() for job in cv_jobs(config)}
     runs = dict(zip(jobs, run_many(jobs, workers=beyond().workers,
@@ -130,6 +157,82 @@ def cross_validate(base: Config) -> dict[str, CVResult]:
         folds = [runs[job] for job in cv_jobs(config)]
         results[name] = CVResult(name, config, folds, *out_of_fold(folds))
     return results
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Both rounds of cross-validation: the first round's candidates, then the second round's."""
+
+    first: dict[str, CVResult]
+    second: dict[str, CVResult]
+
+    @property
+    def first_choice(self) -> CVResult:
+        return choose(self.first)
+
+    @property
+    def chosen(self) -> CVResult:
+        """The final choice: the second round's fewest cross-validated errors (a tie keeps the first choice)."""
+        return choose(self.second)
+
+    @property
+    def pool(self) -> dict[str, CVResult]:
+        """Every candidate of both rounds that can join an ensemble.
+
+        The ladder's final model is left out: its test run predates the stored test-time-shifted
+        predictions.
+        """
+        return {name: r for name, r in (self.first | self.second).items() if name != BASE}
+
+
+_SELECTIONS: dict[tuple[Any, ...], Selection] = {}
+
+
+def select(base: Config) -> Selection:
+    """Cross-validate both rounds from the ladder's final model ``base`` (runs trained if missing).
+
+    Kept per configuration, profile, training mode and ledger folder, so that the chapter's cells
+    and the command line read the ledger once.
+    """
+    from helpers import ledger
+    from helpers.config import profile
+    from helpers.train import training_mode
+
+    key = (base, profile().name, training_mode(), str(ledger.root()))
+    if key not in _SELECTIONS:
+        first = cross_validate(base)
+        choice = choose(first)
+        second = _cross_validate(second_candidates(choice.name, choice.config))
+        _SELECTIONS[key] = Selection(first, {choice.name: first[choice.name]} | {
+            name: r for name, r in second.items() if name != choice.name})
+    return _SELECTIONS[key]
+
+
+def oof(result: CVResult) -> np.ndarray:
+    """A candidate's out-of-fold probabilities, test-time shifted when that lowered its errors."""
+    return result.tta if result.use_tta and result.tta is not None else result.probabilities
+
+
+def greedy_ensemble(pool: Mapping[str, CVResult], start: str) -> list[tuple[str, int]]:
+    """Ensemble members chosen by cross-validation (forward selection, Caruana et al. 2004).
+
+    Start from ``start``; add the candidate whose out-of-fold probabilities lower the averaged
+    ensemble's cross-validated errors most; stop when no candidate lowers them. Returns each
+    member with the ensemble's errors once it joined.
+    """
+    labels = pool[start].labels
+
+    def errors(names: list[str]) -> int:
+        return int((np.mean([oof(pool[n]) for n in names], axis=0).argmax(1) != labels).sum())
+
+    members = [(start, errors([start]))]
+    while True:
+        names = [n for n, _ in members]
+        options = [(errors(names + [n]), i, n) for i, n in enumerate(pool) if n not in names]
+        if not options or min(options)[0] >= members[-1][1]:
+            return members
+        count, _, name = min(options)
+        members.append((name, count))
 
 
 def _two_digits(value: float) -> float:
@@ -166,14 +269,14 @@ def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
     """Cross-validated errors of every candidate, with and without test-time shifts, against the base."""
     from helpers.gap import mcnemar_p
 
-    base = results[BASE]
+    base = next(iter(results.values()))  # the first candidate: the ladder's final model, or the first choice
     n = len(base.labels)
     rows = []
     for name, r in results.items():
         rows.append({"candidate": name, "CV errors": r.errors, "CV error (%)": round(100 * r.errors / n, 2),
                      "with test-time shifts": r.tta_errors,
                      "with shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else None,
-                     "McNemar p vs base": "" if name == BASE else _two_digits(mcnemar_p(
+                     "McNemar p vs base": "" if r is base else _two_digits(mcnemar_p(
                          r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels)),
                      "last-epoch training accuracy (%)": round(r.fit_accuracy, 1),
                      "training time, 3 folds (s)": round(r.seconds)})
@@ -184,6 +287,25 @@ def final_runs(chosen: CVResult) -> list[Run]:
     """The chosen candidate trained on all training images, one run per ``best_seeds`` seed."""
     jobs = [Job(chosen.config, seed) for seed in beyond().best_seeds]
     return run_many(jobs, workers=beyond().workers, describe=lambda j: f"best model, test seed {j.seed}")
+
+
+def member_runs(selection: Selection, members: Sequence[str]) -> dict[str, list[Run]]:
+    """The runs behind each ensemble member, trained on all training images: the chosen model's
+    ``best_seeds`` seeds, and seed 0 of every other member (trained if missing)."""
+    chosen = selection.chosen
+    others = [Job(selection.pool[name].config, 0) for name in members if name != chosen.name]
+    runs = run_many(others, workers=beyond().workers, describe=lambda j: f"ensemble member, {j.key()}")
+    found = dict(zip([name for name in members if name != chosen.name], ([r] for r in runs)))
+    return {name: final_runs(chosen) if name == chosen.name else found[name] for name in members}
+
+
+def ensemble_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -> int:
+    """Test errors of the ensemble: each member the mean of its runs' probabilities (shifted where its
+    cross-validation chose shifts), the members averaged with equal weight."""
+    pool = selection.pool
+    members = [np.mean([probabilities(r, pool[name].use_tta) for r in group], axis=0) for name, group in runs.items()]
+    labels = next(iter(runs.values()))[0].labels
+    return int((np.mean(members, axis=0).argmax(1) != labels).sum())
 
 
 def probabilities(result: Run, tta: bool) -> np.ndarray:
@@ -302,22 +424,35 @@ def _binomial(error: float, n: int = 2007) -> str:
 TARGETS: dict[str, float] = {"single": 2.0, "ensemble": 1.8}
 
 
-def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] = TARGETS) -> dict[str, Any]:
-    """The numbers the chapter quotes about the chosen model and its ensemble."""
+def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] = TARGETS,
+                  chosen_ensemble: Ensemble | None = None) -> dict[str, Any]:
+    """The numbers the chapter quotes about the chosen model and its ensembles.
+
+    ``ensemble_*`` and the ensemble verdict are the ensemble chosen by cross-validation when
+    ``chosen_ensemble`` is given, else the ensemble of the chosen model's seeds; ``seed_ensemble_*``
+    is always the latter.
+    """
     from helpers.gap import mean_interval
 
     rates = result.rates
     low, high = mean_interval(rates) if len(rates) > 1 else (float("nan"), float("nan"))
-    e_low, e_high = evaluate.wilson_interval(result.ensemble_errors, result.n)
-    single, ensemble = result.mean, result.ensemble
+    s_low, s_high = evaluate.wilson_interval(result.ensemble_errors, result.n)
+    errors, size = result.ensemble_errors, len(rates)
+    if chosen_ensemble is not None:
+        errors, size = chosen_ensemble.errors, chosen_ensemble.models
+    e_low, e_high = evaluate.wilson_interval(errors, result.n)
+    single, ensemble = result.mean, 100 * errors / result.n
     return {"chosen": result.name, "tta": "with" if result.tta else "without",
             "chosen_cv_errors": chosen.errors, "chosen_cv_tta_errors": chosen.tta_errors,
             "best_mean": single, "best_std": float(rates.std(ddof=1)) if len(rates) > 1 else float("nan"),
             "best_min": float(rates.min()), "best_max": float(rates.max()), "best_seeds": len(rates),
             "best_low": low, "best_high": high, "best_min_errors": min(result.errors),
             "best_max_errors": max(result.errors),
-            "ensemble": ensemble, "ensemble_errors": result.ensemble_errors, "ensemble_size": len(rates),
+            "ensemble": ensemble, "ensemble_errors": errors, "ensemble_size": size,
             "ensemble_low": 100 * e_low, "ensemble_high": 100 * e_high,
+            "ensemble_members": len(chosen_ensemble.members) if chosen_ensemble is not None else 1,
+            "seed_ensemble": result.ensemble, "seed_ensemble_errors": result.ensemble_errors,
+            "seed_ensemble_size": len(rates), "seed_ensemble_low": 100 * s_low, "seed_ensemble_high": 100 * s_high,
             "target_single": targets["single"], "target_ensemble": targets["ensemble"],
             "single_verdict": "meets" if single <= targets["single"] else "misses",
             "ensemble_verdict": "meets" if ensemble <= targets["ensemble"] else "misses",
@@ -344,26 +479,96 @@ def rates(runs: Sequence[Run]) -> list[float]:
 
 
 def standings(recipe: Sequence[Run], ladder_final: Sequence[Run], chosen: CVResult, result: Final,
-              classical: pd.DataFrame) -> list[tuple[str, float, str]]:
-    """The book's rows of the literature table: recipe, ladder, chosen model, ensemble, baselines."""
+              classical: pd.DataFrame, ensemble: "Ensemble | None" = None) -> list[tuple[str, float, str]]:
+    """The book's rows of the literature table: recipe, ladder, chosen model, ensembles, baselines."""
     low, high = evaluate.wilson_interval(result.ensemble_errors, result.n)
     rows = [seed_row("the paper's recipe (our reproduction)", rates(recipe)),
             seed_row("the ladder's final model", rates(ladder_final)),
             seed_row(f"cross-validated best: {chosen.name}" + (", test-time shifts" if result.tta else ""),
                      list(result.rates)),
             (f"ensemble of its {len(result.errors)} seeds", result.ensemble, f"{100 * low:.2f}-{100 * high:.2f}")]
+    if ensemble is not None and len(ensemble.members) > 1:
+        low, high = evaluate.wilson_interval(ensemble.errors, ensemble.n)
+        rows.append((f"ensemble chosen by cross-validation ({ensemble.models} models)", ensemble.error,
+                     f"{100 * low:.2f}-{100 * high:.2f}"))
     rows += [(f"{name} (baseline)", float(row["test error rate (%)"]), _binomial(float(row["test error rate (%)"])))
              for name, row in classical.iterrows()]
     return rows
 
 
-def selection_text(chosen: CVResult) -> str:
-    """How the final model was chosen, in one sentence (``summary --json``)."""
-    return (f"{FOLDS}-fold cross-validation over the 7291 training images of {len(LEVERS) + 2} candidates "
-            f"(the ladder's final model, {len(LEVERS)} levers alone and all together); chosen: "
-            f"'{chosen.name}', the fewest cross-validated errors, {'with' if chosen.use_tta else 'without'} "
-            f"test-time shifts (used because they lowered its cross-validated errors); "
-            f"the ensemble averages its seeds; the test images are used only to report")
+def selection_text(selection: Selection, ensemble: "Ensemble") -> str:
+    """How the final model and the ensemble were chosen, in one sentence (``summary --json``)."""
+    chosen = selection.chosen
+    return (f"{FOLDS}-fold cross-validation over the 7291 training images in two rounds: first "
+            f"{len(LEVERS) + 2} candidates (the ladder's final model, {len(LEVERS)} levers alone and all together; "
+            f"chosen '{selection.first_choice.name}'), then {len(SECOND_LEVERS)} more levers added to that choice "
+            f"one at a time; chosen: '{chosen.name}', the fewest cross-validated errors, "
+            f"{'with' if chosen.use_tta else 'without'} test-time shifts (used because they lowered its "
+            f"cross-validated errors); the ensemble's members were added by forward selection on the out-of-fold "
+            f"predictions ({', '.join(repr(m) for m in ensemble.members)}: {ensemble.models} models); "
+            f"the test images are used only to report")
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """The ensemble chosen by cross-validation, on the test set."""
+
+    members: list[str]
+    cv_errors: list[int]  # the out-of-fold ensemble's errors as each member joined
+    runs: dict[str, list[Run]]
+    test_errors: list[int]  # the test ensemble's errors as each member joined
+    n: int
+
+    @property
+    def errors(self) -> int:
+        return self.test_errors[-1]
+
+    @property
+    def error(self) -> float:
+        return 100 * self.errors / self.n
+
+    @property
+    def models(self) -> int:
+        return sum(len(group) for group in self.runs.values())
+
+
+def ensemble(selection: Selection) -> Ensemble:
+    """The members :func:`greedy_ensemble` adds to the chosen model, and their test errors as they join."""
+    chosen = greedy_ensemble(selection.pool, selection.chosen.name)
+    members = [name for name, _ in chosen]
+    runs = member_runs(selection, members)
+    test = [ensemble_test_errors(selection, {name: runs[name] for name in members[:i + 1]})
+            for i in range(len(members))]
+    return Ensemble(members, [count for _, count in chosen], runs, test, len(next(iter(runs.values()))[0].labels))
+
+
+def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFrame:
+    """One row per member, in the order forward selection added them: its runs, the ensemble's
+    cross-validated errors once it joined (the choice) and its test errors (the report)."""
+    n_cv = len(next(iter(pool.values())).labels)
+    rows = []
+    for name, cv_errors, test_errors in zip(result.members, result.cv_errors, result.test_errors):
+        group = result.runs[name]
+        rows.append({"member (in the order added)": name,
+                     "models": f"{len(group)} (seed{'s' if len(group) > 1 else ''} "
+                               f"{', '.join(str(r.job.seed) for r in group)})",
+                     "test-time shifts": "yes" if pool[name].use_tta else "no",
+                     "ensemble CV errors": cv_errors, "ensemble CV error (%)": round(100 * cv_errors / n_cv, 2),
+                     "ensemble test errors": test_errors,
+                     "ensemble test error (%)": round(100 * test_errors / result.n, 2)})
+    return pd.DataFrame(rows).set_index("member (in the order added)")
+
+
+def second_numbers(selection: Selection) -> dict[str, Any]:
+    """The numbers the chapter quotes about the second round."""
+    first, second = selection.first_choice, selection.second
+    scores = {name: r.score for name, r in second.items()}
+    better = [name for name, r in second.items() if r.score < first.score]
+    double = [r for name, r in second.items() if "twice the epochs" in name]
+    return {"first_choice": first.name, "first_score": first.score, "second_candidates": len(second) - 1,
+            "second_better": len(better), "second_best_score": min(scores.values()),
+            "second_worst_score": max(scores.values()),
+            "double_fit": double[0].fit_accuracy if double else float("nan")}
 
 
 def augmented_examples(images: np.ndarray, config: Config, copies: int = 4, seed: int = 0) -> np.ndarray:

@@ -49,6 +49,8 @@ class Config:
     augment_shear: float = 0.0  # random shear along x and y, as a fraction of the image side
     augment_elastic: float = 0.0  # elastic distortions: alpha in pixels (smoothing sigma 2 px)
     label_smoothing: float = 0.0  # the share of each label spread over the ten classes
+    third_block_filters: int = 0  # a third 3x3 convolution block when > 0 (after the second)
+    weight_average: float = 0.0  # when > 0: predict with an exponential moving average of the weights (its momentum)
 
     def with_(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
@@ -62,7 +64,7 @@ class Config:
 
 #: Fields added after the ledger's first runs, with the defaults that leave them out of a run's name.
 LATE_FIELDS: dict[str, Any] = {"augment_zoom": 0.0, "augment_shear": 0.0, "augment_elastic": 0.0,
-                               "label_smoothing": 0.0}
+                               "label_smoothing": 0.0, "third_block_filters": 0, "weight_average": 0.0}
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,11 @@ class BeyondSettings:
     best_seeds: tuple[int, ...] = (0,)  # the cross-validated best model, trained on all training images
 
     def resolve(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """A rung's changes with ``epochs="half"`` made concrete for this profile."""
+        """A rung's changes with ``epochs="half"`` or ``"double"`` made concrete for this profile."""
         if changes.get("epochs") == "half":
             return {**changes, "epochs": max(1, self.epochs // 2)}
+        if changes.get("epochs") == "double":
+            return {**changes, "epochs": 2 * self.epochs}
         return changes
 
 

@@ -180,14 +180,20 @@ def experiment_runs() -> dict[str, list[Run]]:
 
 
 def best_runs() -> dict[str, list[Run]]:
-    """The runs of the best-published chapter: cross-validation, the chosen model's seeds, the ranking check."""
+    """The runs of the best-published chapter: both rounds of cross-validation, the chosen model's
+    seeds, the ranking check and the ensemble members."""
     from helpers import best
 
-    results = best.cross_validate(best_rung(ladder()).config)
-    chosen = best.choose(results)
-    return {"cross-validation of the levers (best-published chapter)": [r for x in results.values() for r in x.runs],
-            "the cross-validated best model (best-published chapter)": best.final_runs(chosen),
-            "ranking check on the test set (best-published chapter)": list(best.ranking_runs(results).values())}
+    selection = best.select(best_rung(ladder()).config)
+    members = [name for name, _ in best.greedy_ensemble(selection.pool, selection.chosen.name)]
+    return {"cross-validation, first round (best-published chapter)":
+            [r for x in selection.first.values() for r in x.runs],
+            "cross-validation, second round (best-published chapter)":
+            [r for name, x in selection.second.items() if name not in selection.first for r in x.runs],
+            "the cross-validated best model (best-published chapter)": best.final_runs(selection.chosen),
+            "ranking check on the test set (best-published chapter)": list(best.ranking_runs(selection.first).values()),
+            "ensemble members chosen by cross-validation (best-published chapter)":
+            sum(best.member_runs(selection, members).values(), [])}
 
 
 def cost_table() -> pd.DataFrame:
@@ -288,7 +294,7 @@ def best_job() -> Job:
     """The cross-validated best model, seed 0 (its weights are kept for the noise table)."""
     from helpers import best
 
-    chosen = best.choose(best.cross_validate(best_rung(ladder()).config))
+    chosen = best.select(best_rung(ladder()).config).chosen
     return Job(chosen.config, beyond().best_seeds[0])
 
 
@@ -341,10 +347,12 @@ def everything() -> dict[str, int]:
     stage("decision options on the test set (verdict chapter)", sum(decision_options().values(), []))
     from helpers import best
 
-    results = best.cross_validate(best_rung(rungs).config)
-    chosen = best.choose(results)  # its seeds first, then the ranking check, in one pool
+    selection = best.select(best_rung(rungs).config)  # both rounds of cross-validation
+    chosen = selection.chosen  # its seeds first, then the ranking check and the ensemble members, in one pool
+    members = [name for name, _ in best.greedy_ensemble(selection.pool, chosen.name)]
     run_many([Job(chosen.config, seed) for seed in settings.best_seeds]
-             + [Job(r.config, 0) for r in results.values()], workers=settings.workers,
+             + [Job(r.config, 0) for r in selection.first.values()]
+             + [Job(selection.pool[name].config, 0) for name in members], workers=settings.workers,
              describe=lambda j: f"best-published chapter, test seed {j.seed}, {j.key()}")
     for name, runs in best_runs().items():
         stage(name, runs)

@@ -16,12 +16,15 @@ def _optimizer(config: Config, total_steps: int) -> keras.optimizers.Optimizer:
     rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, total_steps))
+    # Weight averaging: Keras keeps a moving average of the weights and writes it into the model
+    # when `fit` ends, so the trained model predicts with the average.
+    average: dict[str, object] = {"use_ema": True, "ema_momentum": config.weight_average} if config.weight_average else {}
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=rate, name="adam")
+        return keras.optimizers.Adam(learning_rate=rate, name="adam", **average)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=rate, name="rmsprop")
+        return keras.optimizers.RMSprop(learning_rate=rate, name="rmsprop", **average)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, name="sgd")
+        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, name="sgd", **average)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 
@@ -119,6 +122,8 @@ def build_model(config: Config, steps_per_epoch: int = 1) -> keras.Model:
     x = _conv_block(x, config, config.filters, config.kernel_size, config.padding, "")
     if config.second_block_filters:
         x = _conv_block(x, config, config.second_block_filters, 3, "same", "_2")
+    if config.third_block_filters:
+        x = _conv_block(x, config, config.third_block_filters, 3, "same", "_3")
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(config.dropout, name="dropout")(x)

@@ -170,3 +170,53 @@ def test_noise_numbers_read_the_anatomy_rows() -> None:
     assert numbers["noise_shift_share"] == 92 and numbers["noise_shift_digit"] == 8
     assert numbers["noise_best_error"] == 30 and numbers["noise_paper_error"] == 11.8
     assert numbers["noise_shift_background"] == 38.9 and numbers["noise_final_error"] == 41
+
+
+def test_second_round_adds_each_lever_to_the_first_choice() -> None:
+    first = BASE.with_(label_smoothing=0.1)
+    found = best.second_candidates("label smoothing", first)
+    assert list(found)[0] == "label smoothing" and found["label smoothing"] == first
+    assert len(found) == len(best.SECOND_LEVERS) + 1 and len(set(found.values())) == len(found)
+    assert all(name.startswith("label smoothing + ") for name in list(found)[1:])
+    longer = found["label smoothing + elastic distortions, twice the epochs"]
+    assert longer.epochs == 2 * best.beyond().epochs and longer.augment_elastic == 8.0
+    assert all(config.label_smoothing == 0.1 for config in found.values())
+    assert len({train.code_hash(config) for config in found.values()}) >= len(found) - 1  # epochs: in the key
+
+
+def test_weight_averaging_predicts_with_the_average_and_a_third_block_builds() -> None:
+    config = BASE.with_(epochs=3, batch_size=8, filters=2, dense_units=4, second_block_filters=2)
+    x = np.random.default_rng(0).uniform(0, 1, (32, 16, 16, 1)).astype("float32")
+    y = np.arange(32) % 10
+    plain, _, _ = train.fit(config, x, y, progress_every=None)
+    averaged, _, _ = train.fit(config.with_(weight_average=0.9), x, y, progress_every=None)
+    assert averaged.optimizer.use_ema and not plain.optimizer.use_ema
+    # same seed, same steps: the averaged model holds different (averaged) weights at the end
+    assert not np.allclose(plain.get_layer("softmax").get_weights()[0], averaged.get_layer("softmax").get_weights()[0])
+    third = build_model(config.with_(third_block_filters=4))
+    assert third.get_layer("conv_3").filters == 4 and third.get_layer("max_pool_3").output.shape[1:3] == (2, 2)
+    assert train.code_hash(config.with_(weight_average=0.9)) != train.code_hash(config)
+
+
+def _cv(name: str, wrong: np.ndarray, labels: np.ndarray) -> best.CVResult:
+    # right: 0.6 on the label; wrong: 0.5 on the next digit and 0.3 on the label (a confident vote fixes it)
+    probs = np.eye(10, dtype="float32")[labels] * 0.6 + 0.04
+    probs[wrong] = np.eye(10, dtype="float32")[(labels[wrong] + 1) % 10] * 0.5 \
+        + np.eye(10, dtype="float32")[labels[wrong]] * 0.3 + 0.2 / 8 * (1 - np.eye(10)[labels[wrong]]
+                                                                        - np.eye(10)[(labels[wrong] + 1) % 10])
+    return best.CVResult(name, BASE, [], probs, labels, None)
+
+
+def test_greedy_ensemble_adds_members_only_while_cross_validated_errors_fall() -> None:
+    labels = np.arange(30) % 10
+    a = np.zeros(30, bool)
+    a[:6] = True  # 6 errors
+    b = np.zeros(30, bool)
+    b[6:12] = True  # 6 other errors
+    c = np.zeros(30, bool)
+    c[12:18] = True
+    pool = {"a": _cv("a", a, labels), "b": _cv("b", b, labels), "c": _cv("c", c, labels), "bad": _cv("bad", a | b, labels)}
+    members = best.greedy_ensemble(pool, "a")
+    # b and c each fix all of a's errors; the first of equals joins; then nothing lowers the errors
+    assert members == [("a", 6), ("b", 0)]
+    assert best.greedy_ensemble({"a": pool["a"], "bad": pool["bad"]}, "a") == [("a", 6)]  # never adds a worse one
