@@ -565,7 +565,12 @@ def second_numbers(selection: Selection) -> dict[str, Any]:
     scores = {name: r.score for name, r in second.items()}
     better = [name for name, r in second.items() if r.score < first.score]
     double = [r for name, r in second.items() if "twice the epochs" in name]
+    chosen = selection.chosen
     return {"first_choice": first.name, "first_score": first.score, "second_candidates": len(second) - 1,
+            "first_errors": first.errors, "first_tta_errors": first.tta_errors,
+            "first_tta": "with" if first.use_tta else "without",
+            "final_choice_changed": "a new candidate" if chosen.name != first.name else "the first round's choice again",
+            "chosen_score": chosen.score,
             "second_better": len(better), "second_best_score": min(scores.values()),
             "second_worst_score": max(scores.values()),
             "double_fit": double[0].fit_accuracy if double else float("nan")}

@@ -298,15 +298,16 @@ def best_job() -> Job:
     return Job(chosen.config, beyond().best_seeds[0])
 
 
-def noise_models() -> dict[str, Any]:
+def noise_models(with_best: bool = True) -> dict[str, Any]:
     """Seed 0 of the models whose weights the ledger keeps: the paper's network, the ladder's final
-    model, each of its changes alone on the recipe and the cross-validated best model."""
+    model, each of its changes alone on the recipe and (``with_best``) the cross-validated best model."""
     from helpers import train
 
     models = {"the paper's network": train.load_model(train.run(train.paper_job())),
               "the ladder's final model": train.load_model(train.run(final_job()))}
     models |= {f"recipe + {name}": train.load_model(train.run(job)) for name, job in noise_jobs().items()}
-    models["cross-validated best"] = train.load_model(train.run(best_job()))
+    if with_best:
+        models["cross-validated best"] = train.load_model(train.run(best_job()))
     return models
 
 
@@ -357,6 +358,8 @@ def everything() -> dict[str, int]:
     for name, runs in best_runs().items():
         stage(name, runs)
     if train.training_mode() == "ledger":
-        kept = ledger.keep_weights([train.paper_job(), final_job(), *noise_jobs().values(), best_job()])
-        print(f"== weights stored in the ledger: {len(kept)} new", flush=True)
+        needed = [train.paper_job(), final_job(), *noise_jobs().values(), best_job()]
+        kept, dropped = ledger.keep_weights(needed), ledger.drop_weights(needed)
+        print(f"== weights stored in the ledger: {len(kept)} new, {len(dropped)} no longer needed removed",
+              flush=True)
     return stages

@@ -180,6 +180,26 @@ def keep_weights(jobs: Iterable["Job"]) -> list[str]:  # noqa: F821
     return changed
 
 
+def drop_weights(keep: Iterable["Job"]) -> list[str]:  # noqa: F821
+    """Remove the stored weights of every entry but those of ``keep`` (a chapter no longer needs
+    them, e.g. after the cross-validated choice changed); return the keys whose weights went."""
+    from helpers import train
+
+    wanted = {job.key() for job in keep}
+    dropped = []
+    for entry in entries():
+        if entry.name in wanted or not (entry / train.WEIGHTS).is_file():
+            continue
+        (entry / train.WEIGHTS).unlink()
+        manifest = json.loads((entry / cache.MANIFEST).read_text())
+        manifest["files"].pop(train.WEIGHTS, None)
+        (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        dropped.append(entry.name)
+    if dropped:
+        write_manifest(root())
+    return dropped
+
+
 def _files(folder: Path) -> list[Path]:
     """Every file of the ledger but its manifest, locks and unfinished (dot-named) entries."""
     if not folder.is_dir():

@@ -134,6 +134,9 @@ def test_ledger_mode_trains_into_the_ledger_and_resumes(fake_release: dict[str, 
     assert all((a.probabilities == b.probabilities).all() for a, b in zip(runs, again))
     assert ledger.keep_weights([jobs[0]]) == [jobs[0].key()]
     assert ledger.verify_manifest() == [] and train.run(jobs[0]).weights is not None
+    assert ledger.drop_weights([jobs[0]]) == []  # the kept weights stay
+    assert ledger.drop_weights([jobs[1]]) == [jobs[0].key()]  # weights no chapter needs go
+    assert ledger.verify_manifest() == [] and train.run(jobs[0]).weights is None
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     assert train.run(jobs[1]).source == "ledger"
 
