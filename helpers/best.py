@@ -51,9 +51,9 @@ SECOND_LEVERS: tuple[Lever, ...] = (
           "about the last 100 steps, 3 to 5 epochs)", {"weight_average": 0.99}),
     Lever("a third convolution block", "a 3x3 convolution with 128 filters and pooling after the second block",
           {"third_block_filters": 128}),
-    Lever("elastic distortions, twice the epochs", "a longer schedule for the augmented model: the first "
-          "round's augmented candidates fit fewer of their training batches", {"augment_elastic": 8.0,
-                                                                              "epochs": "double"}),
+    Lever("elastic distortions, twice the epochs, cosine decay", "a longer schedule with learning-rate decay "
+          "for the augmented model: the first round's augmented candidates fit fewer of their training batches",
+          {"augment_elastic": 8.0, "epochs": "double", "schedule": "cosine"}),
 )
 
 
