@@ -565,6 +565,7 @@ def second_numbers(selection: Selection) -> dict[str, Any]:
     scores = {name: r.score for name, r in second.items()}
     better = [name for name, r in second.items() if r.score < first.score]
     double = [r for name, r in second.items() if "twice the epochs" in name]
+    elastic = [r for name, r in second.items() if name.endswith("+ elastic distortions")]
     chosen = selection.chosen
     return {"first_choice": first.name, "first_score": first.score, "second_candidates": len(second) - 1,
             "first_errors": first.errors, "first_tta_errors": first.tta_errors,
@@ -573,7 +574,11 @@ def second_numbers(selection: Selection) -> dict[str, Any]:
             "chosen_score": chosen.score,
             "second_better": len(better), "second_best_score": min(scores.values()),
             "second_worst_score": max(scores.values()),
-            "double_fit": double[0].fit_accuracy if double else float("nan")}
+            "double_fit": double[0].fit_accuracy if double else float("nan"),
+            "double_score": double[0].score if double else -1, "elastic_score": elastic[0].score if elastic else -1,
+            "elastic_verdict": "do not add up" if elastic and elastic[0].score >= first.score else "add up",
+            "double_verdict": "cost more than the extra epochs win back"
+            if double and double[0].score >= first.score else "pay off once the model has the extra epochs"}
 
 
 def augmented_examples(images: np.ndarray, config: Config, copies: int = 4, seed: int = 0) -> np.ndarray:

@@ -220,3 +220,29 @@ def test_greedy_ensemble_adds_members_only_while_cross_validated_errors_fall() -
     # b and c each fix all of a's errors; the first of equals joins; then nothing lowers the errors
     assert members == [("a", 6), ("b", 0)]
     assert best.greedy_ensemble({"a": pool["a"], "bad": pool["bad"]}, "a") == [("a", 6)]  # never adds a worse one
+
+
+def test_selection_and_second_round_numbers() -> None:
+    labels = np.arange(30) % 10
+
+    def wrong(k: int) -> np.ndarray:
+        mask = np.zeros(30, bool)
+        mask[:k] = True
+        return mask
+
+    first = {best.BASE: _cv(best.BASE, wrong(8), labels), "ls": _cv("ls", wrong(5), labels),
+             "other": _cv("other", wrong(6), labels)}
+    second = {"ls": first["ls"], "ls + elastic distortions": _cv("ls + elastic distortions", wrong(7), labels),
+              "ls + weight averaging": _cv("ls + weight averaging", wrong(3), labels),
+              "ls + elastic distortions, twice the epochs, cosine decay":
+              _cv("ls + elastic distortions, twice the epochs, cosine decay", wrong(4), labels)}
+    selection = best.Selection(first, second)
+    assert selection.first_choice.name == "ls" and selection.chosen.name == "ls + weight averaging"
+    assert best.BASE not in selection.pool and len(selection.pool) == 5
+    numbers = best.second_numbers(selection)
+    assert numbers["first_score"] == 5 and numbers["second_better"] == 2 and numbers["second_candidates"] == 3
+    assert numbers["elastic_score"] == 7 and numbers["elastic_verdict"] == "do not add up"
+    assert numbers["double_score"] == 4 and numbers["double_verdict"].startswith("pay off")
+    assert numbers["final_choice_changed"] == "a new candidate" and numbers["chosen_score"] == 3
+    table = best.cv_table(second)  # the McNemar column compares with the first round's choice
+    assert table.loc["ls", "McNemar p vs base"] == "" and table.loc["ls + weight averaging", "CV errors"] == 3
