@@ -57,6 +57,13 @@ SECOND_LEVERS: tuple[Lever, ...] = (
 )
 
 
+def lever_table(levers: Sequence[Lever]) -> pd.DataFrame:
+    """What each lever does and the configuration it changes (with this profile's epochs)."""
+    return pd.DataFrame([{"lever": lever.name, "what it does": lever.why,
+                          "configuration": ", ".join(f"{k} = {v}" for k, v in beyond().resolve(lever.changes).items())}
+                         for lever in levers]).set_index("lever")
+
+
 def candidates(base: Config) -> dict[str, Config]:
     """The ladder's final model, each lever on top of it, and all levers together."""
     found = {BASE: base}

@@ -181,6 +181,9 @@ def test_second_round_adds_each_lever_to_the_first_choice() -> None:
     longer = found["label smoothing + elastic distortions, twice the epochs, cosine decay"]
     assert longer.epochs == 2 * best.beyond().epochs and longer.augment_elastic == 8.0 and longer.schedule == "cosine"
     assert all(config.label_smoothing == 0.1 for config in found.values())
+    table = best.lever_table(best.SECOND_LEVERS)
+    assert f"epochs = {2 * best.beyond().epochs}" in table.loc["elastic distortions, twice the epochs, cosine decay",
+                                                               "configuration"]
     assert len({train.code_hash(config) for config in found.values()}) == len(found)
 
 
