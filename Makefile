@@ -66,9 +66,13 @@ unit: $(STAMP)
 # The chapters are re-executed by nbval from the results ledger and every table and glued
 # number is compared with the committed notebooks (the few cells that describe the
 # machine or time it carry nbval-ignore-output, each with a comment saying why).
+# Two worker processes (TEST_WORKERS): the paper model's retrain keeps one core busy for about
+# three minutes while the other runs the rest; --dist loadscope keeps each notebook's cells (and
+# each test module) together on one worker, in order, as nbval needs.
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest tests chapters $(NBVAL)
+	$(BIN)/python -m pytest tests chapters $(NBVAL) -n $(TEST_WORKERS) --dist loadscope
 
 TEX_PACKAGES := texlive-xetex texlive-latex-extra texlive-fonts-extra latexmk xindy poppler-utils
 define NEED_TEX

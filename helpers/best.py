@@ -290,20 +290,39 @@ def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("candidate")
 
 
+def seed_jobs(chosen: CVResult) -> list[Job]:
+    """The chosen candidate on all training images, one job per ``best_seeds`` seed."""
+    return [Job(chosen.config, seed) for seed in beyond().best_seeds]
+
+
 def final_runs(chosen: CVResult) -> list[Run]:
     """The chosen candidate trained on all training images, one run per ``best_seeds`` seed."""
-    jobs = [Job(chosen.config, seed) for seed in beyond().best_seeds]
-    return run_many(jobs, workers=beyond().workers, describe=lambda j: f"best model, test seed {j.seed}")
+    return run_many(seed_jobs(chosen), workers=beyond().workers, describe=lambda j: f"best model, test seed {j.seed}")
+
+
+def member_jobs(selection: Selection, members: Sequence[str]) -> dict[str, list[Job]]:
+    """The jobs behind each ensemble member, on all training images: the chosen model's
+    ``best_seeds`` seeds, and seed 0 of every other member."""
+    chosen = selection.chosen
+    return {name: seed_jobs(chosen) if name == chosen.name else [Job(selection.pool[name].config, 0)]
+            for name in members}
 
 
 def member_runs(selection: Selection, members: Sequence[str]) -> dict[str, list[Run]]:
-    """The runs behind each ensemble member, trained on all training images: the chosen model's
-    ``best_seeds`` seeds, and seed 0 of every other member (trained if missing)."""
-    chosen = selection.chosen
-    others = [Job(selection.pool[name].config, 0) for name in members if name != chosen.name]
-    runs = run_many(others, workers=beyond().workers, describe=lambda j: f"ensemble member, {j.key()}")
-    found = dict(zip([name for name in members if name != chosen.name], ([r] for r in runs)))
-    return {name: final_runs(chosen) if name == chosen.name else found[name] for name in members}
+    """The runs of :func:`member_jobs` (trained if missing), grouped by member."""
+    jobs = member_jobs(selection, members)
+    runs = iter(run_many(sum(jobs.values(), []), workers=beyond().workers,
+                         describe=lambda j: f"ensemble member, {j.key()}"))
+    return {name: [next(runs) for _ in group] for name, group in jobs.items()}
+
+
+def test_jobs(selection: Selection) -> dict[str, list[Job]]:
+    """Every run the chapter tests, by group: the chosen model's seeds, the ranking check (each
+    first-round candidate once) and the members of the ensemble chosen by cross-validation."""
+    members = [name for name, _ in greedy_ensemble(selection.pool, selection.chosen.name)]
+    return {"the cross-validated best model": seed_jobs(selection.chosen),
+            "ranking check on the test set": [Job(r.config, 0) for r in selection.first.values()],
+            "ensemble members chosen by cross-validation": sum(member_jobs(selection, members).values(), [])}
 
 
 def ensemble_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -> int:
@@ -405,7 +424,8 @@ LITERATURE: tuple[tuple[str, str, float], ...] = (
     ("Bromley & Säckinger 1991, human readers", "bromley1991", paper.LITERATURE_ERROR["human, Bromley & Säckinger 1991"]),
     ("Chaaban & Scheessele 2007, human readers", "chaaban2007",
      paper.LITERATURE_ERROR["human, Chaaban & Scheessele 2007"]),
-    ("Dahmen, Keysers & Ney 2001, tangent distance, virtual test samples", "dahmen2001", 2.2),
+    ("Dahmen, Keysers & Ney 2001, tangent distance, virtual test samples", "dahmen2001",
+     paper.LITERATURE_ERROR["tangent distance + virtual test samples, Dahmen, Keysers & Ney 2001"]),
     ("Keysers, Paredes, Ney & Vidal 2002, tangent vectors and local representations", "keysers2002", 2.0),
     ("Karim & Kaur (the paper)", "karim2020", paper.ERROR),
 )

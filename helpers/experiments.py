@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -185,22 +185,20 @@ def best_runs() -> dict[str, list[Run]]:
     from helpers import best
 
     selection = best.select(best_rung(ladder()).config)
-    members = [name for name, _ in best.greedy_ensemble(selection.pool, selection.chosen.name)]
-    return {"cross-validation, first round (best-published chapter)":
-            [r for x in selection.first.values() for r in x.runs],
-            "cross-validation, second round (best-published chapter)":
-            [r for name, x in selection.second.items() if name not in selection.first for r in x.runs],
-            "the cross-validated best model (best-published chapter)": best.final_runs(selection.chosen),
-            "ranking check on the test set (best-published chapter)": list(best.ranking_runs(selection.first).values()),
-            "ensemble members chosen by cross-validation (best-published chapter)":
-            sum(best.member_runs(selection, members).values(), [])}
+    groups = {"cross-validation, first round": [r for x in selection.first.values() for r in x.runs],
+              "cross-validation, second round":
+              [r for name, x in selection.second.items() if name not in selection.first for r in x.runs]}
+    for name, jobs in best.test_jobs(selection).items():
+        groups[name] = run_many(jobs, workers=beyond().workers,
+                                describe=lambda j, group=name: f"{group}, {j.key()}")
+    return {f"{name} (best-published chapter)": runs for name, runs in groups.items()}
 
 
-def cost_table() -> pd.DataFrame:
-    """Training time of every experiment; a run shared by two experiments counts once, in the first."""
+def cost_table(groups: Mapping[str, Sequence[Run]] | None = None) -> pd.DataFrame:
+    """Training time of every experiment (or of ``groups``); a run shared by two counts once, in the first."""
     seen: set[str] = set()
     rows = {}
-    for name, runs in experiment_runs().items():
+    for name, runs in (experiment_runs() if groups is None else groups).items():
         new = [r for r in runs if r.key not in seen]
         seen.update(r.key for r in runs)
         rows[name] = {"runs": len(runs), "new runs": len(new),
@@ -349,11 +347,8 @@ def everything() -> dict[str, int]:
     from helpers import best
 
     selection = best.select(best_rung(rungs).config)  # both rounds of cross-validation
-    chosen = selection.chosen  # its seeds first, then the ranking check and the ensemble members, in one pool
-    members = [name for name, _ in best.greedy_ensemble(selection.pool, chosen.name)]
-    run_many([Job(chosen.config, seed) for seed in settings.best_seeds]
-             + [Job(r.config, 0) for r in selection.first.values()]
-             + [Job(selection.pool[name].config, 0) for name in members], workers=settings.workers,
+    # the chosen model's seeds, the ranking check and the ensemble members, in one pool
+    run_many(sum(best.test_jobs(selection).values(), []), workers=settings.workers,
              describe=lambda j: f"best-published chapter, test seed {j.seed}, {j.key()}")
     for name, runs in best_runs().items():
         stage(name, runs)

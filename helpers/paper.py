@@ -31,6 +31,6 @@ LITERATURE_ERROR: dict[str, float] = {
     "LeCun et al. 1989, convolutional network": 5.0,
     "human, Bromley & Säckinger 1991": 2.5,
     "human, Chaaban & Scheessele 2007": 2.37,
-    "tangent distance + virtual data, Keysers et al. 2000": 2.2,
+    "tangent distance + virtual test samples, Dahmen, Keysers & Ney 2001": 2.2,
     "Karim & Kaur (the paper)": ERROR,
 }

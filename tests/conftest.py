@@ -30,6 +30,14 @@ def need_real_data() -> None:
         pytest.skip(f"the real USPS data is not available: {exc}")
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print which case the paper model's retrain check met (a passing test's output is captured)."""
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "retrain check":
+                terminalreporter.write_line(f"retrain check: {value}")
+
+
 @pytest.fixture
 def allow_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests that train tiny models into a temporary cache (make sets USPS_TRAINING=forbid)."""

@@ -3,6 +3,7 @@ test-time shifts; the late configuration fields leave the names of older runs al
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,24 @@ def test_selection_and_second_round_numbers() -> None:
     assert numbers["final_choice_changed"] == "a new candidate" and numbers["chosen_score"] == 3
     table = best.cv_table(second)  # the McNemar column compares with the first round's choice
     assert table.loc["ls", "McNemar p vs base"] == "" and table.loc["ls + weight averaging", "CV errors"] == 3
+
+
+def test_test_jobs_list_the_chosen_seeds_the_ranking_check_and_the_members() -> None:
+    labels = np.arange(30) % 10
+
+    def wrong(start: int, stop: int) -> np.ndarray:
+        mask = np.zeros(30, bool)
+        mask[start:stop] = True
+        return mask
+
+    smooth, elastic = BASE.with_(label_smoothing=0.1), BASE.with_(augment_elastic=8.0)
+    first = {best.BASE: _cv(best.BASE, wrong(0, 8), labels),
+             "ls": dataclasses.replace(_cv("ls", wrong(0, 6), labels), config=smooth),
+             "elastic": dataclasses.replace(_cv("elastic", wrong(6, 13), labels), config=elastic)}
+    selection = best.Selection(first, {"ls": first["ls"]})
+    jobs = best.test_jobs(selection)
+    seeds = [Job(smooth, seed) for seed in best.beyond().best_seeds]
+    assert selection.chosen.name == "ls" and jobs["the cross-validated best model"] == seeds
+    assert jobs["ranking check on the test set"] == [Job(BASE, 0), Job(smooth, 0), Job(elastic, 0)]
+    # elastic fixes every error of ls (their errors fall on different images), so it joins the ensemble
+    assert jobs["ensemble members chosen by cross-validation"] == seeds + [Job(elastic, 0)]

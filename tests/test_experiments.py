@@ -36,6 +36,14 @@ def test_ensemble_averages_probabilities() -> None:
     assert experiments.ensemble_predictions(runs).tolist() == [0, 1, 2, 9]
 
 
+def test_cost_table_counts_a_shared_run_once_in_its_first_group() -> None:
+    labels = np.array([0, 1])
+    runs = [fake_run(seed, one_hot([0, 1]), labels) for seed in range(3)]
+    table = experiments.cost_table({"a": runs[:2], "b": runs[1:]})
+    assert table["runs"].tolist() == [2, 2] and table["new runs"].tolist() == [2, 1]
+    assert table["training time of the new runs (s)"].tolist() == [2, 1]
+
+
 def test_seed_table_has_intervals() -> None:
     labels = np.zeros(100, int)
     predicted = [0] * 97 + [1] * 3

@@ -77,7 +77,8 @@ def noise_band(errors: list[int], n: int = 2007) -> tuple[float, float]:
     return min(errors) - spread, max(errors) + spread
 
 
-def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                                record_property) -> None:
     """Retrains the paper's model (seed 0, the full 100 epochs, a few minutes) and compares.
 
     In the ledger's environment the predictions must be identical; in another one (other CPU
@@ -94,16 +95,17 @@ def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkey
     again = train.load_entry(job, tmp_path, "trained")
     same = ledger.same_environment(stored.record["environment"], again.record["environment"])
     if same:
-        print(f"same environment as the ledger entry: predictions must be identical "
-              f"({stored.errors} errors stored, {again.errors} retrained)")
+        case = (f"same environment as the ledger entry: predictions must be identical "
+                f"({stored.errors} errors stored, {again.errors} retrained)")
+        record_property("retrain check", case)  # printed at the end of the run (tests/conftest.py)
         assert np.array_equal(again.probabilities, stored.probabilities), (
             f"retrained in the ledger's environment but the predictions differ "
             f"({again.errors} errors against {stored.errors}): the ledger entry {stored.key} is not reproduced")
     else:
         seeds = [train.run(train.Job(job.config, seed)).errors for seed in (0, 1, 2, 3, 4)]
         low, high = noise_band(seeds)
-        print(f"another environment than the ledger entry's: {again.errors} errors retrained, the seeds "
-              f"made {seeds}, band {low:.0f} to {high:.0f}")
+        record_property("retrain check", f"another environment than the ledger entry's: {again.errors} errors "
+                                         f"retrained, the seeds made {seeds}, band {low:.0f} to {high:.0f}")
         assert low <= again.errors <= high
 
 

@@ -92,7 +92,7 @@ KILLED = """
 import sys
 from helpers import train
 from helpers.config import BASELINE
-config = BASELINE.with_(epochs=60, filters=4, dense_units=8, batch_size=512)
+config = BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512)
 train.run(train.Job(config, 0), progress_every=1)
 """
 
@@ -105,15 +105,15 @@ def test_training_killed_half_way_is_retrained(tmp_path: Path, monkeypatch: pyte
                              env={**os.environ, "USPS_CACHE_DIR": str(tmp_path), "USPS_TRAINING": "allow"})
     assert child.stdout is not None
     deadline = time.time() + 120
-    while "epoch   3/60" not in child.stdout.readline():
+    while "epoch   3/12" not in child.stdout.readline():  # killed with 9 epochs to go
         assert time.time() < deadline and child.poll() is None, "training did not start"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    job = train.Job(BASELINE.with_(epochs=60, filters=4, dense_units=8, batch_size=512), 0)
+    job = train.Job(BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512), 0)
     assert cache.lookup("models", job.spec(), tmp_path) is None, "a killed run was accepted"
     assert list((tmp_path / "models").glob(".*.tmp-*")), "the killed run left only a temporary folder"
     result = train.run(job)  # the next run trains afresh and cleans up
-    assert result.built and len(result.history["loss"]) == 60
+    assert result.built and len(result.history["loss"]) == 12
     assert not list((tmp_path / "models").glob(".*.tmp-*"))
     assert cache.lookup("models", job.spec(), tmp_path) == result.entry
 
