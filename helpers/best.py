@@ -124,6 +124,8 @@ class CVResult:
     @property
     def fit_accuracy(self) -> float:
         """Accuracy (%) on the (augmented) training batches in the last epoch, mean over folds."""
+        if not self.runs:
+            return float("nan")
         return 100 * float(np.mean([r.history["accuracy"][-1] for r in self.runs]))
 
 

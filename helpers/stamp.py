@@ -1,6 +1,7 @@
 """The hash of everything a chapter's outputs depend on besides its own cells.
 
-``requirements.txt``, every module of ``helpers/`` and the results ledger's manifest. The
+``requirements.txt``, every module of ``helpers/``, the results ledger's manifest and its
+retrain report (``results/VERIFY.md``, which the reproducibility chapter reads). The
 Makefile keys Jupyter Book's execution cache on it, ``make notebooks`` records it in each
 chapter notebook's metadata, and a test compares the two. Standard library only, so that
 ``python3 helpers/stamp.py`` runs before the virtual environment exists.
@@ -15,9 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def code_stamp(repo: Path = REPO) -> str:
-    """A short hash of requirements.txt, helpers/*.py and results/MANIFEST.json."""
+    """A short hash of requirements.txt, helpers/*.py, results/MANIFEST.json and results/VERIFY.md."""
     digest = hashlib.sha256()
-    files = [repo / "requirements.txt", *sorted((repo / "helpers").glob("*.py")), repo / "results" / "MANIFEST.json"]
+    files = [repo / "requirements.txt", *sorted((repo / "helpers").glob("*.py")),
+             repo / "results" / "MANIFEST.json", repo / "results" / "VERIFY.md"]
     for path in files:
         if path.is_file():
             digest.update(path.relative_to(repo).as_posix().encode() + b"\0" + path.read_bytes())

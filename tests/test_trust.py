@@ -44,7 +44,8 @@ def test_helpers_change_drops_the_execution_cache(tmp_path: Path) -> None:
 
 
 def test_ledger_manifest_is_part_of_the_execution_cache_key(tmp_path: Path) -> None:
-    """A new or retrained ledger entry changes the results/MANIFEST.json, which re-runs the pages."""
+    """A new or retrained ledger entry changes results/MANIFEST.json, and a new retrain report
+    results/VERIFY.md: either re-runs the pages."""
     for name in ("Makefile", "requirements.txt", "pyproject.toml"):
         shutil.copy(REPO / name, tmp_path / name)
     shutil.copytree(REPO / "helpers", tmp_path / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
@@ -52,7 +53,11 @@ def test_ledger_manifest_is_part_of_the_execution_cache_key(tmp_path: Path) -> N
     (tmp_path / "results" / "MANIFEST.json").write_text('{"files": {}}')
     before = _make(tmp_path, "print-code-hash")
     (tmp_path / "results" / "MANIFEST.json").write_text('{"files": {"runs/x/record.json": "00"}}')
-    assert _make(tmp_path, "print-code-hash") != before
+    after = _make(tmp_path, "print-code-hash")
+    assert after != before
+    # a new retrain report changes the reproducibility chapter's verification counts
+    (tmp_path / "results" / "VERIFY.md").write_text("# Retraining the results ledger\n")
+    assert _make(tmp_path, "print-code-hash") != after
 
 
 def test_code_hash_follows_the_code_that_determines_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
