@@ -32,5 +32,6 @@ LITERATURE_ERROR: dict[str, float] = {
     "human, Bromley & Säckinger 1991": 2.5,
     "human, Chaaban & Scheessele 2007": 2.37,
     "tangent distance + virtual test samples, Dahmen, Keysers & Ney 2001": 2.2,
+    "tangent vectors + local representations, Keysers, Paredes, Ney & Vidal 2002": 2.0,
     "Karim & Kaur (the paper)": ERROR,
 }
