@@ -323,7 +323,7 @@ def test_jobs(selection: Selection) -> dict[str, list[Job]]:
     first-round candidate once) and the members of the ensemble chosen by cross-validation."""
     members = [name for name, _ in greedy_ensemble(selection.pool, selection.chosen.name)]
     return {"the cross-validated best model": seed_jobs(selection.chosen),
-            "ranking check on the test set": [Job(r.config, 0) for r in selection.first.values()],
+            "ranking check on the test set": list(ranking_jobs(selection.first).values()),
             "ensemble members chosen by cross-validation": sum(member_jobs(selection, members).values(), [])}
 
 
@@ -345,10 +345,15 @@ def probabilities(result: Run, tta: bool) -> np.ndarray:
     return result.tta
 
 
+def ranking_jobs(results: Mapping[str, CVResult]) -> dict[str, Job]:
+    """Each candidate once on all training images (seed 0), by name: the ranking check's jobs."""
+    return {name: Job(r.config, 0) for name, r in results.items()}
+
+
 def ranking_runs(results: Mapping[str, CVResult]) -> dict[str, Run]:
     """Every candidate trained once on all training images (seed 0) and tested, to check after the fact
     how cross-validated error ranks the candidates on the test set (nothing is chosen from these)."""
-    jobs = {name: Job(r.config, 0) for name, r in results.items()}
+    jobs = ranking_jobs(results)
     runs = run_many(list(jobs.values()), workers=beyond().workers, describe=lambda j: f"ranking check, {j.key()}")
     return dict(zip(jobs, runs))
 

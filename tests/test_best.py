@@ -269,5 +269,6 @@ def test_test_jobs_list_the_chosen_seeds_the_ranking_check_and_the_members() -> 
     seeds = [Job(smooth, seed) for seed in best.beyond().best_seeds]
     assert selection.chosen.name == "ls" and jobs["the cross-validated best model"] == seeds
     assert jobs["ranking check on the test set"] == [Job(BASE, 0), Job(smooth, 0), Job(elastic, 0)]
+    assert best.ranking_jobs(first) == {best.BASE: Job(BASE, 0), "ls": Job(smooth, 0), "elastic": Job(elastic, 0)}
     # elastic fixes every error of ls (their errors fall on different images), so it joins the ensemble
     assert jobs["ensemble members chosen by cross-validation"] == seeds + [Job(elastic, 0)]
