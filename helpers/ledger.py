@@ -385,3 +385,21 @@ def verification(folder: Path | None = None) -> dict[str, str]:
             status[key] = ("identical" if identical == "yes" else "not retrained" if identical == "—"
                            else "differs")
     return status
+
+
+def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
+    """The reproducibility chapter's view of the ledger: :func:`listing` with each entry's status in
+    the last retrain report (short keys, no code hashes), and the counts the chapter quotes."""
+    problems = check()
+    table = listing()
+    status = verification()
+    verified = [status.get(key, "not yet") for key in table.index]
+    table = table.assign(**{"verified by make retrain": verified}).drop(columns=["code"])
+    table.index = table.index.str[:8].rename("entry")
+    numbers = {"ledger_runs": len(table), "ledger_problems": len(problems),
+               "ledger_state": "intact and current" if not problems else "NOT intact: " + "; ".join(problems),
+               "ledger_mb": sum(f.stat().st_size for f in root().rglob("*") if f.is_file()) / 1e6,
+               "ledger_weights": int(table["weights"].sum()),
+               "verified_identical": verified.count("identical"), "verified_differs": verified.count("differs"),
+               "verified_pending": sum(v in ("not yet", "not retrained") for v in verified)}
+    return table, numbers

@@ -182,3 +182,15 @@ def test_estimates_come_from_similar_runs(copy: Path) -> None:
     paper = train.paper_job()
     rec = ledger.record(ledger.root() / ledger.KIND / paper.key())
     assert ledger.estimate_seconds(paper) == pytest.approx(rec["seconds"], rel=0.5)
+
+
+def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:
+    table, numbers = ledger.overview()
+    assert numbers["ledger_runs"] == len(table) == len(ledger.entries())
+    assert numbers["ledger_problems"] == 0 and numbers["ledger_state"] == "intact and current"
+    assert numbers["verified_identical"] + numbers["verified_differs"] + numbers["verified_pending"] == len(table)
+    assert "code" not in table.columns and {len(key) for key in table.index} == {8}
+    assert numbers["verified_identical"] == (table["verified by make retrain"] == "identical").sum()
+    (copy / "VERIFY.md").unlink()  # no report yet: nothing is verified, and the manifest does not list it
+    table, numbers = ledger.overview()
+    assert numbers["verified_pending"] == len(table) and set(table["verified by make retrain"]) == {"not yet"}
