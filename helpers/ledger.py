@@ -355,19 +355,51 @@ def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> 
 
 
 def listing(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
-    """One row per ledger entry: what it is, its errors, time, where and when it was trained."""
+    """One row per ledger entry: what it is, its errors, time, when it was trained and a label
+    (A, B, ...) for the environment it was trained in, as listed by :func:`environments`."""
     import pandas as pd
 
+    labels = _environment_labels(folder)
     rows = []
     for entry in entries(folder):
         rec = record(entry)
-        config, env = rec["job"]["config"], rec["environment"]
+        config = rec["job"]["config"]
         rows.append({"entry": entry.name, "split": rec["job"]["split"], "seed": rec["job"]["seed"],
                      "epochs": config["epochs"], "errors": rec["errors"], "predicted": rec["n_predicted"],
-                     "training (s)": round(rec["seconds"]), "trained": rec["trained"][:16],
-                     "environment": f"{env['cpu']}, TF {env['tensorflow']}, {env['threads']} thread",
+                     "training (s)": round(rec["seconds"]), "trained": rec["trained"][:10],
+                     "environment": labels[_environment_key(rec["environment"])],
                      "code": rec["code"], "weights": (entry / "model.weights.npz").is_file()})
     return pd.DataFrame(rows).set_index("entry") if rows else pd.DataFrame()
+
+
+def _environment_key(env: dict[str, Any]) -> str:
+    return json.dumps(env, sort_keys=True)
+
+
+def _environment_labels(folder: Path | None = None) -> dict[str, str]:
+    """A letter for each distinct environment, in the order of the entries' training dates."""
+    recs = sorted((record(e) for e in entries(folder)), key=lambda r: r["trained"])
+    labels: dict[str, str] = {}
+    for rec in recs:
+        labels.setdefault(_environment_key(rec["environment"]), chr(ord("A") + len(labels)))
+    return labels
+
+
+def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
+    """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`),
+    with its versions, CPU and threads, and how many runs it trained."""
+    import pandas as pd
+
+    labels = _environment_labels(folder)
+    counts: dict[str, int] = {}
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries(folder):
+        env = record(entry)["environment"]
+        key = _environment_key(env)
+        counts[key] = counts.get(key, 0) + 1
+        found.setdefault(key, env)
+    rows = [{"environment": label, **found[key], "runs": counts[key]} for key, label in labels.items()]
+    return pd.DataFrame(rows).set_index("environment") if rows else pd.DataFrame()
 
 
 def verification(folder: Path | None = None) -> dict[str, str]:
@@ -389,7 +421,8 @@ def verification(folder: Path | None = None) -> dict[str, str]:
 
 def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
     """The reproducibility chapter's view of the ledger: :func:`listing` with each entry's status in
-    the last retrain report (short keys, no code hashes), and the counts the chapter quotes."""
+    the last retrain report (short keys, no code hashes), and the counts the chapter quotes (its
+    environments are listed by :func:`environments`)."""
     problems = check()
     table = listing()
     status = verification()
@@ -401,5 +434,6 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
                "ledger_mb": sum(f.stat().st_size for f in root().rglob("*") if f.is_file()) / 1e6,
                "ledger_weights": int(table["weights"].sum()),
                "verified_identical": verified.count("identical"), "verified_differs": verified.count("differs"),
-               "verified_pending": sum(v in ("not yet", "not retrained") for v in verified)}
+               "verified_pending": sum(v in ("not yet", "not retrained") for v in verified),
+               "ledger_environments": int(table["environment"].nunique())}
     return table, numbers

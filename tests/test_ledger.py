@@ -191,6 +191,21 @@ def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:
     assert numbers["verified_identical"] + numbers["verified_differs"] + numbers["verified_pending"] == len(table)
     assert "code" not in table.columns and {len(key) for key in table.index} == {8}
     assert numbers["verified_identical"] == (table["verified by make retrain"] == "identical").sum()
+    envs = ledger.environments()
+    assert set(table["environment"]) == set(envs.index) and numbers["ledger_environments"] == len(envs)
+    assert envs["runs"].sum() == len(table) and "tensorflow" in envs.columns
+
+
+def test_environments_are_labelled_in_order_of_training(copy: Path) -> None:
+    first, second = ledger.entries()[:2]
+    rec = json.loads((second / "record.json").read_text())
+    rec["environment"] = {**rec["environment"], "tensorflow": "9.9.9"}
+    rec["trained"] = "2099-01-01 00:00:00 UTC"  # trained last: the new environment is "B"
+    (second / "record.json").write_text(json.dumps(rec))
+    envs = ledger.environments()
+    assert list(envs.index) == ["A", "B"] and envs.loc["B", "tensorflow"] == "9.9.9"
+    assert envs.loc["B", "runs"] == 1 and envs["runs"].sum() == len(ledger.entries())
+    assert ledger.listing().loc[second.name, "environment"] == "B"
     (copy / "VERIFY.md").unlink()  # no report yet: nothing is verified, and the manifest does not list it
     table, numbers = ledger.overview()
     assert numbers["verified_pending"] == len(table) and set(table["verified by make retrain"]) == {"not yet"}
