@@ -269,6 +269,13 @@ def holdout_table(rungs: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def holdout_numbers(holdout: pd.DataFrame, final: str) -> dict[str, Any]:
+    """What the chapter quotes from :func:`holdout_table` about the ladder's final rung ``final``."""
+    row = holdout.loc[final]
+    return {"ladder_holdout_errors": int(row["holdout errors"]), "ladder_holdout_n": int(row["holdout images"]),
+            "ladder_holdout_pct": float(row["holdout error (%)"]), "ladder_test_mean": float(row["test error (%), mean"])}
+
+
 def choose(results: Mapping[str, CVResult]) -> CVResult:
     """The candidate with the fewest cross-validated errors (a tie keeps the earlier, simpler one)."""
     return min(results.values(), key=lambda r: (r.score, list(results).index(r.name)))
@@ -529,6 +536,17 @@ def standings(recipe: Sequence[Run], ladder_final: Sequence[Run], chosen: CVResu
     rows += [(f"{name} (baseline)", float(row["test error rate (%)"]), _binomial(float(row["test error rate (%)"])))
              for name, row in classical.iterrows()]
     return rows
+
+
+def standings_rates(recipe: Sequence[Run], rungs: Sequence[Any], result: Final,
+                    ensemble: "Ensemble") -> dict[str, list[float]]:
+    """Test error (%) of each model on the way, for :func:`helpers.plots.standings_plot`: the recipe's
+    seeds, each kept rung of the ladder, the cross-validated best over seeds and the two ensembles."""
+    errors = {"the paper's recipe": rates(recipe)}
+    errors |= {f"ladder: {r.name}"[:48]: rates(r.runs) for r in rungs[1:] if r.kept}
+    errors |= {"cross-validated best": list(result.rates), "its seeds' ensemble": [result.ensemble],
+               "ensemble chosen by cross-validation": [ensemble.error]}
+    return errors
 
 
 def selection_text(selection: Selection, ensemble: "Ensemble") -> str:

@@ -53,12 +53,13 @@ def glue_all(values: Mapping[str, Any]) -> None:
         glue(name, plain(value), display=False)
 
 
-def constants() -> dict[str, int]:
-    """Numbers the prose of every chapter may quote: the set sizes and the paper's recipe."""
+def constants() -> dict[str, float | int]:
+    """Numbers the prose of every chapter may quote: the set sizes, the paper's recipe and its
+    published numbers (:func:`helpers.paper.numbers`)."""
     from helpers import data, paper
 
     return {"n_train": data.ROWS["train"], "n_test": data.ROWS["test"],
-            "paper_epochs": paper.EPOCHS, "paper_batch": paper.BATCH_SIZE}
+            "paper_epochs": paper.EPOCHS, "paper_batch": paper.BATCH_SIZE, **paper.numbers()}
 
 
 def provenance(runs: Iterable[Any]) -> Markdown:

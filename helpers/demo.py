@@ -90,3 +90,15 @@ def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
     (folder / "samples.json").write_text(json.dumps(sample))
     sizes["samples"] = (folder / "samples.json").stat().st_size
     return {"sizes": sizes, "names": {name: r.job.config for name, r in runs.items()}, "runs": runs}
+
+
+def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10, seed: int = 0) -> tuple[list[int], list[str], int]:
+    """For the static figure: ``n`` test images drawn at random and the first ``n`` on which the paper's
+    and the best model (``runs["paper"]``, ``runs["best"]``) disagree, a caption for each, and how many
+    test images the two models disagree on."""
+    paper, best = runs["paper"].predicted, runs["best"].predicted
+    disagree = np.flatnonzero(paper != best)
+    chosen = [int(i) for i in np.random.default_rng(seed).choice(len(labels), n, replace=False)]
+    chosen += [int(i) for i in disagree[:n]]
+    titles = [f"true {labels[i]}\npaper {paper[i]} best {best[i]}" for i in chosen]
+    return chosen, titles, len(disagree)

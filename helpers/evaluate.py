@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,14 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return confusion_matrix(y_true, y_pred, labels=list(paper.DIGITS))
 
 
+def top_confusion(matrix: np.ndarray) -> dict[str, int]:
+    """The most frequent confusion of a :func:`confusion` matrix: true digit, predicted digit, count."""
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    true_digit, predicted_digit = np.unravel_index(off_diagonal.argmax(), matrix.shape)
+    return {"top_confusion_true": int(true_digit), "top_confusion_pred": int(predicted_digit),
+            "top_confusion_count": int(off_diagonal.max())}
+
+
 def per_class_table(y_true: np.ndarray, y_pred: np.ndarray) -> pd.DataFrame:
     """Figure 8 rebuilt: the paper's per-class accuracy and error rate beside ours (percent)."""
     ours = 100 * per_class_accuracy(y_true, y_pred)
@@ -77,6 +86,18 @@ def distribution_table(train_labels: np.ndarray, test_labels: np.ndarray) -> pd.
         rows[f"{split}: ours"] = (counts / counts.sum()).round(2)
         rows[f"{split}: paper"] = paper.DISTRIBUTION[split]
     return pd.DataFrame(rows, index=pd.Index(paper.DIGITS, name="digit")).T
+
+
+def distribution_numbers(distribution: pd.DataFrame) -> dict[str, Any]:
+    """What the data chapter quotes from :func:`distribution_table`: whether all twenty proportions
+    equal the paper's, and the training set's most and least frequent digit with their shares (%)."""
+    matches = all(np.allclose(distribution.loc[f"{split}: ours"], distribution.loc[f"{split}: paper"])
+                  for split in ("train", "test"))
+    share = distribution.loc["train: ours"]
+    return {"distribution_matches": "all twenty proportions equal the paper's" if matches
+            else "some proportions differ from the paper's",
+            "largest_class": int(share.idxmax()), "largest_class_share": float(share.max() * 100),
+            "smallest_class": int(share.idxmin()), "smallest_class_share": float(share.min() * 100)}
 
 
 def misclassified(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -230,6 +251,21 @@ def noise_robustness(models: dict[str, "keras.Model"], images: np.ndarray, label
     table = pd.DataFrame(rows).T
     table.index.name = "noise standard deviation"
     return table
+
+
+def robustness_numbers(noisy: pd.DataFrame) -> dict[str, Any]:
+    """What the human-level chapter quotes from :func:`noise_robustness` at the strongest noise: the
+    paper's network (first column) against the ladder's final model (second), and which of the final
+    model's changes alone (the other columns, ``recipe + <change>``) reads noisy digits worst and best."""
+    strongest = noisy.iloc[-1]
+    paper_error, final_error = float(strongest.iloc[0]), float(strongest.iloc[1])
+    alone = strongest.iloc[2:]
+    return {"noise_max": float(noisy.index.max()), "noise_paper": paper_error, "noise_final": final_error,
+            "noise_ratio": final_error / paper_error,
+            "noise_verdict": "reads noisy digits worse" if final_error > paper_error
+            else "reads noisy digits at least as well",
+            "noise_worst_alone": str(alone.idxmax()).removeprefix("recipe + "), "noise_worst_alone_error": float(alone.max()),
+            "noise_best_alone": str(alone.idxmin()).removeprefix("recipe + "), "noise_best_alone_error": float(alone.min())}
 
 
 def add_noise(images: np.ndarray, level: float, seed: int = 0) -> np.ndarray:

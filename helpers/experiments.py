@@ -53,6 +53,30 @@ def ensemble_errors(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("ensemble size")
 
 
+def seed_numbers(seeds: pd.DataFrame, paper_error: float, paper_errors: int) -> dict[str, Any]:
+    """The numbers the seed chapter quotes about :func:`seed_table`: mean, spread and range of the error
+    rate over seeds, and where the paper's single run falls (z-score, inside or outside the range)."""
+    rates = seeds["error rate (%)"].to_numpy(dtype=float)
+    mean, std = float(rates.mean()), float(rates.std(ddof=1))
+    return {"n_seeds": len(rates), "seed_mean": mean, "seed_std": std,
+            "seed_min": float(rates.min()), "seed_max": float(rates.max()),
+            "paper_error": paper_error, "paper_errors": paper_errors, "paper_z": (paper_error - mean) / std,
+            "paper_vs_seeds": "inside" if rates.min() <= paper_error <= rates.max() else "outside",
+            "seed_mean_errors": float(seeds["test errors"].mean())}
+
+
+def ensemble_numbers(ensembles: pd.DataFrame) -> dict[str, Any]:
+    """The numbers the seed chapter quotes about :func:`ensemble_errors`: the largest ensemble's error,
+    a single model's, the errors averaging removes and a verdict (a real gain means 5 errors or more)."""
+    single, full = ensembles.iloc[0], ensembles.iloc[-1]
+    gain = float(single["mean errors"] - full["mean errors"])
+    return {"ensemble_size": int(ensembles.index[-1]), "ensemble_error": float(full["mean error rate (%)"]),
+            "ensemble_errors": float(full["mean errors"]), "single_mean_error": float(single["mean error rate (%)"]),
+            "ensemble_gain": gain,
+            "ensemble_verdict": "a real gain for no new data and no new architecture" if gain >= 5 else
+            "little: the seed models, each fitted to nearly every training image, make mostly the same mistakes"}
+
+
 def ensemble_predictions(runs: Sequence[Run]) -> np.ndarray:
     """Predicted digits of the average of the runs' softmax outputs."""
     return np.mean([r.probabilities for r in runs], axis=0).argmax(axis=1)
@@ -85,6 +109,22 @@ def sweep_summary(frame: pd.DataFrame, field: str) -> pd.DataFrame:
                          "mean errors": grouped["errors"].mean().round(1),
                          "seconds per run": grouped["seconds"].mean().round(0),
                          "seconds per epoch": grouped["seconds per epoch"].mean().round(2)})
+
+
+def sweep_numbers(summary: pd.DataFrame, prefix: str) -> dict[str, Any]:
+    """The numbers a chapter quotes about a :func:`sweep_summary`, each key starting with ``prefix``:
+    the seeds per setting, the lowest and highest setting and their mean error, the setting with the
+    lowest mean error, the range of the means and the training time of each end over the other."""
+    error, seconds = summary["mean error rate (%)"], summary["seconds per run"]
+    seeds = int(summary["seeds"].min())
+    best = summary.index[error.argmin()]
+    return {f"{prefix}_seeds": f"{seeds} seed{'s' if seeds > 1 else ''}",
+            f"{prefix}_best": int(best), f"{prefix}_best_error": float(error[best]),
+            f"{prefix}_low": int(summary.index.min()), f"{prefix}_low_error": float(error.iloc[0]),
+            f"{prefix}_high": int(summary.index.max()), f"{prefix}_high_error": float(error.iloc[-1]),
+            f"{prefix}_range": float(error.max() - error.min()),
+            f"{prefix}_time_high_over_low": float(seconds.iloc[-1] / seconds.iloc[0]),
+            f"{prefix}_time_low_over_high": float(seconds.iloc[0] / seconds.iloc[-1])}
 
 
 @dataclass(frozen=True)
@@ -208,6 +248,14 @@ def cost_table(groups: Mapping[str, Sequence[Run]] | None = None) -> pd.DataFram
     return table
 
 
+def cost_numbers(cost: pd.DataFrame, prefix: str, workers: int = 2) -> dict[str, Any]:
+    """The totals of a :func:`cost_table` a chapter quotes: distinct runs, minutes of training summed
+    over runs, and the wall-clock minutes with ``workers`` runs side by side."""
+    minutes = float(cost["training time of the new runs (s)"].sum()) / 60
+    return {f"{prefix}_runs": int(cost["new runs"].sum()), f"{prefix}_minutes": minutes,
+            f"{prefix}_wall_minutes": minutes / workers}
+
+
 def readings() -> dict[str, list[Run]]:
     """The recipe and each of :data:`helpers.config.READINGS`, once per reading seed."""
     from helpers.config import READINGS
@@ -251,11 +299,15 @@ def _reading_name(job: Job, variants: dict[str, Config]) -> str:
     return next(name for name, config in variants.items() if config == job.config)[:40]
 
 
+def _rung_errors(rung: RungResult) -> tuple[np.ndarray, pd.Series]:
+    """A rung's test error (%) per seed, and the row of :func:`ensemble_errors` for all its seeds."""
+    return np.array(rung.test_errors) / len(rung.runs[0].labels) * 100, ensemble_errors(rung.runs).iloc[-1]
+
+
 def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> dict[str, Any]:
     """The numbers the human-level chapter quotes: the final rung, its ensemble, the targets."""
     final = best_rung(rungs)
-    errors = np.array(final.test_errors) / len(final.runs[0].labels) * 100
-    ensemble = ensemble_errors(final.runs).iloc[-1]
+    errors, ensemble = _rung_errors(final)
     single, combined = float(errors.mean()), float(ensemble["mean error rate (%)"])
     return {
         "final_rung": final.name, "final_mean": single,
@@ -267,6 +319,19 @@ def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> di
         "ensemble_verdict": "meets" if combined <= targets["ensemble"] else "misses",
         "single_gap": single - targets["single"], "ensemble_gap": combined - targets["ensemble"],
     }
+
+
+def ladder_standings(recipe: Sequence[Run], rungs: Sequence[RungResult], classical: pd.DataFrame) -> dict[str, float]:
+    """The book's rows of the human-level chapter's literature table (test error, %): the recipe's
+    mean over seeds, the ladder's final model over its seeds and their ensemble, each baseline."""
+    final = best_rung(rungs)
+    errors, ensemble = _rung_errors(final)
+    rows = {"the paper's recipe, our reproduction (mean over seeds)": 100 - 100 * float(np.mean([r.accuracy for r in recipe])),
+            f"ladder: {final.name} (mean over seeds)": float(errors.mean()),
+            f"ladder: ensemble of {len(final.runs)}": float(ensemble["mean error rate (%)"])}
+    rows |= {f"{name} ({row['parameter']} = {row['chosen']:g})": float(row["test error rate (%)"])
+             for name, row in classical.iterrows()}
+    return rows
 
 
 #: The readings whose seed-0 weights the ledger keeps, to tell which change makes the final

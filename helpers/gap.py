@@ -74,6 +74,17 @@ def variant_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("reading")
 
 
+def readings_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """:func:`variant_table` with what in the paper's text allows each reading
+    (:data:`helpers.config.READINGS`; the recipe itself follows the model chapter's choices)."""
+    from helpers.config import READINGS
+
+    grounds = {r.name: r.grounds for r in READINGS}
+    table = variant_table(variants)
+    return table.assign(**{"what in the paper allows it": [grounds.get(name, "the model chapter's choices")
+                                                           for name in table.index]})
+
+
 def variant_numbers(variants: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The readings as plain numbers (for ``gap --json`` and the chapter's glue)."""
     out = []
@@ -230,6 +241,14 @@ def overlap(groups: Mapping[str, Mapping[str, np.ndarray]], labels: np.ndarray) 
     return Overlap(pd.DataFrame(rows).set_index("models"), np.flatnonzero(counts == len(everyone)), len(everyone))
 
 
+def overlap_numbers(common: Overlap, n_test: int) -> dict[str, Any]:
+    """What the verdict chapter quotes from :func:`overlap`: how many models, how many images all of
+    them miss (and what share of the test set), and how many other errors the paper's count leaves."""
+    missed = len(common.missed_by_all)
+    return {"all_models": common.models, "missed_by_all": missed, "missed_by_all_pct": 100 * missed / n_test,
+            "room": paper.ERRORS - missed}
+
+
 def baseline_overlap(recipe: Sequence[Any], baselines: Mapping[str, np.ndarray], digit: int) -> pd.DataFrame:
     """Of the images of ``digit`` that most recipe seeds miss, how many each baseline misses too."""
     labels = recipe[0].labels
@@ -240,6 +259,15 @@ def baseline_overlap(recipe: Sequence[Any], baselines: Mapping[str, np.ndarray],
              f"all {digit}s this model misses": int(np.sum((labels == digit) & (pred != labels)))}
             for name, pred in baselines.items()]
     return pd.DataFrame(rows).set_index("model")
+
+
+def baseline_numbers(shared: pd.DataFrame) -> dict[str, int]:
+    """What the verdict chapter quotes from :func:`baseline_overlap`: the hard images, and how many of
+    them the nearest-neighbour rule and the support vector machine miss too."""
+    hard = next(c for c in shared.columns if "mostly miss" in c)
+    return {"hard_threes": int(shared[hard].iloc[0]),
+            "knn_too": int(shared.loc["k-nearest neighbours", "missed by this model too"]),
+            "svm_too": int(shared.loc["RBF support vector machine", "missed by this model too"])}
 
 
 def verdict(status: str, evidence: str, paper_value: str, ours: str) -> dict[str, str]:

@@ -35,3 +35,15 @@ LITERATURE_ERROR: dict[str, float] = {
     "tangent vectors + local representations, Keysers, Paredes, Ney & Vidal 2002": 2.0,
     "Karim & Kaur (the paper)": ERROR,
 }
+
+
+def numbers() -> dict[str, float | int]:
+    """The paper's own numbers under the glue names the chapters quote (each chapter glues them)."""
+    best, worst = max(CLASS_ACCURACY), min(CLASS_ACCURACY)
+    return {"paper_accuracy": ACCURACY, "paper_error": ERROR, "paper_errors": ERRORS,
+            "paper_n_train": COUNTS["train"], "paper_n_test": COUNTS["test"],
+            "paper_class_min": worst, "paper_class_min_digit": CLASS_ACCURACY.index(worst),
+            "paper_class_max": best, "paper_class_max_digit": CLASS_ACCURACY.index(best),
+            "paper_class_err_max": max(CLASS_ERROR), "paper_text_err_min": min(CLASS_ERROR),
+            "paper_text_err_max": CLASS_ERROR_TEXT_MAX,
+            "paper_mnist": MNIST_COMPARISON_ACCURACY, "paper_short_of_98": MNIST_COMPARISON_ACCURACY - ACCURACY}

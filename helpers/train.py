@@ -290,6 +290,14 @@ class Run:
         path = self.entry / WEIGHTS
         return path if path.is_file() else None
 
+    def numbers(self) -> dict[str, Any]:
+        """How this run was trained, as the training chapter quotes it: epochs, batch size, seconds
+        in all and per epoch, and the CPU and threads of the environment it ran in."""
+        env = self.record.get("environment", {})
+        return {"epochs": self.job.config.epochs, "batch_size": self.job.config.batch_size,
+                "train_seconds": self.seconds, "seconds_per_epoch": self.seconds_per_epoch,
+                "train_cpu": env.get("cpu", "unknown"), "train_threads": env.get("threads", "unknown")}
+
 
 def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> None:
     """Train ``job`` and write its evidence into ``folder``: record, predictions and weights."""
@@ -443,6 +451,18 @@ def holdout_errors(runs: Sequence[Run]) -> dict[str, float]:
     return {"errors": errors, "n": n, "accuracy": 1 - errors / n, "seconds": sum(r.seconds for r in runs)}
 
 
+def _decision_options() -> list[tuple[Any, int, str, Config, dict[str, Any]]]:
+    """Every option of every open decision: (decision, option number, label, configuration, changes)."""
+    epochs = profile().sweep_epochs
+    return [(decision, number, label, BASELINE.with_(epochs=epochs, **changes), changes)
+            for decision in DECISIONS for number, (label, changes) in enumerate(decision.options)]
+
+
+def decision_jobs() -> list[Job]:
+    """The holdout runs of :func:`decision_sweep`: every option, once per seed of ``profile().sweep_seeds``."""
+    return [Job(config, seed, "holdout") for *_, config, _ in _decision_options() for seed in profile().sweep_seeds]
+
+
 def decision_sweep() -> list[dict[str, Any]]:
     """Score each option of every open decision, one at a time from :data:`BASELINE`.
 
@@ -451,9 +471,8 @@ def decision_sweep() -> list[dict[str, Any]]:
     (each seed draws its own split); the errors are summed over seeds.
     """
     settings = profile()
-    options = [(decision, number, label, BASELINE.with_(epochs=settings.sweep_epochs, **changes), changes)
-               for decision in DECISIONS for number, (label, changes) in enumerate(decision.options)]
-    jobs = [Job(config, seed, "holdout") for *_, config, _ in options for seed in settings.sweep_seeds]
+    options = _decision_options()
+    jobs = decision_jobs()
     names: dict[Job, str] = {}
     for decision, _, label, config, _ in options:  # an option shared by decisions keeps its first name
         for seed in settings.sweep_seeds:
@@ -469,6 +488,16 @@ def chosen_options(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {decision.name: min((r for r in rows if r["decision"] == decision.name),
                                key=lambda r: (r["errors"], not r["baseline"]))
             for decision in DECISIONS}
+
+
+def decision_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the model chapter quotes about :func:`decision_sweep`: epochs and seeds per option, holdout
+    images, the baseline's errors, and how far apart the best and the worst option are."""
+    settings = profile()
+    spread = max(r["errors"] for r in rows) - min(r["errors"] for r in rows)
+    return {"sweep_epochs": settings.sweep_epochs, "sweep_seeds": len(settings.sweep_seeds),
+            "holdout_n": rows[0]["n"], "baseline_errors": rows[0]["errors"], "sweep_spread": spread,
+            "sweep_spread_pct": 100 * spread / rows[0]["n"]}
 
 
 def select(rows: list[dict[str, Any]]) -> Config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,16 @@ def test_final_and_ensemble_errors() -> None:
     assert list(table["errors"]) == [1, 1, 0, 0] and table.index[-1] == "ensemble of the 3 seeds"
     with pytest.raises(ValueError, match="test-time-shift"):
         best.probabilities(Run(Job(BASE), "k", Path("."), {}, 1.0, probs[0], labels, "ledger"), tta=True)
+    rungs = [SimpleNamespace(name="recipe", kept=True, runs=runs[:1], holdout={"errors": 9, "n": 100, "accuracy": 0.91}),
+             SimpleNamespace(name="dropped", kept=False, runs=runs[1:2], holdout={"errors": 12, "n": 100, "accuracy": 0.88}),
+             SimpleNamespace(name="kept", kept=True, runs=runs, holdout={"errors": 7, "n": 100, "accuracy": 0.93})]
+    assert best.holdout_numbers(best.holdout_table(rungs), "kept") == {
+        "ladder_holdout_errors": 7, "ladder_holdout_n": 100, "ladder_holdout_pct": 7.0,
+        "ladder_test_mean": round(100 * 2 / 15, 2)}
+    standings = best.standings_rates(runs[:2], rungs, result, SimpleNamespace(error=1.5))
+    assert list(standings) == ["the paper's recipe", "ladder: kept", "cross-validated best", "its seeds' ensemble",
+                               "ensemble chosen by cross-validation"]  # a dropped rung is not shown
+    assert standings["the paper's recipe"] == [20.0, 20.0] and standings["ensemble chosen by cross-validation"] == [1.5]
 
 
 def test_literature_table_sorts_and_marks_the_best_published() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,3 +146,15 @@ def test_drawing_with_the_mouse_gives_predictions_fast(demo_page) -> None:
     page.wait_for_function("() => document.querySelector('.usps-demo').dataset.trueLabel !== undefined")
     assert "true label is" in page.locator(".usps-status").inner_text()
     assert errors == [] and outside == []
+
+
+def test_comparison_picks_random_images_then_disagreements() -> None:
+    labels = np.arange(30) % 10
+    paper = labels.copy()
+    best = labels.copy()
+    best[[4, 17, 25]] = 0  # three images the two models read differently
+    runs = {"paper": SimpleNamespace(predicted=paper), "best": SimpleNamespace(predicted=best)}
+    chosen, titles, disagree = demo.comparison(runs, labels, n=5)
+    assert disagree == 3 and chosen[5:] == [4, 17, 25] and len(chosen) == len(titles) == 8
+    assert len(set(chosen[:5])) == 5 and titles[5] == "true 4\npaper 4 best 0"
+    assert demo.comparison(runs, labels, n=5)[0] == chosen  # the same images on every build

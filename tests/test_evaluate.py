@@ -27,6 +27,8 @@ def test_score_and_per_class() -> None:
     per_class = evaluate.per_class_accuracy(y, pred)
     assert per_class[0] == pytest.approx(0.7) and per_class[1:].tolist() == [1.0] * 9
     assert evaluate.confusion(y, pred)[0, 7] == 3
+    assert evaluate.top_confusion(evaluate.confusion(y, pred)) == {
+        "top_confusion_true": 0, "top_confusion_pred": 7, "top_confusion_count": 3}
     assert evaluate.misclassified(y, pred).tolist() == [0, 1, 2]
     table = evaluate.per_class_table(y, pred)
     assert table.loc[0, "our accuracy"] == 70.0 and table.loc[0, "our errors"] == 3
@@ -47,6 +49,12 @@ def test_distribution_table_matches_paper_on_real_proportions() -> None:
     table = evaluate.distribution_table(train, test)
     np.testing.assert_allclose(table.loc["train: ours"], table.loc["train: paper"])
     np.testing.assert_allclose(table.loc["test: ours"], table.loc["test: paper"])
+    numbers = evaluate.distribution_numbers(table)
+    assert numbers["distribution_matches"] == "all twenty proportions equal the paper's"
+    assert (numbers["largest_class"], numbers["smallest_class"]) == (0, 8)
+    assert numbers["largest_class_share"] == pytest.approx(16.0)  # 1194 of 7291, rounded to 0.16
+    table.loc["test: ours", 3] += 0.01
+    assert evaluate.distribution_numbers(table)["distribution_matches"] == "some proportions differ from the paper's"
 
 
 def test_markdown_table_renders_our_numbers_beside_the_paper() -> None:

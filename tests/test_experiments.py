@@ -34,6 +34,9 @@ def test_ensemble_averages_probabilities() -> None:
     assert table.loc[3, "min errors"] == table.loc[3, "max errors"]
     assert table.loc[1, "max error rate (%)"] == pytest.approx(50.0)
     assert experiments.ensemble_predictions(runs).tolist() == [0, 1, 2, 9]
+    numbers = experiments.ensemble_numbers(table)
+    assert numbers["ensemble_size"] == 3 and numbers["ensemble_errors"] == 1
+    assert numbers["ensemble_gain"] == pytest.approx(5 / 3 - 1) and numbers["ensemble_verdict"].startswith("little")
 
 
 def test_cost_table_counts_a_shared_run_once_in_its_first_group() -> None:
@@ -42,6 +45,7 @@ def test_cost_table_counts_a_shared_run_once_in_its_first_group() -> None:
     table = experiments.cost_table({"a": runs[:2], "b": runs[1:]})
     assert table["runs"].tolist() == [2, 2] and table["new runs"].tolist() == [2, 1]
     assert table["training time of the new runs (s)"].tolist() == [2, 1]
+    assert experiments.cost_numbers(table, "x") == {"x_runs": 3, "x_minutes": 3 / 60, "x_wall_minutes": 3 / 120}
 
 
 def test_seed_table_has_intervals() -> None:
@@ -50,6 +54,10 @@ def test_seed_table_has_intervals() -> None:
     table = experiments.seed_table([fake_run(4, one_hot(predicted), labels)])
     assert table.loc[4, "test errors"] == 3 and table.loc[4, "error rate (%)"] == 3.0
     assert table.loc[4, "95 % interval (%)"].startswith("1.")
+    two = experiments.seed_table([fake_run(4, one_hot(predicted), labels), fake_run(5, one_hot(labels.tolist()), labels)])
+    numbers = experiments.seed_numbers(two, paper_error=2.0, paper_errors=2)
+    assert (numbers["seed_mean"], numbers["seed_min"], numbers["seed_max"]) == (1.5, 0.0, 3.0)
+    assert numbers["paper_vs_seeds"] == "inside" and numbers["paper_z"] == pytest.approx(0.5 / numbers["seed_std"])
 
 
 def test_sweep_summary_means_over_seeds() -> None:
@@ -58,6 +66,11 @@ def test_sweep_summary_means_over_seeds() -> None:
     summary = experiments.sweep_summary(frame, "dense_units")
     assert summary.loc[8, "mean error rate (%)"] == 1.5 and summary.loc[8, "seeds"] == 2
     assert np.isnan(summary.loc[16, "std (%)"])
+    numbers = experiments.sweep_numbers(summary, "width")
+    assert numbers["width_seeds"] == "1 seed"  # the fewest seeds any setting has
+    assert (numbers["width_low"], numbers["width_high"], numbers["width_best"]) == (8, 16, 16)
+    assert (numbers["width_low_error"], numbers["width_best_error"], numbers["width_range"]) == (1.5, 0.5, 1.0)
+    assert numbers["width_time_high_over_low"] == 9 / 4 and numbers["width_time_low_over_high"] == 4 / 9
 
 
 def test_profiles_resolve_half_epochs() -> None:
@@ -96,6 +109,11 @@ def test_ladder_keeps_rungs_by_holdout_only(monkeypatch: pytest.MonkeyPatch) -> 
     assert numbers["final_rung"] == LADDER[1].name and numbers["final_mean"] == pytest.approx(1.0)
     assert numbers["single_verdict"] == "misses" and numbers["ensemble_verdict"] == "meets"
     assert (numbers["rungs_kept"], numbers["rungs_tried"]) == (1, 3)
+    classical = pd.DataFrame([{"method": "k-nearest neighbours", "parameter": "k", "chosen": 1.0,
+                               "test error rate (%)": 5.0}]).set_index("method")
+    rows = experiments.ladder_standings(results[0].runs, results, classical)
+    assert list(rows.values()) == pytest.approx([1.0, numbers["final_mean"], numbers["final_ensemble"], 5.0])
+    assert list(rows)[-1] == "k-nearest neighbours (k = 1)"
 
 
 def test_run_many_trains_missing_jobs_once(fake_release: dict[str, Path], isolated: Path,
@@ -139,6 +157,11 @@ def test_noise_robustness_and_literature() -> None:
     labels = np.array([0] * 9 + [1])
     table = evaluate.noise_robustness({"zero": Constant()}, images, labels, levels=(0.0, 0.5))
     assert table.loc[0.0, "zero"] == pytest.approx(10.0) and table.loc[0.5, "zero"] == pytest.approx(10.0)
+    numbers = evaluate.robustness_numbers(pd.DataFrame(
+        {"the paper's network": [1.0, 4.0], "the ladder's final model": [0.5, 8.0], "recipe + shifts": [1.0, 6.0],
+         "recipe + rotations": [1.0, 3.0]}, index=pd.Index([0.0, 0.4], name="noise standard deviation")))
+    assert (numbers["noise_max"], numbers["noise_ratio"], numbers["noise_verdict"]) == (0.4, 2.0, "reads noisy digits worse")
+    assert (numbers["noise_worst_alone"], numbers["noise_best_alone_error"]) == ("shifts", 3.0)
     literature = evaluate.literature_table({"ours": 2.0})
     assert literature.loc["ours", "source"] == "this book" and literature.iloc[-1].name == "ours"
 

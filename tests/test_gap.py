@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from helpers import gap, paper
-from helpers.config import BASELINE
+from helpers.config import BASELINE, READINGS
 from helpers.train import Job, Run
 from tests.conftest import REPO
 
@@ -84,6 +84,10 @@ def test_variant_table_counts_seeds_at_the_paper_and_pairs_seeds() -> None:
     assert table.loc["shift", "paired McNemar vs recipe: seeds with p < 0.05"] == "3 of 3"
     numbers = gap.variant_numbers({gap.RECIPE: recipe, "shift": better})
     assert numbers[1]["seeds_at_or_below_paper"] == 2 and numbers[1]["min_error"] == pytest.approx(100 * 50 / N)
+    shift = READINGS[0].name
+    table = gap.readings_table({gap.RECIPE: recipe, shift: better})
+    assert table.loc[shift, "what in the paper allows it"] == READINGS[0].grounds
+    assert table.loc[gap.RECIPE, "what in the paper allows it"] == "the model chapter's choices"
 
 
 def test_recipe_against_the_paper() -> None:
@@ -122,6 +126,8 @@ def test_overlap_finds_images_every_model_misses() -> None:
     assert list(result.missed_by_all) == [0] and result.models == 3
     assert result.table.loc["a", "missed by any"] == 3 and result.table.loc["a", "missed by all"] == 1
     assert result.table.loc["all of the above", "missed by any"] == 4
+    assert gap.overlap_numbers(result, n_test=4) == {"all_models": 3, "missed_by_all": 1, "missed_by_all_pct": 25.0,
+                                                     "room": paper.ERRORS - 1}
 
 
 def test_baseline_overlap_counts_shared_hard_images() -> None:
@@ -129,6 +135,9 @@ def test_baseline_overlap_counts_shared_hard_images() -> None:
     recipe = [fake(s, np.array([5, 5, 3, 1]), labels) for s in range(3)]
     table = gap.baseline_overlap(recipe, {"knn": np.array([5, 3, 5, 1])}, 3)
     assert table.loc["knn"].tolist() == [2, 1, 2]
+    table = gap.baseline_overlap(recipe, {"k-nearest neighbours": np.array([5, 3, 5, 1]),
+                                          "RBF support vector machine": np.array([5, 5, 3, 1])}, 3)
+    assert gap.baseline_numbers(table) == {"hard_threes": 2, "knn_too": 1, "svm_too": 2}
 
 
 def test_verdict_table_judges_each_claim() -> None:

@@ -72,6 +72,10 @@ def test_run_is_cached_under_its_full_spec_and_weights_reproduce_it(
     assert set(spec) >= {"config", "seed", "split", "data", "env", "code"}
     assert spec["env"]["tensorflow"] and spec["code"] == train.code_hash(TINY)
     assert first.record["data"]["zip.train.gz"] == first_hash(fake_release)
+    numbers = first.numbers()
+    assert (numbers["epochs"], numbers["batch_size"]) == (TINY.epochs, TINY.batch_size)
+    assert numbers["seconds_per_epoch"] == pytest.approx(first.seconds / TINY.epochs) and first.seconds > 0
+    assert numbers["train_cpu"] == first.record["environment"]["cpu"] and numbers["train_threads"] == 1
     other = train.run(train.Job(TINY, seed=2))
     assert other.key != first.key and other.source == "trained"
     assert cache.lookup("models", spec) is not None
@@ -108,3 +112,9 @@ def test_selection_takes_fewest_errors_and_keeps_baseline_on_ties() -> None:
     target["errors"], target["accuracy"] = 9, 0.91
     assert train.select(rows) == BASELINE.with_(filters=64)
     assert train.chosen_options(rows)["convolution filters"]["option"] == "64"
+    numbers = train.decision_numbers(rows)
+    assert (numbers["holdout_n"], numbers["baseline_errors"], numbers["sweep_spread"]) == (100, 10, 1)
+    assert numbers["sweep_spread_pct"] == 1.0 and numbers["sweep_seeds"] == len(train.profile().sweep_seeds)
+    jobs = train.decision_jobs()
+    assert len(jobs) == sum(len(d.options) for d in DECISIONS) * numbers["sweep_seeds"]
+    assert {job.split for job in jobs} == {"holdout"} and jobs[0].config == BASELINE.with_(epochs=numbers["sweep_epochs"])
