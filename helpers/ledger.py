@@ -436,4 +436,4 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
                "verified_identical": verified.count("identical"), "verified_differs": verified.count("differs"),
                "verified_pending": sum(v in ("not yet", "not retrained") for v in verified),
                "ledger_environments": int(table["environment"].nunique())}
-    return table, numbers
+    return table.assign(weights=table["weights"].map({True: "kept", False: ""})), numbers

@@ -190,6 +190,7 @@ def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:
     assert numbers["ledger_problems"] == 0 and numbers["ledger_state"] == "intact and current"
     assert numbers["verified_identical"] + numbers["verified_differs"] + numbers["verified_pending"] == len(table)
     assert "code" not in table.columns and {len(key) for key in table.index} == {8}
+    assert (table["weights"] == "kept").sum() == numbers["ledger_weights"] > 0
     assert numbers["verified_identical"] == (table["verified by make retrain"] == "identical").sum()
     envs = ledger.environments()
     assert set(table["environment"]) == set(envs.index) and numbers["ledger_environments"] == len(envs)
