@@ -422,4 +422,6 @@ def everything() -> dict[str, int]:
         kept, dropped = ledger.keep_weights(needed), ledger.drop_weights(needed)
         print(f"== weights stored in the ledger: {len(kept)} new, {len(dropped)} no longer needed removed",
               flush=True)
+        unused = ledger.drop_unused(ledger.used())  # every run of the book was asked for above
+        print(f"== ledger entries no chapter uses: {len(unused)} removed", flush=True)
     return stages

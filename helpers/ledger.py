@@ -43,6 +43,16 @@ class LedgerError(RuntimeError):
     """The ledger is damaged, altered or stale for the current code."""
 
 
+#: Keys of the entries this process has read or written (:func:`find`, :func:`write`): after
+#: ``make results`` has asked for every run of the book, the ledger's other entries are unused.
+_USED: set[str] = set()
+
+
+def used() -> set[str]:
+    """Keys of the ledger entries this process has read or written so far."""
+    return set(_USED)
+
+
 def root() -> Path:
     """The ledger's folder: ``USPS_LEDGER_DIR``, else ``results/`` beside ``helpers/``."""
     env = os.environ.get(ENV_LEDGER)
@@ -98,6 +108,7 @@ def find(job: "Job", *, stale_ok: bool = False, quiet: bool = False) -> Path | N
                           f"retrain the entry with `make results`.")
     reason = stale_reason(entry)
     if reason is None:
+        _USED.add(entry.name)
         return entry
     if not stale_ok:
         raise LedgerError(f"results ledger: entry {job.key()} ({job.describe()}) is stale: {reason}. "
@@ -127,6 +138,7 @@ def write(job: "Job", build: Callable[[Path], None]) -> tuple[Path, bool]:  # no
     entry, built = cache.get_or_build(KIND, spec, build_without_weights, folder, accept=current)
     if built:
         write_manifest(folder)
+    _USED.add(entry.name)
     return entry, built
 
 
@@ -195,6 +207,17 @@ def drop_weights(keep: Iterable["Job"]) -> list[str]:  # noqa: F821
         manifest["files"].pop(train.WEIGHTS, None)
         (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         dropped.append(entry.name)
+    if dropped:
+        write_manifest(root())
+    return dropped
+
+
+def drop_unused(keep: set[str]) -> list[str]:
+    """Remove every entry whose key is not in ``keep`` (runs the book no longer asks for, e.g. the
+    seeds of a model that a later round of cross-validation replaced); return the removed keys."""
+    dropped = [entry.name for entry in entries() if entry.name not in keep]
+    for key in dropped:
+        shutil.rmtree(root() / KIND / key)
     if dropped:
         write_manifest(root())
     return dropped

@@ -54,10 +54,13 @@ def test_committed_ledger_is_intact_current_and_small(committed: Path) -> None:
     assert size <= 22e6, f"the ledger holds {size / 1e6:.1f} MB (budget 22 MB)"
 
 
-def test_the_ledger_holds_every_run_the_book_needs(committed: Path) -> None:
-    """Every experiment of every chapter runs from the ledger alone, training forbidden."""
+def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: Path) -> None:
+    """Every experiment of every chapter runs from the ledger alone, training forbidden, and every
+    entry of the ledger is one of those runs (`make results` removes the others)."""
     stages = experiments.everything()
     assert stages["decision search"] >= 20 and stages["the paper's recipe over seeds"] >= 5
+    unused = {entry.name for entry in ledger.entries()} - ledger.used()
+    assert not unused, f"{len(unused)} ledger entries no chapter uses (e.g. {min(unused)}): run `make results`"
     for job in (train.paper_job(), experiments.final_job()):
         result = train.run(job)
         assert result.source == "ledger" and result.weights is not None
@@ -142,6 +145,10 @@ def test_ledger_mode_trains_into_the_ledger_and_resumes(fake_release: dict[str, 
     assert ledger.verify_manifest() == [] and train.run(jobs[0]).weights is None
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     assert train.run(jobs[1]).source == "ledger"
+    assert {job.key() for job in jobs} <= ledger.used()  # written or read by this process
+    assert ledger.drop_unused({job.key() for job in jobs}) == []
+    assert ledger.drop_unused({jobs[1].key()}) == [jobs[0].key()]  # an entry no chapter asks for goes
+    assert ledger.verify_manifest() == [] and [e.name for e in ledger.entries()] == [jobs[1].key()]
 
 
 def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[str, Path], isolated: Path,
