@@ -314,6 +314,8 @@ class Comparison:
     retrained_errors: int | None
     identical: bool | None
     same_environment: bool | None
+    retrained_seconds: float | None = None  # its training time, and when it was retrained
+    retrained_at: str | None = None
 
 
 def same_environment(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -338,7 +340,8 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
             if "tta" in a.files:  # the test-time-shifted predictions too, where the entry has them
                 identical = identical and "tta" in b.files and bool(np.array_equal(a["tta"], b["tta"]))
         rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical,
-                               same_environment(rec["environment"], rec2["environment"])))
+                               same_environment(rec["environment"], rec2["environment"]),
+                               float(rec2["seconds"]), rec2["trained"][:10]))
     return rows
 
 

@@ -61,6 +61,17 @@ def retrain() -> int:
     return 0 if all(r.identical or r.identical is None for r in rows) else 1
 
 
+def _cost(done: list[ledger.Comparison]) -> list[str]:
+    """What the retrained runs cost, whichever calls of ``make retrain`` trained them."""
+    times = [r.retrained_seconds for r in done if r.retrained_seconds is not None]
+    days = sorted({r.retrained_at for r in done if r.retrained_at})
+    if not times:
+        return []
+    when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return [f"The retrained runs took {sum(times) / 60:.0f} min of training summed over runs, about "
+            f"{sum(times) / 120:.0f} min of wall time two at a time (retrained {when}, one thread per run)."]
+
+
 def render(rows: list[ledger.Comparison], seconds: float) -> str:
     """The comparison as Markdown (committed as ``results/VERIFY.md``)."""
     done = [r for r in rows if r.identical is not None]
@@ -72,7 +83,7 @@ def render(rows: list[ledger.Comparison], seconds: float) -> str:
              f"with its ledger entry: {identical} have identical predicted probabilities, "
              f"{same_count} differ but make the same number of errors, "
              f"{len(done) - identical - same_count} make a different number of errors, "
-             f"{len(rows) - len(done)} were not retrained.", "",
+             f"{len(rows) - len(done)} were not retrained.", "", *_cost(done), "",
              "| entry | run | errors (ledger) | errors (retrained) | identical | same environment |",
              "| --- | --- | ---: | ---: | --- | --- |"]
     for r in rows:

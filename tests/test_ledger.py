@@ -180,6 +180,8 @@ def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[s
     assert sorted(r.identical for r in rows) == [False, True], "shifted predictions that differ are a difference"
     report = ledger_cli.render(rows, 60.0)
     assert "retrained 2 of the ledger's 2 runs" in report and "1 have identical" in report
+    assert all(r.retrained_seconds and r.retrained_at for r in rows)
+    assert "min of training summed over runs" in report  # the cost, however many calls it took
     (folders["a"] / "VERIFY.md").write_text(report)
     status = ledger.verification(folders["a"])
     assert sorted(status.values()) == ["differs", "identical"]
