@@ -179,13 +179,13 @@ def overall_table(ours: Score, paper_errors: int = paper.ERRORS) -> pd.DataFrame
 
 
 def headline(ours: Score) -> dict[str, float | int | str]:
-    """The overall numbers the chapters quote: ours, the paper's, their intervals and differences."""
+    """The overall numbers the chapters quote: ours, the paper's interval, the differences (the paper's
+    own numbers come with :func:`helpers.book.constants`)."""
     check = interval_check(ours)
     paper_low, paper_high = check["paper_interval"]  # type: ignore[misc]
     return {
         "our_accuracy": 100 * ours.accuracy, "our_error": 100 * ours.error_rate,
         "our_errors": ours.errors, "our_low": 100 * ours.interval[0], "our_high": 100 * ours.interval[1],
-        "paper_accuracy": paper.ACCURACY, "paper_error": paper.ERROR, "paper_errors": paper.ERRORS,
         "paper_low": 100 * paper_low, "paper_high": 100 * paper_high,
         "interval_width": 100 * (paper_high - paper_low), "half_width": 50 * (paper_high - paper_low),
         "accuracy_difference": 100 * ours.accuracy - paper.ACCURACY,
@@ -212,7 +212,7 @@ def per_class_numbers(table: pd.DataFrame) -> dict[str, float | int]:
         "max_abs_class_diff": float(table["difference (ours - paper)"].abs().max()),
         "our_class_err_min": float(table["our error rate"].min()),
         "our_class_err_max": float(table["our error rate"].max()),
-        "paper_class_err_min": min(paper.CLASS_ERROR), "paper_class_err_max": max(paper.CLASS_ERROR),
+        "paper_class_err_min": min(paper.CLASS_ERROR),
         "paper_implied_errors": int(round(sum(e / 100 * n for e, n in zip(paper.CLASS_ERROR, table["images"])))),
     }
 

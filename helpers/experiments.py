@@ -53,14 +53,14 @@ def ensemble_errors(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("ensemble size")
 
 
-def seed_numbers(seeds: pd.DataFrame, paper_error: float, paper_errors: int) -> dict[str, Any]:
+def seed_numbers(seeds: pd.DataFrame, paper_error: float) -> dict[str, Any]:
     """The numbers the seed chapter quotes about :func:`seed_table`: mean, spread and range of the error
     rate over seeds, and where the paper's single run falls (z-score, inside or outside the range)."""
     rates = seeds["error rate (%)"].to_numpy(dtype=float)
     mean, std = float(rates.mean()), float(rates.std(ddof=1))
     return {"n_seeds": len(rates), "seed_mean": mean, "seed_std": std,
             "seed_min": float(rates.min()), "seed_max": float(rates.max()),
-            "paper_error": paper_error, "paper_errors": paper_errors, "paper_z": (paper_error - mean) / std,
+            "paper_z": (paper_error - mean) / std,
             "paper_vs_seeds": "inside" if rates.min() <= paper_error <= rates.max() else "outside",
             "seed_mean_errors": float(seeds["test errors"].mean())}
 

@@ -399,8 +399,7 @@ def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str])
 def recipe_numbers(runs: Sequence[Any]) -> dict[str, Any]:
     """The recipe-against-the-paper numbers the verdict chapter quotes, under their glue names."""
     recipe = recipe_vs_paper(runs)
-    return {"paper_accuracy": paper.ACCURACY, "paper_errors": paper.ERRORS, "paper_error": paper.ERROR,
-            "rec_seeds": recipe["seeds"], "rec_mean": recipe["mean_error"], "rec_std": recipe["std_error"],
+    return {"rec_seeds": recipe["seeds"], "rec_mean": recipe["mean_error"], "rec_std": recipe["std_error"],
             "rec_low": recipe["mean_ci95"][0], "rec_high": recipe["mean_ci95"][1], "rec_p": recipe["t_pvalue"],
             "gap_points": recipe["gap"], "gap_images": recipe["gap_images"],
             "rec_min_errors": min(r.errors for r in runs), "rec_max_errors": max(r.errors for r in runs)}

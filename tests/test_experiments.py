@@ -55,7 +55,7 @@ def test_seed_table_has_intervals() -> None:
     assert table.loc[4, "test errors"] == 3 and table.loc[4, "error rate (%)"] == 3.0
     assert table.loc[4, "95 % interval (%)"].startswith("1.")
     two = experiments.seed_table([fake_run(4, one_hot(predicted), labels), fake_run(5, one_hot(labels.tolist()), labels)])
-    numbers = experiments.seed_numbers(two, paper_error=2.0, paper_errors=2)
+    numbers = experiments.seed_numbers(two, paper_error=2.0)
     assert (numbers["seed_mean"], numbers["seed_min"], numbers["seed_max"]) == (1.5, 0.0, 3.0)
     assert numbers["paper_vs_seeds"] == "inside" and numbers["paper_z"] == pytest.approx(0.5 / numbers["seed_std"])
 

@@ -48,10 +48,7 @@ def test_committed_ledger_is_intact_current_and_small(committed: Path) -> None:
     assert ledger.stale_entries() == [], "stale entries: run `make results`"
     assert ledger.check() == []
     size = sum(p.stat().st_size for p in committed.rglob("*") if p.is_file())
-    # Budget 22 MB: 20 MB until the best-published chapter's second round of cross-validation
-    # (15 runs, each storing plain and test-time-shifted probabilities in full float32, which
-    # the retrain comparison checks bit for bit) took it past 20 MB; see the README.
-    assert size <= 22e6, f"the ledger holds {size / 1e6:.1f} MB (budget 22 MB)"
+    assert size <= 20e6, f"the ledger holds {size / 1e6:.1f} MB (budget 20 MB)"
 
 
 def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: Path) -> None:

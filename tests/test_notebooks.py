@@ -40,6 +40,19 @@ def test_notebook_is_committed_with_outputs(chapter: Path) -> None:
         f"{chapter.stem}.ipynb has cells that were never executed: run `make notebooks`")
 
 
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_no_number_is_glued_twice_in_a_chapter(chapter: Path) -> None:
+    """The book build treats a glue key glued twice as an error (`-W`): catch it without building."""
+    from collections import Counter
+
+    names = Counter(output.get("metadata", {}).get("scrapbook", {}).get("name")
+                    for cell in jupytext.read(chapter.with_suffix(".ipynb")).cells
+                    for output in cell.get("outputs", []))
+    names.pop(None, None)
+    twice = sorted(name for name, count in names.items() if count > 1)
+    assert not twice, f"{chapter.stem}: glued more than once: {', '.join(twice)} (book.constants() glues the paper's)"
+
+
 SHOWS = ("evaluate.markdown(", "plots.", "book.provenance(")
 
 
