@@ -453,7 +453,7 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
     table = listing()
     status = verification()
     verified = [status.get(key, "not yet") for key in table.index]
-    table = table.assign(**{"verified by make retrain": verified}).drop(columns=["code"])
+    table = table.assign(**{"make retrain": verified}).drop(columns=["code"])
     table.index = table.index.str[:8].rename("entry")
     numbers = {"ledger_runs": len(table), "ledger_problems": len(problems),
                "ledger_state": "intact and current" if not problems else "NOT intact: " + "; ".join(problems),

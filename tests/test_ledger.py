@@ -197,7 +197,7 @@ def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:
     assert numbers["verified_identical"] + numbers["verified_differs"] + numbers["verified_pending"] == len(table)
     assert "code" not in table.columns and {len(key) for key in table.index} == {8}
     assert (table["weights"] == "kept").sum() == numbers["ledger_weights"] > 0
-    assert numbers["verified_identical"] == (table["verified by make retrain"] == "identical").sum()
+    assert numbers["verified_identical"] == (table["make retrain"] == "identical").sum()
     envs = ledger.environments()
     assert set(table["environment"]) == set(envs.index) and numbers["ledger_environments"] == len(envs)
     assert envs["runs"].sum() == len(table) and "tensorflow" in envs.columns
@@ -215,4 +215,4 @@ def test_environments_are_labelled_in_order_of_training(copy: Path) -> None:
     assert ledger.listing().loc[second.name, "environment"] == "B"
     (copy / "VERIFY.md").unlink()  # no report yet: nothing is verified, and the manifest does not list it
     table, numbers = ledger.overview()
-    assert numbers["verified_pending"] == len(table) and set(table["verified by make retrain"]) == {"not yet"}
+    assert numbers["verified_pending"] == len(table) and set(table["make retrain"]) == {"not yet"}
