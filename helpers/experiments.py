@@ -417,7 +417,9 @@ def everything() -> dict[str, int]:
              describe=lambda j: f"best-published chapter, test seed {j.seed}, {j.key()}")
     for name, runs in best_runs().items():
         stage(name, runs)
-    if train.training_mode() == "ledger":
+    if train.training_mode() == "ledger" and train.profile().name == "full":
+        # Only the full profile asks for every run the book shows: pruning after another profile's
+        # runs would empty the ledger of the book's own.
         needed = [train.paper_job(), final_job(), *noise_jobs().values(), best_job()]
         kept, dropped = ledger.keep_weights(needed), ledger.drop_weights(needed)
         print(f"== weights stored in the ledger: {len(kept)} new, {len(dropped)} no longer needed removed",
