@@ -60,8 +60,11 @@ def _summary() -> dict[str, Any]:
         "best_single_seeds": [r.job.seed for r in runs],
         "ensemble_error": chosen_ensemble.error / 100,
         "ensemble_errors": chosen_ensemble.errors,
-        "ensemble_size": chosen_ensemble.models,
-        "ensemble_members": {name: [r.job.seed for r in group] for name, group in chosen_ensemble.runs.items()},
+        "ensemble_size": chosen_ensemble.training_runs,  # independent training runs (shared ones count once)
+        "ensemble_prediction_sets": chosen_ensemble.prediction_sets,
+        "ensemble_members": chosen_ensemble.weights(),
+        "plain_ensemble_error": chosen_ensemble.plain_error / 100,
+        "plain_ensemble_errors": chosen_ensemble.plain_errors,
         "seed_ensemble_error": result.ensemble / 100,
         "seed_ensemble_errors": result.ensemble_errors,
         "test_images": result.n,
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=1) if args.json else
                   f"paper recipe: {100 * result['paper_model_mean_error']:.2f} % mean test error over "
                   f"{len(result['paper_model_seeds'])} seeds; {result['best_single_name']}: "
-                  f"{100 * result['best_single_error']:.2f} %; ensemble of {result['ensemble_size']}: "
+                  f"{100 * result['best_single_error']:.2f} %; ensemble of {result['ensemble_size']} training runs: "
                   f"{100 * result['ensemble_error']:.2f} %")
         elif args.command == "gap":
             result = _quiet_stdout(_gap) if args.json else _gap()

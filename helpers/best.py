@@ -326,10 +326,12 @@ def member_runs(selection: Selection, members: Sequence[str]) -> dict[str, list[
 
 
 def test_jobs(selection: Selection) -> dict[str, list[Job]]:
-    """Every run the chapter tests, by group: the chosen model's seeds, the ranking check (each
+    """Every run the chapter tests, by group: the first round's choice (tested on its seeds before
+    the second round was written down), the final choice's seeds, the ranking check (each
     first-round candidate once) and the members of the ensemble chosen by cross-validation."""
     members = [name for name, _ in greedy_ensemble(selection.pool, selection.chosen.name)]
-    return {"the cross-validated best model": seed_jobs(selection.chosen),
+    return {"the first round's choice": seed_jobs(selection.first_choice),
+            "the cross-validated best model": seed_jobs(selection.chosen),
             "ranking check on the test set": list(ranking_jobs(selection.first).values()),
             "ensemble members chosen by cross-validation": sum(member_jobs(selection, members).values(), [])}
 
@@ -479,9 +481,11 @@ def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] 
     rates = result.rates
     low, high = mean_interval(rates) if len(rates) > 1 else (float("nan"), float("nan"))
     s_low, s_high = evaluate.wilson_interval(result.ensemble_errors, result.n)
-    errors, size = result.ensemble_errors, len(rates)
+    errors, size, sets = result.ensemble_errors, len(rates), len(rates)
+    plain = errors
     if chosen_ensemble is not None:
-        errors, size = chosen_ensemble.errors, chosen_ensemble.models
+        errors, size, sets = chosen_ensemble.errors, chosen_ensemble.training_runs, chosen_ensemble.prediction_sets
+        plain = chosen_ensemble.plain_errors
     e_low, e_high = evaluate.wilson_interval(errors, result.n)
     single, ensemble = result.mean, 100 * errors / result.n
     return {"chosen": result.name, "tta": "with" if result.tta else "without",
@@ -490,7 +494,8 @@ def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] 
             "best_min": float(rates.min()), "best_max": float(rates.max()), "best_seeds": len(rates),
             "best_low": low, "best_high": high, "best_min_errors": min(result.errors),
             "best_max_errors": max(result.errors),
-            "ensemble": ensemble, "ensemble_errors": errors, "ensemble_size": size,
+            "ensemble": ensemble, "ensemble_errors": errors, "ensemble_size": size, "ensemble_sets": sets,
+            "plain_ensemble_errors": plain, "plain_ensemble": 100 * plain / result.n,
             "ensemble_low": 100 * e_low, "ensemble_high": 100 * e_high,
             "ensemble_members": len(chosen_ensemble.members) if chosen_ensemble is not None else 1,
             "seed_ensemble": result.ensemble, "seed_ensemble_errors": result.ensemble_errors,
@@ -531,7 +536,7 @@ def standings(recipe: Sequence[Run], ladder_final: Sequence[Run], chosen: CVResu
             (f"ensemble of its {len(result.errors)} seeds", result.ensemble, f"{100 * low:.2f}-{100 * high:.2f}")]
     if ensemble is not None and len(ensemble.members) > 1:
         low, high = evaluate.wilson_interval(ensemble.errors, ensemble.n)
-        rows.append((f"ensemble chosen by cross-validation ({ensemble.models} models)", ensemble.error,
+        rows.append((f"ensemble chosen by cross-validation ({ensemble.training_runs} training runs)", ensemble.error,
                      f"{100 * low:.2f}-{100 * high:.2f}"))
     rows += [(f"{name} (baseline)", float(row["test error rate (%)"]), _binomial(float(row["test error rate (%)"])))
              for name, row in classical.iterrows()]
@@ -558,19 +563,36 @@ def selection_text(selection: Selection, ensemble: "Ensemble") -> str:
             f"one at a time; chosen: '{chosen.name}', the fewest cross-validated errors, "
             f"{'with' if chosen.use_tta else 'without'} test-time shifts (used because they lowered its "
             f"cross-validated errors); the ensemble's members were added by forward selection on the out-of-fold "
-            f"predictions ({', '.join(repr(m) for m in ensemble.members)}: {ensemble.models} models); "
+            f"predictions ({', '.join(repr(m) for m in ensemble.members)}: {ensemble.prediction_sets} prediction "
+            f"sets from {ensemble.training_runs} independent training runs, each member weighted equally); "
             f"the test images are used only to report")
+
+
+def training_identity(result: Run) -> tuple[Config, int, str]:
+    """What determines a run's training: its configuration without weight averaging, its seed and split.
+
+    Weight averaging (``weight_average``) only replaces the final weights by their moving average
+    at the end of the same training (identical training curves), so a run with it and the run
+    without it of the same seed are one training run, with two sets of predictions.
+    """
+    return result.job.config.with_(weight_average=0.0), result.job.seed, result.job.split
 
 
 @dataclass(frozen=True)
 class Ensemble:
-    """The ensemble chosen by cross-validation, on the test set."""
+    """The ensemble chosen by cross-validation, on the test set.
+
+    Each member is the average of its runs' probabilities and the members count equally, so a
+    run's weight is ``1 / (members x runs of its member)``. Its size is counted in independent
+    training runs (:func:`training_identity`), not in prediction sets.
+    """
 
     members: list[str]
     cv_errors: list[int]  # the out-of-fold ensemble's errors as each member joined
     runs: dict[str, list[Run]]
     test_errors: list[int]  # the test ensemble's errors as each member joined
     n: int
+    plain_errors: int = -1  # the same prediction sets averaged with equal weight each
 
     @property
     def errors(self) -> int:
@@ -581,8 +603,23 @@ class Ensemble:
         return 100 * self.errors / self.n
 
     @property
-    def models(self) -> int:
+    def plain_error(self) -> float:
+        return 100 * self.plain_errors / self.n
+
+    @property
+    def prediction_sets(self) -> int:
+        """How many runs' predictions enter the average (two may come from one training run)."""
         return sum(len(group) for group in self.runs.values())
+
+    @property
+    def training_runs(self) -> int:
+        """How many independent training runs the ensemble's predictions come from."""
+        return len({training_identity(r) for group in self.runs.values() for r in group})
+
+    def weights(self) -> list[dict[str, Any]]:
+        """Each member with its seeds and the weight of each of its runs in the average."""
+        return [{"name": name, "seeds": [r.job.seed for r in group],
+                 "weight": 1 / (len(self.runs) * len(group))} for name, group in self.runs.items()]
 
 
 def ensemble(selection: Selection) -> Ensemble:
@@ -592,7 +629,17 @@ def ensemble(selection: Selection) -> Ensemble:
     runs = member_runs(selection, members)
     test = [ensemble_test_errors(selection, {name: runs[name] for name in members[:i + 1]})
             for i in range(len(members))]
-    return Ensemble(members, [count for _, count in chosen], runs, test, len(next(iter(runs.values()))[0].labels))
+    plain = plain_test_errors(selection, runs)
+    return Ensemble(members, [count for _, count in chosen], runs, test, len(next(iter(runs.values()))[0].labels),
+                    plain)
+
+
+def plain_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -> int:
+    """Test errors of the plain average of the same prediction sets, each with equal weight."""
+    pool = selection.pool
+    sets = [probabilities(r, pool[name].use_tta) for name, group in runs.items() for r in group]
+    labels = next(iter(runs.values()))[0].labels
+    return int((np.mean(sets, axis=0).argmax(1) != labels).sum())
 
 
 def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFrame:
@@ -603,8 +650,9 @@ def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFra
     for name, cv_errors, test_errors in zip(result.members, result.cv_errors, result.test_errors):
         group = result.runs[name]
         rows.append({"member (in the order added)": name,
-                     "models": f"{len(group)} (seed{'s' if len(group) > 1 else ''} "
-                               f"{', '.join(str(r.job.seed) for r in group)})",
+                     "runs": f"{len(group)} (seed{'s' if len(group) > 1 else ''} "
+                             f"{', '.join(str(r.job.seed) for r in group)})",
+                     "weight of each run": f"1/{len(result.runs) * len(group)}",
                      "test-time shifts": "yes" if pool[name].use_tta else "no",
                      "ensemble CV errors": cv_errors, "ensemble CV error (%)": round(100 * cv_errors / n_cv, 2),
                      "ensemble test errors": test_errors,

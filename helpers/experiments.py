@@ -425,5 +425,6 @@ def everything() -> dict[str, int]:
         print(f"== weights stored in the ledger: {len(kept)} new, {len(dropped)} no longer needed removed",
               flush=True)
         unused = ledger.drop_unused(ledger.used())  # every run of the book was asked for above
-        print(f"== ledger entries no chapter uses: {len(unused)} removed", flush=True)
+        print(f"== ledger entries no chapter uses and never scored on the test set: {len(unused)} removed"
+              + "".join(f"\n   removed {key}" for key in unused), flush=True)
     return stages

@@ -424,10 +424,15 @@ def mostly_missed(runs: Sequence[Any], digit: int) -> np.ndarray:
 def digit_numbers(per_digit: pd.DataFrame, misread: pd.Series, digit: int, compare: str) -> dict[str, Any]:
     """Glue names for one digit: the recipe's range over seeds, its commonest misreading, and the
     mean errors on that digit of the reading ``compare``."""
-    ours = per_digit.loc[RECIPE, digit]
+    # Select by level name, never ``.loc[reading, digit]``: on the (reading, seed) index pandas
+    # reads an integer digit as a *seed*, which picked one seed's row instead of a column.
+    def column(reading: str) -> pd.Series:
+        return per_digit.xs(reading, level="reading")[digit]
+
+    ours = column(RECIPE)
     return {"threes_min": int(ours.min()), "threes_max": int(ours.max()), "threes_as": int(misread.index[0]),
             "threes_as_share": float(100 * misread.iloc[0] / misread.sum()),
-            "threes_aug": float(per_digit.loc[compare, digit].mean())}
+            "threes_aug": float(column(compare).mean())}
 
 
 class ClaimError(AssertionError):
@@ -460,7 +465,8 @@ def profile_numbers(per_digit: pd.DataFrame, reading: str, top: int = 4) -> dict
     whose mean errors ``reading`` lowers most against the recipe, with the mean gain.
     """
     runs = per_digit.drop(index=("the paper (Figure 8)", "")).drop(columns="total")
-    gain = (runs.loc[RECIPE].mean() - runs.loc[reading].mean()).sort_values(ascending=False)
+    gain = (runs.xs(RECIPE, level="reading").mean() - runs.xs(reading, level="reading").mean()).sort_values(
+        ascending=False)
     paper_row = per_digit.loc[("the paper (Figure 8)", "")]
     return {"runs_total": len(runs), "runs_min_3": int(runs[3].min()), "runs_max_0": int(runs[0].max()),
             "runs_min_1": int(runs[1].min()), "paper_3": int(paper_row[3]), "paper_0": int(paper_row[0]),

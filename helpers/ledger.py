@@ -212,10 +212,20 @@ def drop_weights(keep: Iterable["Job"]) -> list[str]:  # noqa: F821
     return dropped
 
 
+def test_scored(entry: Path) -> bool:
+    """Whether an entry's run was scored on the test set (its split is ``test``: it predicted the
+    2007 test images when it was trained). Such an entry is evidence of a look at the test set."""
+    return record(entry)["job"]["split"] == "test"
+
+
 def drop_unused(keep: set[str]) -> list[str]:
-    """Remove every entry whose key is not in ``keep`` (runs the book no longer asks for, e.g. the
-    seeds of a model that a later round of cross-validation replaced); return the removed keys."""
-    dropped = [entry.name for entry in entries() if entry.name not in keep]
+    """Remove every entry whose key is not in ``keep`` and that was never scored on the test set
+    (cross-validation or holdout runs the book no longer asks for); return the removed keys.
+
+    A run scored on the test set is never removed, whether a chapter still asks for it or not:
+    every look at the test set stays on the record (the test-set log lists them all).
+    """
+    dropped = [entry.name for entry in entries() if entry.name not in keep and not test_scored(entry)]
     for key in dropped:
         shutil.rmtree(root() / KIND / key)
     if dropped:

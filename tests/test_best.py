@@ -283,3 +283,32 @@ def test_test_jobs_list_the_chosen_seeds_the_ranking_check_and_the_members() -> 
     assert best.ranking_jobs(first) == {best.BASE: Job(BASE, 0), "ls": Job(smooth, 0), "elastic": Job(elastic, 0)}
     # elastic fixes every error of ls (their errors fall on different images), so it joins the ensemble
     assert jobs["ensemble members chosen by cross-validation"] == seeds + [Job(elastic, 0)]
+
+
+def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> None:
+    """5 seeds of the chosen model (with weight averaging), the same configuration without weight
+    averaging (seed 0: the same training run as the chosen seed 0) and another model (seed 0)."""
+    labels = np.repeat(np.arange(10), 3)
+    rng = np.random.default_rng(0)
+    chosen, smooth, other = BASE.with_(label_smoothing=0.1, weight_average=0.99), BASE.with_(label_smoothing=0.1), \
+        BASE.with_(augment_elastic=8.0)
+
+    def run(config, seed: int) -> Run:
+        p = rng.dirichlet(np.ones(10), size=len(labels)).astype(np.float32)
+        return Run(Job(config, seed), Job(config, seed).key(), Path("."), {}, 1.0, p, labels, "ledger", tta=p)
+
+    runs = {"chosen": [run(chosen, s) for s in range(5)], "smooth": [run(smooth, 0)], "other": [run(other, 0)]}
+    assert best.training_identity(runs["chosen"][0]) == best.training_identity(runs["smooth"][0])
+    ensemble = best.Ensemble(list(runs), [3, 2, 1], runs, [5, 4, 3], len(labels), 4)
+    assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
+    weights = {m["name"]: (m["seeds"], m["weight"]) for m in ensemble.weights()}
+    assert weights == {"chosen": ([0, 1, 2, 3, 4], pytest.approx(1 / 15)), "smooth": ([0], pytest.approx(1 / 3)),
+                       "other": ([0], pytest.approx(1 / 3))}
+    cv = {name: best.CVResult(name, BASE, [], np.eye(10)[labels], labels, None) for name in runs}
+    selection = best.Selection(cv, cv)
+    expected = int((np.mean([r.probabilities for g in runs.values() for r in g], axis=0).argmax(1) != labels).sum())
+    assert best.plain_test_errors(selection, runs) == expected
+    weighted = np.mean([np.mean([r.probabilities for r in g], axis=0) for g in runs.values()], axis=0)
+    assert best.ensemble_test_errors(selection, runs) == int((weighted.argmax(1) != labels).sum())
+    table = best.ensemble_table(ensemble, cv)
+    assert list(table["weight of each run"]) == ["1/15", "1/3", "1/3"]

@@ -195,6 +195,32 @@ def test_digit_numbers_and_mostly_missed() -> None:
     assert gap.excess_numbers(excess)["top_digit"] == int(excess["excess"].idxmax())
 
 
+def test_digit_numbers_read_a_digit_column_not_a_seed_row() -> None:
+    """5 seeds and 10 digits, so that digit 3 is also a seed: the 3s' range must come from the
+    digit-3 column over seeds (8 to 17 here), never from seed 3's row (which has 3 and its total)."""
+    labels = np.repeat(np.arange(10), 50)
+    threes_missed = {0: 8, 1: 12, 2: 17, 3: 3 + 8, 4: 10}  # seed 3 misses 11 threes
+    shifted_missed = {0: 7, 1: 6, 2: 8, 3: 7, 4: 7}
+
+    def run(seed: int, threes: int, config=BASELINE) -> Run:
+        predicted = labels.copy()
+        idx = np.flatnonzero(labels == 3)[:threes]
+        predicted[idx] = 5
+        other = np.flatnonzero(labels == (seed + 6) % 10)[:seed + 1]  # other digits differ per seed
+        predicted[other] = 0 if (seed + 6) % 10 else 1
+        return fake(seed, predicted, labels, config=config)
+
+    recipe = [run(s, n) for s, n in threes_missed.items()]
+    shift = [run(s, n, BASELINE.with_(augment_shift=2)) for s, n in shifted_missed.items()]
+    per_digit = gap.per_digit_errors({gap.RECIPE: recipe, "shift": shift})
+    numbers = gap.digit_numbers(per_digit, gap.misreadings(recipe, 3), 3, "shift")
+    assert (numbers["threes_min"], numbers["threes_max"]) == (8, 17)
+    assert numbers["threes_aug"] == pytest.approx(np.mean(list(shifted_missed.values())))
+    assert numbers["threes_as"] == 5 and numbers["threes_as_share"] == 100.0
+    profile = gap.profile_numbers(per_digit, "shift")
+    assert profile["runs_min_3"] == 6 and profile["gain_digits"].startswith("3 (")
+
+
 def test_require_names_every_false_claim_and_holds_paper() -> None:
     gap.require({"true": True})
     with pytest.raises(gap.ClaimError, match="b is false; c is false"):

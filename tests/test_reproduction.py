@@ -47,9 +47,14 @@ def test_command_line_summary_json_answers_from_the_ledger() -> None:
     assert result["best_single_error"] == pytest.approx(np.mean(result["best_single_errors"]) / 2007)
     assert result["ensemble_error"] == pytest.approx(result["ensemble_errors"] / 2007)
     assert len(result["best_single_seeds"]) >= 3 and result["ensemble_size"] >= 5
-    assert result["ensemble_size"] == sum(len(seeds) for seeds in result["ensemble_members"].values())
+    # the ensemble's size counts independent training runs: never more than its prediction sets
+    members = result["ensemble_members"]
+    assert result["ensemble_prediction_sets"] == sum(len(m["seeds"]) for m in members)
+    assert result["ensemble_size"] <= result["ensemble_prediction_sets"]
+    assert sum(m["weight"] * len(m["seeds"]) for m in members) == pytest.approx(1.0)
+    assert result["plain_ensemble_error"] == pytest.approx(result["plain_ensemble_errors"] / 2007)
     chosen = result["best_single_candidate"]
-    assert result["best_single_name"].startswith(chosen) and list(result["ensemble_members"])[0] == chosen
+    assert result["best_single_name"].startswith(chosen) and members[0]["name"] == chosen
     assert "cross-validation" in result["selection"] and repr(chosen) in result["selection"]
     # the chosen candidate has the fewest cross-validated errors of both rounds (shifted copies
     # counted when they help); the ensemble starts from it, so it is never worse by cross-validation
