@@ -190,10 +190,6 @@ def headline(ours: Score) -> dict[str, float | int | str]:
         "interval_width": 100 * (paper_high - paper_low), "half_width": 50 * (paper_high - paper_low),
         "accuracy_difference": 100 * ours.accuracy - paper.ACCURACY,
         "error_difference": ours.errors - paper.ERRORS,
-        "ours_in_paper": "lies inside" if check["ours_in_paper_interval"] else "lies outside",
-        "paper_in_ours": "lies inside" if check["paper_in_our_interval"] else "lies outside",
-        "verdict": "consistent with" if check["ours_in_paper_interval"] or check["paper_in_our_interval"]
-        else "not consistent with",
     }
 
 
@@ -262,8 +258,6 @@ def robustness_numbers(noisy: pd.DataFrame) -> dict[str, Any]:
     alone = strongest.iloc[2:]
     return {"noise_max": float(noisy.index.max()), "noise_paper": paper_error, "noise_final": final_error,
             "noise_ratio": final_error / paper_error,
-            "noise_verdict": "reads noisy digits worse" if final_error > paper_error
-            else "reads noisy digits at least as well",
             "noise_worst_alone": str(alone.idxmax()).removeprefix("recipe + "), "noise_worst_alone_error": float(alone.max()),
             "noise_best_alone": str(alone.idxmin()).removeprefix("recipe + "), "noise_best_alone_error": float(alone.min())}
 

@@ -61,20 +61,17 @@ def seed_numbers(seeds: pd.DataFrame, paper_error: float) -> dict[str, Any]:
     return {"n_seeds": len(rates), "seed_mean": mean, "seed_std": std,
             "seed_min": float(rates.min()), "seed_max": float(rates.max()),
             "paper_z": (paper_error - mean) / std,
-            "paper_vs_seeds": "inside" if rates.min() <= paper_error <= rates.max() else "outside",
             "seed_mean_errors": float(seeds["test errors"].mean())}
 
 
 def ensemble_numbers(ensembles: pd.DataFrame) -> dict[str, Any]:
     """The numbers the seed chapter quotes about :func:`ensemble_errors`: the largest ensemble's error,
-    a single model's, the errors averaging removes and a verdict (a real gain means 5 errors or more)."""
+    a single model's, and the errors averaging removes."""
     single, full = ensembles.iloc[0], ensembles.iloc[-1]
     gain = float(single["mean errors"] - full["mean errors"])
     return {"ensemble_size": int(ensembles.index[-1]), "ensemble_error": float(full["mean error rate (%)"]),
             "ensemble_errors": float(full["mean errors"]), "single_mean_error": float(single["mean error rate (%)"]),
-            "ensemble_gain": gain,
-            "ensemble_verdict": "a real gain for no new data and no new architecture" if gain >= 5 else
-            "little: the seed models, each fitted to nearly every training image, make mostly the same mistakes"}
+            "ensemble_gain": gain}
 
 
 def ensemble_predictions(runs: Sequence[Run]) -> np.ndarray:
@@ -315,8 +312,6 @@ def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> di
         "final_seeds": len(errors), "final_ensemble": combined, "final_ensemble_errors": ensemble["mean errors"],
         "final_ensemble_size": len(final.runs), "rungs_kept": sum(r.kept for r in rungs[1:]),
         "rungs_tried": len(rungs) - 1, "target_single": targets["single"], "target_ensemble": targets["ensemble"],
-        "single_verdict": "meets" if single <= targets["single"] else "misses",
-        "ensemble_verdict": "meets" if combined <= targets["ensemble"] else "misses",
         "single_gap": single - targets["single"], "ensemble_gap": combined - targets["ensemble"],
     }
 

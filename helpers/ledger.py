@@ -466,7 +466,6 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
     table = table.assign(**{"make retrain": verified}).drop(columns=["code"])
     table.index = table.index.str[:8].rename("entry")
     numbers = {"ledger_runs": len(table), "ledger_problems": len(problems),
-               "ledger_state": "intact and current" if not problems else "NOT intact: " + "; ".join(problems),
                "ledger_mb": sum(f.stat().st_size for f in root().rglob("*") if f.is_file()) / 1e6,
                "ledger_weights": int(table["weights"].sum()),
                "verified_identical": verified.count("identical"), "verified_differs": verified.count("differs"),

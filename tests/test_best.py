@@ -125,7 +125,7 @@ def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() 
     assert table.loc["better", "last-epoch training accuracy (%)"] == 90.0
     numbers = best.cv_numbers(table, chosen)
     assert numbers["cv_better"] == 2 and numbers["cv_significant"] == 2 and numbers["base_cv_errors"] == 12
-    assert numbers["chosen_significance"] == "significant" and numbers["cv_n"] == len(labels)
+    assert numbers["chosen_p"] < 0.05 and numbers["cv_n"] == len(labels)
     with pytest.raises(ValueError, match="cover"):
         best.out_of_fold(runs[:-1])
 
@@ -256,9 +256,7 @@ def test_selection_and_second_round_numbers() -> None:
     assert best.BASE not in selection.pool and len(selection.pool) == 5
     numbers = best.second_numbers(selection)
     assert numbers["first_score"] == 5 and numbers["second_better"] == 2 and numbers["second_candidates"] == 3
-    assert numbers["elastic_score"] == 7 and numbers["elastic_verdict"] == "do not add up"
-    assert numbers["double_score"] == 4 and numbers["double_verdict"].startswith("pay off")
-    assert numbers["final_choice_changed"] == "a new candidate" and numbers["chosen_score"] == 3
+    assert numbers["elastic_score"] == 7 and numbers["double_score"] == 4 and numbers["chosen_score"] == 3
     table = best.cv_table(second)  # the McNemar column compares with the first round's choice
     assert table.loc["ls", "McNemar p vs base"] == "" and table.loc["ls + weight averaging", "CV errors"] == 3
 

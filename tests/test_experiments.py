@@ -36,7 +36,7 @@ def test_ensemble_averages_probabilities() -> None:
     assert experiments.ensemble_predictions(runs).tolist() == [0, 1, 2, 9]
     numbers = experiments.ensemble_numbers(table)
     assert numbers["ensemble_size"] == 3 and numbers["ensemble_errors"] == 1
-    assert numbers["ensemble_gain"] == pytest.approx(5 / 3 - 1) and numbers["ensemble_verdict"].startswith("little")
+    assert numbers["ensemble_gain"] == pytest.approx(5 / 3 - 1)
 
 
 def test_cost_table_counts_a_shared_run_once_in_its_first_group() -> None:
@@ -57,7 +57,7 @@ def test_seed_table_has_intervals() -> None:
     two = experiments.seed_table([fake_run(4, one_hot(predicted), labels), fake_run(5, one_hot(labels.tolist()), labels)])
     numbers = experiments.seed_numbers(two, paper_error=2.0)
     assert (numbers["seed_mean"], numbers["seed_min"], numbers["seed_max"]) == (1.5, 0.0, 3.0)
-    assert numbers["paper_vs_seeds"] == "inside" and numbers["paper_z"] == pytest.approx(0.5 / numbers["seed_std"])
+    assert numbers["paper_z"] == pytest.approx(0.5 / numbers["seed_std"])
 
 
 def test_sweep_summary_means_over_seeds() -> None:
@@ -107,7 +107,7 @@ def test_ladder_keeps_rungs_by_holdout_only(monkeypatch: pytest.MonkeyPatch) -> 
     assert list(table["kept"]) == ["yes", "no", "yes", "no"]
     numbers = experiments.ladder_numbers(results, {"single": 0.5, "ensemble": 2.0})
     assert numbers["final_rung"] == LADDER[1].name and numbers["final_mean"] == pytest.approx(1.0)
-    assert numbers["single_verdict"] == "misses" and numbers["ensemble_verdict"] == "meets"
+    assert numbers["single_gap"] > 0 >= numbers["ensemble_gap"]  # the single model misses, the ensemble meets
     assert (numbers["rungs_kept"], numbers["rungs_tried"]) == (1, 3)
     classical = pd.DataFrame([{"method": "k-nearest neighbours", "parameter": "k", "chosen": 1.0,
                                "test error rate (%)": 5.0}]).set_index("method")
@@ -160,7 +160,7 @@ def test_noise_robustness_and_literature() -> None:
     numbers = evaluate.robustness_numbers(pd.DataFrame(
         {"the paper's network": [1.0, 4.0], "the ladder's final model": [0.5, 8.0], "recipe + shifts": [1.0, 6.0],
          "recipe + rotations": [1.0, 3.0]}, index=pd.Index([0.0, 0.4], name="noise standard deviation")))
-    assert (numbers["noise_max"], numbers["noise_ratio"], numbers["noise_verdict"]) == (0.4, 2.0, "reads noisy digits worse")
+    assert (numbers["noise_max"], numbers["noise_ratio"]) == (0.4, 2.0) and "noise_verdict" not in numbers
     assert (numbers["noise_worst_alone"], numbers["noise_best_alone_error"]) == ("shifts", 3.0)
     literature = evaluate.literature_table({"ours": 2.0})
     assert literature.loc["ours", "source"] == "this book" and literature.iloc[-1].name == "ours"

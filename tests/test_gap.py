@@ -179,7 +179,7 @@ def test_glue_numbers_name_what_the_chapter_quotes() -> None:
     recipe_glue = gap.recipe_numbers(recipe)
     assert (recipe_glue["rec_min_errors"], recipe_glue["rec_max_errors"], recipe_glue["rec_seeds"]) == (76, 80, 3)
     sel = gap.selection_numbers(gap.selection(variants, {gap.RECIPE: recipe, "close": close}))
-    assert sel["best_option"] == "close" and sel["option_reaches"] == "reaches"  # 57.7 errors: 2.87 %
+    assert sel["best_option"] == "close" and sel["option_short"] < 0  # 57.7 errors: 2.87 %, below the paper's
 
 
 def test_digit_numbers_and_mostly_missed() -> None:
