@@ -66,9 +66,10 @@ def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: P
         train.load_model(result)  # the kept weights reproduce the stored predictions
 
 
-def test_pruning_never_drops_a_run_scored_on_the_test_set(committed: Path) -> None:
+def test_pruning_never_drops_a_run_scored_on_the_test_set(copy: Path) -> None:
     """On a copy of the committed ledger, pruning with no run asked for at all (the worst case)
     removes only cross-validation and holdout runs: every test-scored entry stays."""
+    assert ledger.root() == copy.resolve() != COMMITTED.resolve()  # never prune the committed ledger here
     tested = {e.name for e in ledger.entries() if ledger.record(e)["job"]["split"] == "test"}
     others = {e.name for e in ledger.entries()} - tested
     assert len(tested) >= 80 and others
