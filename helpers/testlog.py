@@ -90,7 +90,7 @@ def log(groups: Mapping[str, Sequence[Any]], baselines: Sequence[Mapping[str, An
     seen: set[str] = set()
     rows = []
     for name, runs in groups.items():
-        new = [r for r in dict.fromkeys(runs) if r.key not in seen]
+        new = [r for r in {r.key: r for r in runs}.values() if r.key not in seen]
         seen.update(r.key for r in runs)
         if not new:
             continue
