@@ -54,10 +54,21 @@ def test_seed_table_has_intervals() -> None:
     table = experiments.seed_table([fake_run(4, one_hot(predicted), labels)])
     assert table.loc[4, "test errors"] == 3 and table.loc[4, "error rate (%)"] == 3.0
     assert table.loc[4, "95 % interval (%)"].startswith("1.")
-    two = experiments.seed_table([fake_run(4, one_hot(predicted), labels), fake_run(5, one_hot(labels.tolist()), labels)])
+    two = [fake_run(4, one_hot(predicted), labels), fake_run(5, one_hot(labels.tolist()), labels)]
     numbers = experiments.seed_numbers(two, paper_error=2.0)
     assert (numbers["seed_mean"], numbers["seed_min"], numbers["seed_max"]) == (1.5, 0.0, 3.0)
     assert numbers["paper_z"] == pytest.approx(0.5 / numbers["seed_std"])
+    # five seeds on the 2007 test images: from exact rates, not the table's two-decimal ones
+    test = np.repeat(np.arange(10), 201)[:2007]
+    runs = []
+    for seed, errors in enumerate((76, 75, 78, 83, 78)):
+        guess = test.copy()
+        guess[:errors] = (test[:errors] + 1) % 10
+        runs.append(fake_run(seed, one_hot(guess.tolist()), test))
+    exact = np.array([76, 75, 78, 83, 78]) / 2007 * 100
+    numbers = experiments.seed_numbers(runs, paper_error=2.89)
+    assert numbers["seed_std"] == pytest.approx(exact.std(ddof=1), rel=1e-12)  # 0.1536, not 0.1541
+    assert numbers["seed_mean"] == pytest.approx(exact.mean(), rel=1e-12)
 
 
 def test_sweep_summary_means_over_seeds() -> None:

@@ -49,6 +49,9 @@ def test_log_orders_experiments_by_date_and_counts_a_shared_run_once() -> None:
     assert numbers["log_looks"] == 4 and numbers["log_test_runs"] == 13
     assert (numbers["log_best_looks"], numbers["log_best_runs"]) == (3, 11)
     assert (numbers["log_looks_before_second"], numbers["log_runs_before_second"]) == (2, 6)
+    # a run an earlier chapter scored is not counted again
+    again = testlog.log(groups, earlier=[groups["ranking check on the test set (best-published chapter)"][1]])
+    assert list(again["runs scored on the test set"]) == [0, 5, 0, 5] and testlog.numbers(again)["log_test_runs"] == 10
 
 
 def test_log_refuses_an_experiment_it_has_no_entry_for() -> None:
