@@ -1,0 +1,227 @@
+"""The summary of findings at the top of the introduction, and its figure: every result on one axis.
+
+Nothing here is new: :func:`gather` reads, from the results ledger, the runs the later chapters
+already report (the recipe's seeds, the readings of the recipe, the verdict table, the classical
+baselines, the ladder, the cross-validated best model and its ensemble), and :func:`numbers`
+picks the values the summary quotes from the helpers that compute them for those chapters
+(:func:`helpers.gap.recipe_numbers`, :func:`helpers.gap.variant_numbers`,
+:func:`helpers.best.final_numbers`, ...). :func:`points` lays every result out as rows of one
+figure (:func:`helpers.plots.findings_plot`). Error rates are in percent of the test images.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers import best, gap, paper
+from helpers.train import Run
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The verdict table's row for the paper's headline number (the row :func:`helpers.gap.verdict_table` writes).
+HEADLINE = f"overall accuracy {paper.ACCURACY} % ({paper.ERRORS} errors)"
+#: What the ReScience-style title says while that row is "not reproduced".
+NOT_REPRODUCED_MARK = "[¬Re]"
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything the summary quotes, as the later chapters read it from the ledger."""
+
+    recipe: list[Run]                      # the recipe's seeds (variance chapter)
+    readings: dict[str, list[Run]]         # the recipe, then each reading of it (discussion chapter)
+    verdict: pd.DataFrame                  # :func:`helpers.gap.verdict_table` (discussion chapter)
+    baselines: list[dict[str, Any]]        # :func:`helpers.baselines.all_baselines`
+    rungs: list[Any]                       # :func:`helpers.experiments.ladder` (human-level chapter)
+    selection: best.Selection              # both rounds of cross-validation (best-published chapter)
+    final: best.Final                      # the chosen model's seeds on the test set
+    final_runs: list[Run]
+    ensemble: best.Ensemble                # the ensemble chosen by cross-validation
+    ledger_seconds: list[float] = field(default_factory=list)  # ``record["seconds"]`` of every ledger entry
+    workers: int = 2                       # training processes side by side (two cores)
+
+    def runs(self) -> list[Run]:
+        """Every trained run the summary rests on (for :func:`helpers.book.provenance`)."""
+        cv = [r for x in (self.selection.first | self.selection.second).values() for r in x.runs]
+        return (list(self.recipe) + [r for runs in self.readings.values() for r in runs]
+                + [r for rung in self.rungs for r in rung.runs] + cv + list(self.final_runs)
+                + [r for runs in self.ensemble.runs.values() for r in runs])
+
+
+def gather() -> Results:
+    """Read every result the summary quotes from the ledger (nothing is trained with ``USPS_TRAINING=forbid``)."""
+    from helpers import baselines, data, experiments, ledger, train
+    from helpers.config import beyond
+
+    readings = experiments.readings()
+    recipe = experiments.paper_seed_runs()
+    train_labels, test_labels = data.load_usps("train")[1], data.load_usps("test")[1]
+    verdict = gap.verdict_table(readings[gap.RECIPE], train_labels, test_labels, train.paper_config(),
+                                train.run(train.paper_job()).history)  # as the discussion chapter calls it
+    rungs = experiments.ladder()
+    selection = best.select(experiments.best_rung(rungs).config)
+    final_runs = best.final_runs(selection.chosen)
+    return Results(recipe=recipe, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
+                   rungs=rungs, selection=selection, final=best.final(selection.chosen, final_runs),
+                   final_runs=final_runs, ensemble=best.ensemble(selection),
+                   ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
+                   workers=beyond().workers)
+
+
+def closest_readings(readings: dict[str, Sequence[Run]]) -> list[dict[str, Any]]:
+    """The readings of the recipe (not the recipe itself), nearest first to the paper's errors by their
+    mean errors over seeds (:func:`helpers.gap.variant_numbers`); a tie keeps the order of the readings."""
+    n = len(next(iter(readings.values()))[0].labels)
+    out = []
+    for v in gap.variant_numbers(readings):
+        if v["name"] == gap.RECIPE:
+            continue
+        errors = v["mean_error"] * n / 100
+        low, high = gap.mean_interval([gap.error_pct(r) for r in readings[v["name"]]])
+        out.append(v | {"mean_errors": errors, "distance": round(abs(errors - paper.ERRORS), 6),
+                        "low": low, "high": high})
+    return sorted(out, key=lambda v: v["distance"])  # stable: ties stay in the readings' order
+
+
+def verdict_counts(verdict: pd.DataFrame) -> dict[str, int]:
+    """How many of the paper's claims the verdict table finds reproduced, partly, not reproduced."""
+    counts = verdict["verdict"].value_counts()
+    return {"claims": len(verdict), "claims_reproduced": int(counts.get("reproduced", 0)),
+            "claims_partly": int(counts.get("partly", 0)), "claims_not": int(counts.get("not reproduced", 0))}
+
+
+def verdict_lines(verdict: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table with one line per claim: the paper's value, ours and the verdict (no evidence)."""
+    return verdict[["paper", "this book", "verdict"]]
+
+
+def headline_verdict(verdict: pd.DataFrame) -> str:
+    """The verdict on the paper's headline accuracy (the [¬Re] of the book's title)."""
+    return str(verdict.loc[HEADLINE, "verdict"])
+
+
+def numbers(results: Results) -> dict[str, Any]:
+    """Every number the summary of findings glues, under its glue name: the recipe's seed 0 and its
+    seeds (:func:`helpers.gap.recipe_numbers`), the verdict table's counts, the two readings closest to
+    the paper, the digit with the largest excess, the best single model and the ensemble
+    (:func:`helpers.best.final_numbers`) against the best published result and human readers, and the
+    cost of retraining the ledger."""
+    from helpers.config import DECISIONS, READINGS
+
+    recipe = results.recipe
+    n = len(recipe[0].labels)
+    seed0 = next(r for r in recipe if r.job.seed == 0)
+    rates = [gap.error_pct(r) for r in recipe]
+    out: dict[str, Any] = {
+        "seed0_errors": seed0.errors, "seed0_accuracy": 100 * seed0.accuracy, "seed0_minutes": seed0.seconds / 60,
+        **gap.recipe_numbers(recipe),
+        "rec_accuracy": 100 - float(np.mean(rates)), "rec_min": min(rates), "rec_max": max(rates),
+        **verdict_counts(results.verdict),
+        "n_decisions": len(DECISIONS), "decision_names": ", ".join(d.name for d in DECISIONS),
+        "n_readings": len(READINGS), "reading_seeds": len(results.readings[gap.RECIPE]),
+    }
+    excess = gap.excess_numbers(gap.excess_by_digit(recipe))
+    out |= {"top_digit": excess["top_digit"], "top_share": excess["top_share"]}
+    for i, v in enumerate(closest_readings(results.readings)[:2], start=1):
+        out |= {f"close{i}_name": v["name"], f"close{i}_mean": v["mean_error"], f"close{i}_errors": v["mean_errors"],
+                f"close{i}_low": v["low"], f"close{i}_high": v["high"]}
+    final = best.final_numbers(results.final, results.selection.chosen, chosen_ensemble=results.ensemble)
+    out |= {key: final[key] for key in (
+        "chosen", "best_mean", "best_low", "best_high", "best_seeds", "ensemble", "ensemble_errors",
+        "ensemble_size", "ensemble_sets", "ensemble_low", "ensemble_high", "best_published")}
+    literature = {key: error for _, key, error in best.LITERATURE}
+    out |= {"ensemble_vs_published_images": round(best.BEST_PUBLISHED * n / 100) - final["ensemble_errors"],
+            "human_low": literature["chaaban2007"], "human_high": literature["bromley1991"]}
+    hours = sum(results.ledger_seconds) / 3600
+    out |= {"ledger_runs": len(results.ledger_seconds), "train_hours": hours,
+            "retrain_wall_hours": hours / results.workers, "retrain_workers": results.workers}
+    return out
+
+
+def ladder_label(name: str) -> str:
+    return f"+ {name}"
+
+
+def short_citation(name: str) -> str:
+    """A short row label: 'Keysers, Paredes, Ney & Vidal 2002, tangent vectors and local representations'
+    -> 'Keysers et al. 2002: tangent vectors' (authors, year, the method up to its first comma or "and")."""
+    match = re.match(r"^(?P<authors>.*?) (?P<year>(?:19|20)\d\d)(?:, (?P<what>.*))?$", name)
+    if not match:
+        return name
+    authors = match["authors"]
+    names = [a for a in re.split(r",\s*|\s*&\s*", authors) if a]
+    if len(names) > 2:
+        authors = f"{names[0]} et al."
+    what = re.split(r",| and ", match["what"])[0] if match["what"] else ""
+    return f"{authors} {match['year']}" + (f": {what}" if what else "")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the figure: a result's test error (%) per run (one value for a single number),
+    or a shaded band (``band``: the lowest and highest value)."""
+
+    group: str
+    label: str
+    errors: tuple[float, ...]
+    band: bool = False
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.errors))
+
+
+def points(results: Results) -> list[Row]:
+    """Every result on one axis, top to bottom: the paper, the recipe's seeds, the readings, the
+    classical baselines, the ladder's kept rungs, the cross-validated best model's seeds, the
+    ensemble, the published results, and the human band (last, drawn as a span)."""
+    rates = best.rates
+    rows = [Row("the paper", "Karim & Kaur 2020, one run", (paper.ERROR,)),
+            Row("our reproduction", f"the paper's recipe, {len(results.recipe)} seeds",
+                tuple(rates(results.recipe)))]
+    rows += [Row("readings of the recipe", name, tuple(rates(runs)))
+             for name, runs in results.readings.items() if name != gap.RECIPE]
+    rows += [Row("classical baselines", b["method"], (float(b["test error rate (%)"]),)) for b in results.baselines]
+    rows += [Row("the ladder (kept rungs)", ladder_label(r.name), tuple(rates(r.runs)))
+             for r in results.rungs[1:] if r.kept]
+    label = f"best single model, {len(results.final.errors)} seeds" + (
+        ", test-time shifts" if results.final.tta else "")
+    rows += [Row("this book's best", label, tuple(float(x) for x in results.final.rates)),
+             Row("this book's best", f"ensemble of {results.ensemble.training_runs} training runs",
+                 (results.ensemble.error,))]
+    human = {"bromley1991", "chaaban2007"}
+    rows += [Row("published on this split", short_citation(name), (error,))
+             for name, key, error in sorted(best.LITERATURE, key=lambda t: -t[2])
+             if key not in human | {"karim2020"}]
+    band = sorted(error for _, key, error in best.LITERATURE if key in human)
+    rows.append(Row("human readers", "human readers", (band[0], band[-1]), band=True))
+    return rows
+
+
+def book_title(config: Path = REPO / "_config.yml") -> str:
+    """The book's ``title:`` in ``_config.yml`` (the HTML and the PDF title)."""
+    match = re.search(r"^title:\s*(.+?)\s*$", config.read_text(encoding="utf-8"), re.M)
+    if not match:
+        raise ValueError(f"{config} has no title")
+    return match[1].strip("\"'")
+
+
+def augmenting_readings() -> set[str]:
+    """The readings of the recipe that augment the training images (shifts, rotations)."""
+    from helpers.config import READINGS
+
+    return {r.name for r in READINGS if any(key.startswith("augment_") for key in r.changes)}
+
+
+def profile_differs(results: Results) -> bool:
+    """Whether every run of every reading errs differently per digit from the paper's Figure 8: more
+    3s and 1s and fewer 0s misread (:func:`helpers.gap.profile_numbers`, as the discussion chapter checks)."""
+    profile = gap.profile_numbers(gap.per_digit_errors(results.readings), gap.RECIPE)
+    return bool(profile["runs_min_3"] > profile["paper_3"] and profile["runs_min_1"] > profile["paper_1"]
+                and profile["runs_max_0"] < profile["paper_0"])
