@@ -20,10 +20,13 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 help:
 	@sed -n '2,9p' Makefile
 
+# pip -qq prints errors only: with one -q, the editable install of helpers (requirements.txt's
+# `-e .`) still prints setuptools' "Editable installation" notice in a box of !!, which is
+# information, not a problem, and reads like one in the build log.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -r requirements.txt
 	touch $@
 
 # Jupyter Book's execution cache re-runs a chapter only when its code cells change.
