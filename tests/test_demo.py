@@ -158,3 +158,26 @@ def test_comparison_picks_random_images_then_disagreements() -> None:
     assert disagree == 3 and chosen[5:] == [4, 17, 25] and len(chosen) == len(titles) == 8
     assert len(set(chosen[:5])) == 5 and titles[5] == "true 4\npaper 4 best 0"
     assert demo.comparison(runs, labels, n=5)[0] == chosen  # the same images on every build
+
+
+def test_models_load_only_once_the_drawing_area_is_on_screen(site: str, browser) -> None:
+    """The page fetches its script once, the models (1.7 MB) only when the drawing area scrolls
+    into view, and the sample images only when a random test image is asked for."""
+    _need(HTML / PAGE, "run `make book` first")
+    page = browser.new_page(viewport={"width": 1280, "height": 320})
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url.split("?")[0]))
+    page.goto(f"{site}/{PAGE}", wait_until="networkidle")
+    page.wait_for_timeout(500)
+    assert page.locator(".usps-pad").evaluate("e => e.getBoundingClientRect().top") > 320, \
+        "the drawing area should start below this short window"
+    assert [u for u in requested if "/_static/demo/models/" in u] == []
+    assert page.evaluate("() => window.uspsDemo.loading") is False
+    page.locator(".usps-pad").scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('.usps-demo').dataset.ready === '1'")
+    fetched = sorted(u.rsplit("/", 1)[1] for u in requested if "/_static/demo/" in u)
+    assert fetched == ["best.bin", "best.json", "demo.js", "paper.bin", "paper.json"], fetched
+    page.locator(".usps-random").click()
+    page.wait_for_function("() => document.querySelector('.usps-demo').dataset.trueLabel !== undefined")
+    assert sum(u.endswith("/models/samples.json") for u in requested) == 1
+    page.close()

@@ -8,7 +8,9 @@ a missing artefact fails instead. Screenshots land in artifacts/screenshots/.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 
 import pytest
 
@@ -96,3 +98,111 @@ def test_pdf_has_every_chapter_figure_and_number() -> None:
     images = subprocess.run(["pdfimages", "-list", str(PDF)], capture_output=True, text=True,
                             check=True).stdout.strip().splitlines()[2:]
     assert len(images) >= 13, f"only {len(images)} images in the PDF"
+
+
+# ---------------------------------------------------------------- what each page transfers
+INTRODUCTION_BUDGET = 2_000_000  # bytes: the introduction, everything it requests included
+
+
+def transfers(browser, url: str) -> dict[str, int]:
+    """Every file a fresh visit to ``url`` requests (browser cache off), with the bytes transferred
+    (headers and body, as Chromium's DevTools count them), once the page has settled."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    urls: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    cdp.on("Network.requestWillBeSent", lambda e: urls.__setitem__(e["requestId"], e["request"]["url"]))
+    cdp.on("Network.loadingFinished", lambda e: sizes.__setitem__(e["requestId"], int(e["encodedDataLength"])))
+    cdp.on("Network.loadingFailed", lambda e: sizes.setdefault(e["requestId"], 0))
+    page.goto(url, wait_until="networkidle")
+    page.wait_for_timeout(1000)  # anything a script asks for after the load (a lazy loader, say)
+    context.close()
+    return {urls[r]: size for r, size in sizes.items() if r in urls}
+
+
+def test_pages_load_only_what_they_show(site: str, browser) -> None:
+    """Only the demo page loads the demo's files, and the introduction transfers at most 2 MB.
+
+    Jupyter Book adds every script under _static/ to every page; _ext/lean_pages.py keeps the
+    demo's script to the demo page (and drops the theme's unused 1.5 MB FontAwesome script).
+    The table printed here (``-s``) is each page's weight as a first-time reader fetches it.
+    """
+    rows, demo_elsewhere = [], {}
+    for name in PAGES:
+        files = transfers(browser, f"{site}/chapters/{name}.html")
+        total = sum(files.values())
+        largest = max(files, key=files.get)
+        rows.append((name, len(files), total, largest.replace(site, ""), files[largest]))
+        demo_files = [u.replace(site, "") for u in files if "/_static/demo/" in u]
+        if name != "demo" and demo_files:
+            demo_elsewhere[name] = demo_files
+        if name == "introduction":
+            introduction = total
+    print("\npage               requests        bytes  largest file")
+    for name, count, total, largest, size in rows:
+        print(f"{name:18s} {count:8d} {total:12,d}  {largest.split('?')[0]} ({size:,d})")
+    assert demo_elsewhere == {}, f"pages other than the demo request the demo's files: {demo_elsewhere}"
+    assert introduction <= INTRODUCTION_BUDGET, \
+        f"the introduction transfers {introduction:,d} bytes (budget {INTRODUCTION_BUDGET:,d})"
+
+
+# ---------------------------------------------------------------- version and citation
+def book_version_module():
+    """_ext/book_version.py, which computes the version and the ledger's date when the book is built."""
+    sys.path.insert(0, str(REPO / "_ext"))
+    try:
+        import book_version
+    finally:
+        sys.path.remove(str(REPO / "_ext"))
+    return book_version
+
+
+def assert_built_from_this_history(shown: str) -> None:
+    """The version a page shows is this checkout's commit or one before it (the book may have
+    been built before the last commit), with "-dirty" when it was built with changes, or
+    "unknown" when git is not available here either."""
+    if book_version_module().book_version()[0] == "unknown":
+        assert shown == "unknown"
+        return
+    assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", shown), f"not a version from git: {shown!r}"
+    ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", shown.removesuffix("-dirty"), "HEAD"],
+                              cwd=REPO, capture_output=True)
+    assert ancestor.returncode == 0, f"{shown} is not a commit of this checkout's history"
+
+
+def test_every_page_footer_names_the_version_and_the_ledger_date(site: str, browser) -> None:
+    ledger = book_version_module().ledger_date()
+    page = browser.new_page()
+    shown = set()
+    for name in PAGES:
+        page.goto(f"{site}/chapters/{name}.html")
+        footer = " ".join(page.locator("footer .book-version").inner_text().split())
+        match = re.fullmatch(r"Version (\S+)( \(\d{4}-\d{2}-\d{2}\))? · results ledger: last entry trained "
+                             r"(\S+) · How to cite", footer)
+        assert match, f"{name}: footer reads {footer!r}"
+        assert match[3] == ledger, f"{name}: the footer's ledger date {match[3]} is not the ledger's {ledger}"
+        shown.add(match[1])
+    assert len(shown) == 1, f"pages show different versions: {shown}"
+    version = shown.pop()
+    assert_built_from_this_history(version)
+    page.goto(f"{site}/chapters/reproducibility.html")
+    section = " ".join(page.locator("section#how-to-cite").inner_text().split())
+    assert f"version {version}" in section and "Karim" in section, section
+    page.locator("footer .book-version a").click()
+    assert page.url.endswith("reproducibility.html#how-to-cite")
+    page.close()
+
+
+def test_pdf_title_page_names_the_version_and_the_ledger_date() -> None:
+    _need(PDF, "run `make pdf` first")
+    title_page = subprocess.run(["pdftotext", "-l", "1", str(PDF), "-"], capture_output=True, text=True,
+                                check=True).stdout
+    flat = " ".join(title_page.split())
+    match = re.search(r"Version (\S+)", flat)
+    assert match, f"no version on the PDF's title page: {flat!r}"
+    assert_built_from_this_history(match[1])
+    ledger = book_version_module().ledger_date()
+    assert f"Results ledger: last entry trained {ledger}" in flat, flat

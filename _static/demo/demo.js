@@ -4,10 +4,15 @@
 // max pooling, flatten, dense, softmax), on weights exported from the results ledger by
 // helpers.demo.export at build time. No runtime library, no request outside this site.
 //
+// Only the demo page loads this script, and it fetches the models (about 1.7 MB) only once
+// the drawing area is on screen (IntersectionObserver) or used, and the sample images only
+// when "a random test image" is pressed: a reader who never scrolls to the demo pays for none.
+//
 // Interface for tests:
-//   window.uspsDemo.ready              resolves once both models are loaded
+//   window.uspsDemo.ready              resolves once both models are loaded (asking starts loading)
 //   window.uspsDemo.classify(pixels)   256 numbers, row-major, in [-1, 1] (-1 background, 1 ink)
 //                                      -> Promise of {paper: [10 probabilities], best: [10]}
+//   window.uspsDemo.loading            whether the models have been asked for yet
 (function () {
   "use strict";
   const here = document.currentScript.src.replace(/[^/]*$/, "");
@@ -114,16 +119,28 @@
     return Array.from(x);
   }
 
-  const loaded = Promise.all(Object.keys(MODELS).map(loadModel)).then((list) =>
-    Object.fromEntries(list.map((m) => [m.name, m])));
+  // Fetched on first need, once: the models, and the sample images.
+  let models = null, samples = null;
+  function loadModels() {
+    if (!models) {
+      models = Promise.all(Object.keys(MODELS).map(loadModel)).then((list) =>
+        Object.fromEntries(list.map((m) => [m.name, m])));
+    }
+    return models;
+  }
+  function loadSamples() {
+    if (!samples) samples = fetch(here + "models/samples.json").then((r) => r.json());
+    return samples;
+  }
   const api = {
-    ready: loaded.then(() => true),
+    get ready() { return loadModels().then(() => true); },
+    get loading() { return models !== null; },
     classify: async (pixels) => {
       if (!pixels || pixels.length !== 256) throw new Error("classify needs 256 pixels in [-1, 1]");
-      const models = await loaded;
-      return { paper: forward(models.paper, pixels), best: forward(models.best, pixels) };
+      const loaded = await loadModels();
+      return { paper: forward(loaded.paper, pixels), best: forward(loaded.best, pixels) };
     },
-    samples: fetch(here + "models/samples.json").then((r) => r.json()),
+    get samples() { return loadSamples(); },
   };
   window.uspsDemo = api;
 
@@ -211,6 +228,7 @@
       return [(e.clientX - r.left) * (pad.width / r.width), (e.clientY - r.top) * (pad.height / r.height)];
     }
     pad.addEventListener("pointerdown", (e) => {
+      whenNeeded();
       drawing = true; last = point(e); pad.setPointerCapture(e.pointerId);
       status.textContent = "Your drawing, as the models see it (16 × 16), and what they read:";
       delete root.dataset.trueLabel;
@@ -228,7 +246,8 @@
     }
     root.querySelector(".usps-clear").addEventListener("click", clear);
     root.querySelector(".usps-random").addEventListener("click", async () => {
-      const samples = await api.samples;
+      whenNeeded();
+      const samples = await loadSamples();
       const k = Math.floor(Math.random() * samples.labels.length);
       const pixels = samples.pixels[k];
       clear();
@@ -244,7 +263,27 @@
     });
     pad.style.touchAction = "none";
     clear();
-    api.ready.then(() => { root.dataset.ready = "1"; });
+    // Load the models once the drawing area is on screen, or as soon as it is used.
+    let asked = false;
+    function whenNeeded() {
+      if (asked) return;
+      asked = true;
+      status.textContent = "Loading the two models…";
+      loadModels().then(() => {
+        root.dataset.ready = "1";
+        if (status.textContent === "Loading the two models…") status.textContent = "Draw a digit in the box.";
+      }, (error) => {
+        status.textContent = "The models could not be loaded (" + error.message + "); reload the page to try again.";
+      });
+    }
+    if ("IntersectionObserver" in window) {
+      const observer = new IntersectionObserver((entries) => {
+        if (entries.some((e) => e.isIntersecting)) { observer.disconnect(); whenNeeded(); }
+      });
+      observer.observe(pad);
+    } else {
+      whenNeeded();
+    }
   }
   function start() { document.querySelectorAll(".usps-demo").forEach(setup); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
