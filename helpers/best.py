@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import data, evaluate, paper
+from helpers import data, evaluate, paper, stats
 from helpers.config import Config, Rung, beyond
 from helpers.train import Job, Run, run_many
 
@@ -283,8 +283,6 @@ def choose(results: Mapping[str, CVResult]) -> CVResult:
 
 def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
     """Cross-validated errors of every candidate, with and without test-time shifts, against the base."""
-    from helpers.gap import mcnemar_p
-
     base = next(iter(results.values()))  # the first candidate: the ladder's final model, or the first choice
     n = len(base.labels)
     rows = []
@@ -292,7 +290,7 @@ def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
         rows.append({"candidate": name, "CV errors": r.errors, "CV error (%)": round(100 * r.errors / n, 2),
                      "with test-time shifts": r.tta_errors,
                      "with shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else None,
-                     "McNemar p vs base": "" if r is base else _two_digits(mcnemar_p(
+                     "McNemar p vs base": "" if r is base else _two_digits(stats.mcnemar_p(
                          r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels)),
                      "last-epoch training accuracy (%)": round(r.fit_accuracy, 1),
                      "training time, 3 folds (s)": round(r.seconds)})
@@ -429,12 +427,12 @@ def final_table(result: Final, runs: Sequence[Run]) -> pd.DataFrame:
     """One row per seed and one for the ensemble: errors, error rate and Wilson 95 % interval."""
     rows = []
     for run_, errors in zip(runs, result.errors):
-        low, high = evaluate.wilson_interval(errors, result.n)
+        low, high = stats.wilson_interval(errors, result.n)
         rows.append({"model": f"seed {run_.job.seed}", "errors": errors,
                      "error (%)": round(100 * errors / result.n, 2),
                      "95 % interval (%)": f"{100 * low:.2f}-{100 * high:.2f}",
                      "training time (s)": round(run_.seconds)})
-    low, high = evaluate.wilson_interval(result.ensemble_errors, result.n)
+    low, high = stats.wilson_interval(result.ensemble_errors, result.n)
     rows.append({"model": f"ensemble of the {len(runs)} seeds", "errors": result.ensemble_errors,
                  "error (%)": round(result.ensemble, 2), "95 % interval (%)": f"{100 * low:.2f}-{100 * high:.2f}",
                  "training time (s)": round(sum(r.seconds for r in runs))})
@@ -467,7 +465,7 @@ def literature_table(rows: Sequence[tuple[str, float, str]]) -> pd.DataFrame:
 
 
 def _binomial(error: float, n: int = 2007) -> str:
-    low, high = evaluate.wilson_interval(round(error / 100 * n), n)
+    low, high = stats.wilson_interval(round(error / 100 * n), n)
     return f"{100 * low:.2f}-{100 * high:.2f}"
 
 
@@ -484,17 +482,15 @@ def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] 
     ``chosen_ensemble`` is given, else the ensemble of the chosen model's seeds; ``seed_ensemble_*``
     is always the latter.
     """
-    from helpers.gap import mean_interval
-
     rates = result.rates
-    low, high = mean_interval(rates) if len(rates) > 1 else (float("nan"), float("nan"))
-    s_low, s_high = evaluate.wilson_interval(result.ensemble_errors, result.n)
+    low, high = stats.mean_interval(rates) if len(rates) > 1 else (float("nan"), float("nan"))
+    s_low, s_high = stats.wilson_interval(result.ensemble_errors, result.n)
     errors, size, sets = result.ensemble_errors, len(rates), len(rates)
     plain = errors
     if chosen_ensemble is not None:
         errors, size, sets = chosen_ensemble.errors, chosen_ensemble.training_runs, chosen_ensemble.prediction_sets
         plain = chosen_ensemble.plain_errors
-    e_low, e_high = evaluate.wilson_interval(errors, result.n)
+    e_low, e_high = stats.wilson_interval(errors, result.n)
     single, ensemble = result.mean, 100 * errors / result.n
     return {"chosen": result.name, "tta": "with" if result.tta else "without",
             "chosen_cv_errors": chosen.errors, "chosen_cv_tta_errors": chosen.tta_errors,
@@ -516,11 +512,9 @@ def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] 
 def seed_row(name: str, rates: Sequence[float]) -> tuple[str, float, str]:
     """A row of :func:`literature_table` for a model over seeds: mean error and the t-interval of the mean
     (one seed: the binomial interval)."""
-    from helpers.gap import mean_interval
-
     if len(rates) < 2:
         return name, float(rates[0]), _binomial(rates[0])
-    low, high = mean_interval(rates)
+    low, high = stats.mean_interval(rates)
     return f"{name} (mean of {len(rates)} seeds)", float(np.mean(rates)), f"{low:.2f}-{high:.2f}"
 
 
@@ -532,14 +526,14 @@ def rates(runs: Sequence[Run]) -> list[float]:
 def standings(recipe: Sequence[Run], ladder_final: Sequence[Run], chosen: CVResult, result: Final,
               classical: pd.DataFrame, ensemble: "Ensemble | None" = None) -> list[tuple[str, float, str]]:
     """The book's rows of the literature table: recipe, ladder, chosen model, ensembles, baselines."""
-    low, high = evaluate.wilson_interval(result.ensemble_errors, result.n)
+    low, high = stats.wilson_interval(result.ensemble_errors, result.n)
     rows = [seed_row("the paper's recipe (our reproduction)", rates(recipe)),
             seed_row("the ladder's final model", rates(ladder_final)),
             seed_row(f"cross-validated best: {chosen.name}" + (", test-time shifts" if result.tta else ""),
                      list(result.rates)),
             (f"ensemble of its {len(result.errors)} seeds", result.ensemble, f"{100 * low:.2f}-{100 * high:.2f}")]
     if ensemble is not None and len(ensemble.members) > 1:
-        low, high = evaluate.wilson_interval(ensemble.errors, ensemble.n)
+        low, high = stats.wilson_interval(ensemble.errors, ensemble.n)
         rows.append((f"ensemble chosen by cross-validation ({ensemble.training_runs} training runs)", ensemble.error,
                      f"{100 * low:.2f}-{100 * high:.2f}"))
     rows += [(f"{name} (baseline)", float(row["test error rate (%)"]), _binomial(float(row["test error rate (%)"])))

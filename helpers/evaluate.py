@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,17 +10,7 @@ import pandas as pd
 from IPython.display import Markdown
 from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
 
-from helpers import paper
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95 % by default)."""
-    if n <= 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+from helpers import paper, stats
 
 
 @dataclass(frozen=True)
@@ -43,7 +32,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> Score:
     accuracy = float(accuracy_score(y_true, y_pred))
     n = len(y_true)
     errors = int((y_true != y_pred).sum())
-    return Score(n, errors, accuracy, wilson_interval(n - errors, n))
+    return Score(n, errors, accuracy, stats.wilson_interval(n - errors, n))
 
 
 def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -147,7 +136,7 @@ def run_report(run: "Run") -> TestReport:  # noqa: F821
 
 def interval_check(ours: Score, paper_errors: int = paper.ERRORS) -> dict[str, bool | tuple[float, float]]:
     """Whether our accuracy lies in the paper's 95 % interval, and the paper's in ours."""
-    paper_interval = wilson_interval(ours.n - paper_errors, ours.n)
+    paper_interval = stats.wilson_interval(ours.n - paper_errors, ours.n)
     paper_accuracy = 1 - paper_errors / ours.n
     return {"paper_interval": paper_interval,
             "ours_in_paper_interval": paper_interval[0] <= ours.accuracy <= paper_interval[1],
@@ -169,7 +158,7 @@ def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[st
 
 def overall_table(ours: Score, paper_errors: int = paper.ERRORS) -> pd.DataFrame:
     """The paper's overall result beside ours: accuracy, error rate, errors, 95 % interval."""
-    low, high = wilson_interval(ours.n - paper_errors, ours.n)
+    low, high = stats.wilson_interval(ours.n - paper_errors, ours.n)
     return pd.DataFrame(
         {"paper": [paper.ACCURACY, paper.ERROR, paper_errors, f"{100 * low:.2f} to {100 * high:.2f}"],
          "ours": [round(100 * ours.accuracy, 2), round(100 * ours.error_rate, 2), ours.errors,

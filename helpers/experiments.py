@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import evaluate
+from helpers import evaluate, stats
 from helpers.config import LADDER, Config, beyond
 from helpers.train import Job, Run, holdout_errors, paper_config, run_many
 
@@ -31,7 +31,7 @@ def seed_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: test errors, error rate and the 95 % interval of the error rate."""
     rows = []
     for r in runs:
-        low, high = evaluate.wilson_interval(r.errors, len(r.labels))
+        low, high = stats.wilson_interval(r.errors, len(r.labels))
         rows.append({"seed": r.job.seed, "test errors": r.errors, "error rate (%)": round(100 * (1 - r.accuracy), 2),
                      "95 % interval (%)": f"{100 * low:.2f} to {100 * high:.2f}",
                      "training time (s)": round(r.seconds)})

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import best, gap, paper
+from helpers import best, gap, paper, stats
 from helpers.train import Run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def closest_readings(readings: dict[str, Sequence[Run]]) -> list[dict[str, Any]]
         if v["name"] == gap.RECIPE:
             continue
         errors = v["mean_error"] * n / 100
-        low, high = gap.mean_interval([gap.error_pct(r) for r in readings[v["name"]]])
+        low, high = stats.mean_interval([gap.error_pct(r) for r in readings[v["name"]]])
         out.append(v | {"mean_errors": errors, "distance": round(abs(errors - paper.ERRORS), 6),
                         "low": low, "high": high})
     return sorted(out, key=lambda v: v["distance"])  # stable: ties stay in the readings' order

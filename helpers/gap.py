@@ -11,10 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.contingency_tables import mcnemar
 
-from helpers import paper
+from helpers import paper, stats
 
 RECIPE = "the recipe (our reproduction)"
 
@@ -22,23 +20,6 @@ RECIPE = "the recipe (our reproduction)"
 def error_pct(run: Any) -> float:
     """Test error of a run, in percent."""
     return 100.0 * run.errors / len(run.labels)
-
-
-def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval for the mean of ``values`` (over seeds)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    low, high = stats.t.interval(level, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
-    return float(low), float(high)
-
-
-def mcnemar_p(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> float:
-    """Exact McNemar test (statsmodels) of two models' predictions on the same images."""
-    right_a, right_b = a == labels, b == labels
-    table = [[int(np.sum(right_a & right_b)), int(np.sum(right_a & ~right_b))],
-             [int(np.sum(~right_a & right_b)), int(np.sum(~right_a & ~right_b))]]
-    return float(mcnemar(table, exact=True).pvalue)
 
 
 def best_epoch(history: Mapping[str, Sequence[float]]) -> tuple[int, float]:
@@ -55,7 +36,7 @@ def variant_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     rows = []
     for name, runs in variants.items():
         errors = np.array([error_pct(r) for r in runs])
-        low, high = mean_interval(errors)
+        low, high = stats.mean_interval(errors)
         row: dict[str, Any] = {
             "reading": name, "seeds": len(runs), "mean (%)": errors.mean().round(2),
             "std (%)": errors.std(ddof=1).round(2) if len(runs) > 1 else float("nan"),
@@ -64,7 +45,7 @@ def variant_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
             f"seeds with ≤ {paper.ERRORS} errors": int(sum(r.errors <= paper.ERRORS for r in runs))}
         if name != RECIPE:
             pairs = [(r, recipe[r.job.seed]) for r in runs if r.job.seed in recipe]
-            p = [mcnemar_p(r.predicted, base.predicted, r.labels) for r, base in pairs]
+            p = [stats.mcnemar_p(r.predicted, base.predicted, r.labels) for r, base in pairs]
             row["paired McNemar vs recipe: seeds with p < 0.05"] = f"{sum(x < 0.05 for x in p)} of {len(p)}"
             row["median p"] = float(np.median(p)).__round__(3) if p else float("nan")
         else:
@@ -100,10 +81,9 @@ def variant_numbers(variants: Mapping[str, Sequence[Any]]) -> list[dict[str, Any
 def recipe_vs_paper(runs: Sequence[Any]) -> dict[str, float]:
     """The recipe's mean error over seeds, its t-interval, and a one-sample t-test against 2.89 %."""
     errors = np.array([error_pct(r) for r in runs])
-    low, high = mean_interval(errors)
-    test = stats.ttest_1samp(errors, paper.ERROR)
+    low, high = stats.mean_interval(errors)
     return {"seeds": len(runs), "mean_error": float(errors.mean()), "std_error": float(errors.std(ddof=1)),
-            "mean_ci95": [low, high], "t_pvalue": float(test.pvalue),
+            "mean_ci95": [low, high], "t_pvalue": stats.t_test_p(errors, paper.ERROR),
             "gap": float(errors.mean() - paper.ERROR), "gap_images": float(errors.mean() - paper.ERROR)
             * len(runs[0].labels) / 100}
 
@@ -384,7 +364,7 @@ def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str])
         numbers |= {f"r{i}_mean": v["mean_error"], f"r{i}_std": v["std_error"], f"r{i}_min": v["min_error"],
                     f"r{i}_at": v["seeds_at_or_below_paper"], f"r{i}_seeds": v["seeds"]}
     holding = [name for name, runs in variants.items()
-               if (lambda lo, hi: lo <= paper.ERROR <= hi)(*mean_interval([error_pct(r) for r in runs]))]
+               if (lambda lo, hi: lo <= paper.ERROR <= hi)(*stats.mean_interval([error_pct(r) for r in runs]))]
     numbers |= {"readings_holding_paper": ", ".join(f"“{n}”" for n in holding) or "none",
                 "n_readings_holding": len(holding)}
     return numbers
@@ -447,7 +427,7 @@ def require(claims: Mapping[str, bool]) -> None:
 
 def holds_paper(runs: Sequence[Any]) -> bool:
     """Whether the 95 % interval of the mean error over ``runs`` holds the paper's 2.89 %."""
-    low, high = mean_interval([error_pct(r) for r in runs])
+    low, high = stats.mean_interval([error_pct(r) for r in runs])
     return bool(low <= paper.ERROR <= high)
 
 

@@ -8,15 +8,6 @@ import pytest
 from helpers import evaluate, paper
 
 
-def test_wilson_interval_known_values() -> None:
-    low, high = evaluate.wilson_interval(1949, 2007)  # the paper's 58 errors
-    assert low == pytest.approx(0.96282, abs=1e-5) and high == pytest.approx(0.97757, abs=1e-5)
-    assert evaluate.wilson_interval(0, 10)[0] == 0.0
-    assert evaluate.wilson_interval(10, 10)[1] == pytest.approx(1.0)
-    with pytest.raises(ValueError):
-        evaluate.wilson_interval(11, 10)
-
-
 def test_score_and_per_class() -> None:
     y = np.repeat(np.arange(10), 10)
     pred = y.copy()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import best, findings, gap, paper, plots
+from helpers import best, findings, gap, paper, plots, stats
 from helpers.config import BASELINE, READINGS
 from helpers.train import Job, Run
 from tests.conftest import need_real_data
@@ -79,7 +79,7 @@ def test_numbers_quote_the_recipe_the_verdict_and_the_closest_readings() -> None
     assert numbers["rec_accuracy"] == pytest.approx(100 - 100 * 78 / N)
     assert (numbers["rec_min_errors"], numbers["rec_max_errors"]) == (75, 83)
     assert (numbers["rec_min"], numbers["rec_max"]) == pytest.approx((100 * 75 / N, 100 * 83 / N))
-    low, high = gap.mean_interval([100 * e / N for e in RECIPE_ERRORS])
+    low, high = stats.mean_interval([100 * e / N for e in RECIPE_ERRORS])
     assert (numbers["rec_low"], numbers["rec_high"]) == pytest.approx((low, high))
     assert numbers["seed0_minutes"] == 10.0 and numbers["gap_images"] == pytest.approx(78 - paper.ERROR * N / 100)
     assert numbers["claims"] == 8 == numbers["claims_reproduced"] + numbers["claims_partly"] + numbers["claims_not"]
@@ -100,7 +100,7 @@ def test_numbers_quote_the_recipe_the_verdict_and_the_closest_readings() -> None
 def test_numbers_count_the_ensemble_in_training_runs_and_compare_with_the_literature() -> None:
     numbers = findings.numbers(fake_results())
     assert numbers["best_seeds"] == 5 and numbers["best_mean"] == pytest.approx(100 * 43.6 / N)  # test-time shifts
-    low, high = gap.mean_interval([100 * e / N for e in (43, 44, 44, 42, 45)])
+    low, high = stats.mean_interval([100 * e / N for e in (43, 44, 44, 42, 45)])
     assert (numbers["best_low"], numbers["best_high"]) == pytest.approx((low, high))
     assert numbers["ensemble_errors"] == 38 and numbers["ensemble"] == pytest.approx(100 * 38 / N)
     assert numbers["ensemble_sets"] == 6 and numbers["ensemble_size"] == 5  # one run read with two sets of weights

@@ -34,24 +34,6 @@ def with_errors(errors: int, seed: int = 0, val_accuracy: list[float] | None = N
     return fake(seed, predicted, labels, val_accuracy, config)
 
 
-def test_mean_interval_is_students_t() -> None:
-    values = [3.8, 3.9, 4.1, 3.7, 4.0]
-    low, high = gap.mean_interval(values)
-    half = stats.t.ppf(0.975, 4) * np.std(values, ddof=1) / np.sqrt(5)
-    assert (low, high) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
-    assert all(np.isnan(gap.mean_interval([1.0])))
-
-
-def test_mcnemar_is_exact_on_discordant_pairs() -> None:
-    labels = np.zeros(100, int)
-    a, b = labels.copy(), labels.copy()
-    assert gap.mcnemar_p(a, b, labels) == 1.0  # identical predictions: no evidence at all
-    b[:10] = 1  # b wrong on 10 images that a gets right, never the reverse
-    assert gap.mcnemar_p(a, b, labels) == pytest.approx(2 * 0.5 ** 10)
-    a[10:12] = 1  # two discordant pairs the other way
-    assert gap.mcnemar_p(a, b, labels) == pytest.approx(stats.binomtest(2, 12).pvalue)
-
-
 def test_best_epoch_and_selection_pick_the_lowest_test_error() -> None:
     assert gap.best_epoch({"val_accuracy": [0.9, 0.97, 0.95]}) == (2, pytest.approx(3.0))
     variants = {gap.RECIPE: [with_errors(80, 0, [0.95, 0.96]), with_errors(70, 1, [0.965, 0.955])],

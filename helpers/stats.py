@@ -1,0 +1,47 @@
+"""The book's statistics, one home: intervals and tests from statsmodels and SciPy.
+
+- :func:`wilson_interval`: the Wilson score interval of a binomial proportion (an error rate on
+  the 2007 test images), statsmodels' ``proportion_confint``.
+- :func:`mean_interval`: the Student-t interval of a mean over seeds, SciPy's ``t.interval``.
+- :func:`t_test_p`: the two-sided one-sample t-test of a mean over seeds against a value, SciPy's.
+- :func:`mcnemar_p`: the exact McNemar test of two models on the same images, statsmodels'.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of ``successes`` of ``n`` (95 % by default)."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
+    low, high = proportion_confint(successes, n, alpha=1 - level, method="wilson")
+    return max(0.0, float(low)), min(1.0, float(high))
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean of ``values`` (over seeds); NaNs for fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    low, high = stats.t.interval(level, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    return float(low), float(high)
+
+
+def t_test_p(values: Sequence[float], value: float) -> float:
+    """Two-sided p-value of the one-sample t-test that the mean of ``values`` is ``value``."""
+    return float(stats.ttest_1samp(np.asarray(values, dtype=float), value).pvalue)
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> float:
+    """Exact McNemar test of two models' predictions ``a`` and ``b`` of the same images."""
+    right_a, right_b = a == labels, b == labels
+    table = [[int(np.sum(right_a & right_b)), int(np.sum(right_a & ~right_b))],
+             [int(np.sum(~right_a & right_b)), int(np.sum(~right_a & ~right_b))]]
+    return float(mcnemar(table, exact=True).pvalue)
