@@ -439,36 +439,6 @@ def final_table(result: Final, runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-#: Published test error (%) on this split (7291 training / 2007 test images): name, BibTeX key, error.
-LITERATURE: tuple[tuple[str, str, float], ...] = (
-    ("LeCun et al. 1989, convolutional network", "lecun1989",
-     paper.LITERATURE_ERROR["LeCun et al. 1989, convolutional network"]),
-    ("Bromley & Säckinger 1991, human readers", "bromley1991", paper.LITERATURE_ERROR["human, Bromley & Säckinger 1991"]),
-    ("Chaaban & Scheessele 2007, human readers", "chaaban2007",
-     paper.LITERATURE_ERROR["human, Chaaban & Scheessele 2007"]),
-    ("Dahmen, Keysers & Ney 2001, tangent distance, virtual test samples", "dahmen2001",
-     paper.LITERATURE_ERROR["tangent distance + virtual test samples, Dahmen, Keysers & Ney 2001"]),
-    ("Keysers, Paredes, Ney & Vidal 2002, tangent vectors and local representations", "keysers2002",
-     paper.LITERATURE_ERROR["tangent vectors + local representations, Keysers, Paredes, Ney & Vidal 2002"]),
-    ("Karim & Kaur (the paper)", "karim2020", paper.ERROR),
-)
-BEST_PUBLISHED = min(error for _, key, error in LITERATURE if key != "karim2020")
-
-
-def literature_table(rows: Sequence[tuple[str, float, str]]) -> pd.DataFrame:
-    """Published results and ours: ``rows`` are ``(name, error %, 95 % interval text)`` of the book's models."""
-    table = [{"result": name, "source": key, "test error (%)": error,
-              "95 % interval (%)": _binomial(error)} for name, key, error in LITERATURE]
-    table += [{"result": name, "source": "this book", "test error (%)": round(error, 2), "95 % interval (%)": text}
-              for name, error, text in rows]
-    return pd.DataFrame(table).sort_values("test error (%)", ascending=False).set_index("result")
-
-
-def _binomial(error: float, n: int = 2007) -> str:
-    low, high = stats.wilson_interval(round(error / 100 * n), n)
-    return f"{100 * low:.2f}-{100 * high:.2f}"
-
-
 #: The targets of this chapter (test error, percent): one model (mean over seeds) at or under the best
 #: published result, and an ensemble under it.
 TARGETS: dict[str, float] = {"single": 2.0, "ensemble": 1.8}
@@ -506,16 +476,7 @@ def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] 
             "seed_ensemble_size": len(rates), "seed_ensemble_low": 100 * s_low, "seed_ensemble_high": 100 * s_high,
             "target_single": targets["single"], "target_ensemble": targets["ensemble"],
             "single_gap": single - targets["single"], "ensemble_gap": ensemble - targets["ensemble"],
-            "best_published": BEST_PUBLISHED}
-
-
-def seed_row(name: str, rates: Sequence[float]) -> tuple[str, float, str]:
-    """A row of :func:`literature_table` for a model over seeds: mean error and the t-interval of the mean
-    (one seed: the binomial interval)."""
-    if len(rates) < 2:
-        return name, float(rates[0]), _binomial(rates[0])
-    low, high = stats.mean_interval(rates)
-    return f"{name} (mean of {len(rates)} seeds)", float(np.mean(rates)), f"{low:.2f}-{high:.2f}"
+            "best_published": paper.BEST_PUBLISHED}
 
 
 def rates(runs: Sequence[Run]) -> list[float]:
@@ -527,16 +488,16 @@ def standings(recipe: Sequence[Run], ladder_final: Sequence[Run], chosen: CVResu
               classical: pd.DataFrame, ensemble: "Ensemble | None" = None) -> list[tuple[str, float, str]]:
     """The book's rows of the literature table: recipe, ladder, chosen model, ensembles, baselines."""
     low, high = stats.wilson_interval(result.ensemble_errors, result.n)
-    rows = [seed_row("the paper's recipe (our reproduction)", rates(recipe)),
-            seed_row("the ladder's final model", rates(ladder_final)),
-            seed_row(f"cross-validated best: {chosen.name}" + (", test-time shifts" if result.tta else ""),
+    rows = [evaluate.seed_row("the paper's recipe (our reproduction)", rates(recipe)),
+            evaluate.seed_row("the ladder's final model", rates(ladder_final)),
+            evaluate.seed_row(f"cross-validated best: {chosen.name}" + (", test-time shifts" if result.tta else ""),
                      list(result.rates)),
             (f"ensemble of its {len(result.errors)} seeds", result.ensemble, f"{100 * low:.2f}-{100 * high:.2f}")]
     if ensemble is not None and len(ensemble.members) > 1:
         low, high = stats.wilson_interval(ensemble.errors, ensemble.n)
         rows.append((f"ensemble chosen by cross-validation ({ensemble.training_runs} training runs)", ensemble.error,
                      f"{100 * low:.2f}-{100 * high:.2f}"))
-    rows += [(f"{name} (baseline)", float(row["test error rate (%)"]), _binomial(float(row["test error rate (%)"])))
+    rows += [(f"{name} (baseline)", float(row["test error rate (%)"]), evaluate.binomial_text(float(row["test error rate (%)"])))
              for name, row in classical.iterrows()]
     return rows
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -202,13 +202,29 @@ def per_class_numbers(table: pd.DataFrame) -> dict[str, float | int]:
     }
 
 
-def literature_table(ours: dict[str, float]) -> pd.DataFrame:
-    """Published test error rates on this USPS split beside ours, sorted by error."""
-    rows = [{"result": name, "test error (%)": value, "source": "published"}
-            for name, value in paper.LITERATURE_ERROR.items()]
-    rows += [{"result": name, "test error (%)": round(value, 2), "source": "this book"}
-             for name, value in ours.items()]
+def literature_table(ours: Sequence[tuple[str, float, str]]) -> pd.DataFrame:
+    """Published results on this split (:data:`helpers.paper.LITERATURE`, the binomial interval of
+    that many errors of 2007) beside the book's ``ours``: ``(name, error %, 95 % interval text)``."""
+    rows = [{"result": name, "source": key, "test error (%)": error, "95 % interval (%)": binomial_text(error)}
+            for key, (name, error) in paper.LITERATURE.items()]
+    rows += [{"result": name, "source": "this book", "test error (%)": round(error, 2), "95 % interval (%)": text}
+             for name, error, text in ours]
     return pd.DataFrame(rows).sort_values("test error (%)", ascending=False).set_index("result")
+
+
+def binomial_text(error: float, n: int = paper.COUNTS["test"]) -> str:
+    """The Wilson 95 % interval (percent) of an error rate of ``error`` % on ``n`` images, as text."""
+    low, high = stats.wilson_interval(round(error / 100 * n), n)
+    return f"{100 * low:.2f}-{100 * high:.2f}"
+
+
+def seed_row(name: str, rates: Sequence[float]) -> tuple[str, float, str]:
+    """A row of :func:`literature_table` for a model over seeds: mean error and the t-interval of the mean
+    (one seed: the binomial interval)."""
+    if len(rates) < 2:
+        return name, float(rates[0]), binomial_text(rates[0])
+    low, high = stats.mean_interval(rates)
+    return f"{name} (mean of {len(rates)} seeds)", float(np.mean(rates)), f"{low:.2f}-{high:.2f}"
 
 
 def per_class_change(y_true: np.ndarray, before: np.ndarray, after: np.ndarray,

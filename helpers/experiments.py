@@ -317,16 +317,19 @@ def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> di
     }
 
 
-def ladder_standings(recipe: Sequence[Run], rungs: Sequence[RungResult], classical: pd.DataFrame) -> dict[str, float]:
-    """The book's rows of the human-level chapter's literature table (test error, %): the recipe's
-    mean over seeds, the ladder's final model over its seeds and their ensemble, each baseline."""
+def ladder_standings(recipe: Sequence[Run], rungs: Sequence[RungResult],
+                     classical: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """The book's rows of the human-level chapter's literature table (:func:`helpers.evaluate.literature_table`):
+    the recipe and the ladder's final model over their seeds (t-interval of the mean), the final model's
+    seeds' ensemble and each baseline (binomial interval)."""
     final = best_rung(rungs)
     errors, ensemble = _rung_errors(final)
-    rows = {"the paper's recipe, our reproduction (mean over seeds)": 100 - 100 * float(np.mean([r.accuracy for r in recipe])),
-            f"ladder: {final.name} (mean over seeds)": float(errors.mean()),
-            f"ladder: ensemble of {len(final.runs)}": float(ensemble["mean error rate (%)"])}
-    rows |= {f"{name} ({row['parameter']} = {row['chosen']:g})": float(row["test error rate (%)"])
-             for name, row in classical.iterrows()}
+    combined = float(ensemble["mean error rate (%)"])
+    rows = [evaluate.seed_row("the paper's recipe, our reproduction", [100 * (1 - r.accuracy) for r in recipe]),
+            evaluate.seed_row(f"ladder: {final.name}", list(errors)),
+            (f"ladder: ensemble of its {len(final.runs)} seeds", combined, evaluate.binomial_text(combined))]
+    rows += [(f"{name} ({row['parameter']} = {row['chosen']:g})", float(row["test error rate (%)"]),
+              evaluate.binomial_text(float(row["test error rate (%)"]))) for name, row in classical.iterrows()]
     return rows
 
 

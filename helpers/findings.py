@@ -135,9 +135,8 @@ def numbers(results: Results) -> dict[str, Any]:
     out |= {key: final[key] for key in (
         "chosen", "best_mean", "best_low", "best_high", "best_seeds", "ensemble", "ensemble_errors",
         "ensemble_size", "ensemble_sets", "ensemble_low", "ensemble_high", "best_published")}
-    literature = {key: error for _, key, error in best.LITERATURE}
-    out |= {"ensemble_vs_published_images": round(best.BEST_PUBLISHED * n / 100) - final["ensemble_errors"],
-            "human_low": literature["chaaban2007"], "human_high": literature["bromley1991"]}
+    out |= {"ensemble_vs_published_images": round(paper.BEST_PUBLISHED * n / 100) - final["ensemble_errors"],
+            "human_low": paper.HUMAN[0], "human_high": paper.HUMAN[1]}
     hours = sum(results.ledger_seconds) / 3600
     out |= {"ledger_runs": len(results.ledger_seconds), "train_hours": hours,
             "retrain_wall_hours": hours / results.workers, "retrain_workers": results.workers}
@@ -197,10 +196,9 @@ def points(results: Results) -> list[Row]:
                  (results.ensemble.error,))]
     human = {"bromley1991", "chaaban2007"}
     rows += [Row("published on this split", short_citation(name), (error,))
-             for name, key, error in sorted(best.LITERATURE, key=lambda t: -t[2])
+             for key, (name, error) in sorted(paper.LITERATURE.items(), key=lambda item: -item[1][1])
              if key not in human | {"karim2020"}]
-    band = sorted(error for _, key, error in best.LITERATURE if key in human)
-    rows.append(Row("human readers", "human readers", (band[0], band[-1]), band=True))
+    rows.append(Row("human readers", "human readers", paper.HUMAN, band=True))
     return rows
 
 

@@ -26,15 +26,20 @@ BATCH_SIZE: int = 256
 #: Section 4.1: the MNIST result the paper compares with (Tavanaei et al.), percent.
 MNIST_COMPARISON_ACCURACY: float = 98.0
 
-#: Published test error rates (percent) on this same USPS test set, for comparison.
-LITERATURE_ERROR: dict[str, float] = {
-    "LeCun et al. 1989, convolutional network": 5.0,
-    "human, Bromley & Säckinger 1991": 2.5,
-    "human, Chaaban & Scheessele 2007": 2.37,
-    "tangent distance + virtual test samples, Dahmen, Keysers & Ney 2001": 2.2,
-    "tangent vectors + local representations, Keysers, Paredes, Ney & Vidal 2002": 2.0,
-    "Karim & Kaur (the paper)": ERROR,
+#: Published test error rates (percent) on this same split (7291 training / 2007 test images), keyed by
+#: their BibTeX key in ``references.bib``: (name, error). The one list of published results.
+LITERATURE: dict[str, tuple[str, float]] = {
+    "lecun1989": ("LeCun et al. 1989, convolutional network", 5.0),
+    "bromley1991": ("Bromley & Säckinger 1991, human readers", 2.5),
+    "chaaban2007": ("Chaaban & Scheessele 2007, human readers", 2.37),
+    "dahmen2001": ("Dahmen, Keysers & Ney 2001, tangent distance, virtual test samples", 2.2),
+    "keysers2002": ("Keysers, Paredes, Ney & Vidal 2002, tangent vectors and local representations", 2.0),
+    "karim2020": ("Karim & Kaur (the paper)", ERROR),
 }
+#: Human readers on this test set: the lower and the upper published error rate (percent).
+HUMAN: tuple[float, float] = (LITERATURE["chaaban2007"][1], LITERATURE["bromley1991"][1])
+#: The best published result on this split (the paper aside).
+BEST_PUBLISHED: float = min(error for key, (_, error) in LITERATURE.items() if key != "karim2020")
 
 
 def numbers() -> dict[str, float | int]:

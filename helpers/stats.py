@@ -30,6 +30,8 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, 
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return float("nan"), float("nan")
+    if np.all(values == values[0]):  # no spread: the interval is the value (SciPy would warn)
+        return float(values[0]), float(values[0])
     low, high = stats.t.interval(level, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
     return float(low), float(high)
 

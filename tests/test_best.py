@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import best, data, train
+from helpers import best, data, evaluate, paper, train
 from helpers._tf import keras
 from helpers.config import BASELINE, LATE_FIELDS
 from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
@@ -156,9 +156,11 @@ def test_final_and_ensemble_errors() -> None:
 
 
 def test_literature_table_sorts_and_marks_the_best_published() -> None:
-    table = best.literature_table([("our ensemble", 1.5, "1.0-2.1")])
+    table = evaluate.literature_table([("our ensemble", 1.5, "1.0-2.1")])
     assert table["test error (%)"].is_monotonic_decreasing
-    assert best.BEST_PUBLISHED == 2.0 and table.loc["our ensemble", "source"] == "this book"
+    assert paper.BEST_PUBLISHED == 2.0 and table.loc["our ensemble", "source"] == "this book"
+    assert set(table["source"]) == set(paper.LITERATURE) | {"this book"}  # every published result, keyed once
+    assert evaluate.seed_row("x", [2.0]) == ("x", 2.0, evaluate.binomial_text(2.0))  # one seed: binomial
     assert table.loc["Keysers, Paredes, Ney & Vidal 2002, tangent vectors and local representations",
                      "95 % interval (%)"] == "1.47-2.70"  # 40 of 2007, Wilson (statsmodels agrees)
 

@@ -123,8 +123,8 @@ def test_ladder_keeps_rungs_by_holdout_only(monkeypatch: pytest.MonkeyPatch) -> 
     classical = pd.DataFrame([{"method": "k-nearest neighbours", "parameter": "k", "chosen": 1.0,
                                "test error rate (%)": 5.0}]).set_index("method")
     rows = experiments.ladder_standings(results[0].runs, results, classical)
-    assert list(rows.values()) == pytest.approx([1.0, numbers["final_mean"], numbers["final_ensemble"], 5.0])
-    assert list(rows)[-1] == "k-nearest neighbours (k = 1)"
+    assert [error for _, error, _ in rows] == pytest.approx([1.0, numbers["final_mean"], numbers["final_ensemble"], 5.0])
+    assert rows[-1][0] == "k-nearest neighbours (k = 1)" and rows[-1][2] == evaluate.binomial_text(5.0)
 
 
 def test_run_many_trains_missing_jobs_once(fake_release: dict[str, Path], isolated: Path,
@@ -173,7 +173,7 @@ def test_noise_robustness_and_literature() -> None:
          "recipe + rotations": [1.0, 3.0]}, index=pd.Index([0.0, 0.4], name="noise standard deviation")))
     assert (numbers["noise_max"], numbers["noise_ratio"]) == (0.4, 2.0) and "noise_verdict" not in numbers
     assert (numbers["noise_worst_alone"], numbers["noise_best_alone_error"]) == ("shifts", 3.0)
-    literature = evaluate.literature_table({"ours": 2.0})
+    literature = evaluate.literature_table([("ours", 2.0, "")])
     assert literature.loc["ours", "source"] == "this book" and literature.iloc[-1].name == "ours"
 
 

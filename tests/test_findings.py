@@ -104,7 +104,7 @@ def test_numbers_count_the_ensemble_in_training_runs_and_compare_with_the_litera
     assert (numbers["best_low"], numbers["best_high"]) == pytest.approx((low, high))
     assert numbers["ensemble_errors"] == 38 and numbers["ensemble"] == pytest.approx(100 * 38 / N)
     assert numbers["ensemble_sets"] == 6 and numbers["ensemble_size"] == 5  # one run read with two sets of weights
-    assert numbers["best_published"] == best.BEST_PUBLISHED == 2.0
+    assert numbers["best_published"] == paper.BEST_PUBLISHED == 2.0
     assert numbers["ensemble_vs_published_images"] == 40 - 38  # 2.0 % of 2007 images is about 40
     assert (numbers["human_low"], numbers["human_high"]) == (2.37, 2.5)
     assert numbers["ledger_runs"] == 12 and numbers["train_hours"] == pytest.approx(2.0)
@@ -152,7 +152,7 @@ def test_short_citation() -> None:
 
 def test_findings_plot_has_one_label_per_row_and_heading_and_no_overlaps() -> None:
     rows = findings.points(fake_results())
-    fig = plots.findings_plot(rows, paper.ERROR, best.BEST_PUBLISHED)
+    fig = plots.findings_plot(rows, paper.ERROR, paper.BEST_PUBLISHED)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     headings = [g for g in dict.fromkeys(r.group for r in rows if not r.band)
