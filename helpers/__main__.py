@@ -38,16 +38,16 @@ def _evaluate(seed: int) -> dict[str, Any]:
 def _summary() -> dict[str, Any]:
     import numpy as np
 
-    from helpers import best, experiments
+    from helpers import best_published, experiments
 
     seeds = experiments.paper_seed_runs()
     rungs = experiments.ladder()
     final = experiments.best_rung(rungs)
-    selection = best.select(final.config)
+    selection = best_published.select(final.config)
     chosen = selection.chosen
-    runs = best.final_runs(chosen)
-    result = best.final(chosen, runs)
-    chosen_ensemble = best.ensemble(selection)
+    runs = best_published.final_runs(chosen)
+    result = best_published.final(chosen, runs)
+    chosen_ensemble = best_published.ensemble(selection)
     return {
         "paper_model_seeds": [{"seed": r.job.seed, "test_accuracy": r.accuracy, "test_errors": r.errors}
                               for r in seeds],
@@ -69,7 +69,7 @@ def _summary() -> dict[str, Any]:
         "seed_ensemble_errors": result.ensemble_errors,
         "test_images": result.n,
         "test_time_shifts": result.tta,
-        "selection": best.selection_text(selection, chosen_ensemble),
+        "selection": best_published.selection_text(selection, chosen_ensemble),
         "cross_validation": {name: {"errors": r.errors, "errors_with_test_time_shifts": r.tta_errors}
                              for name, r in (selection.first | selection.second).items()},
         "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
@@ -78,9 +78,9 @@ def _summary() -> dict[str, Any]:
 
 
 def _gap() -> dict[str, Any]:
-    from helpers import experiments, gap
+    from helpers import discussion, experiments
 
-    return gap.summary(experiments.readings(), experiments.decision_options())
+    return discussion.summary(experiments.readings(), experiments.decision_options())
 
 
 def _quiet_stdout(compute: Any) -> Any:

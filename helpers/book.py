@@ -53,6 +53,22 @@ def glue_all(values: Mapping[str, Any]) -> None:
         glue(name, plain(value), display=False)
 
 
+class ClaimError(AssertionError):
+    """A statement of a chapter's prose that the ledger's numbers no longer support."""
+
+
+def require(claims: Mapping[str, bool]) -> None:
+    """Stop the chapter when a statement its prose makes is false for the ledger's numbers.
+
+    Prose that interprets results (which reading explains the gap, which digit carries it)
+    cannot be glued; it is checked instead, so the page is never built on stale words.
+    """
+    false = [claim for claim, holds in claims.items() if not holds]
+    if false:
+        raise ClaimError("The text of this chapter states these, but the results ledger says otherwise; "
+                         "rewrite the text for the new results: " + "; ".join(false))
+
+
 def constants() -> dict[str, float | int]:
     """Numbers the prose of every chapter may quote: the set sizes, the paper's recipe and its
     published numbers (:func:`helpers.paper.numbers`)."""

@@ -220,13 +220,13 @@ def experiment_runs() -> dict[str, list[Run]]:
 def best_runs() -> dict[str, list[Run]]:
     """The runs of the best-published chapter: both rounds of cross-validation, the chosen model's
     seeds, the ranking check and the ensemble members."""
-    from helpers import best
+    from helpers import best_published
 
-    selection = best.select(best_rung(ladder()).config)
+    selection = best_published.select(best_rung(ladder()).config)
     groups = {"cross-validation, first round": [r for x in selection.first.values() for r in x.runs],
               "cross-validation, second round":
               [r for name, x in selection.second.items() if name not in selection.first for r in x.runs]}
-    for name, jobs in best.test_jobs(selection).items():
+    for name, jobs in best_published.test_jobs(selection).items():
         groups[name] = run_many(jobs, workers=beyond().workers,
                                 describe=lambda j, group=name: f"{group}, {j.key()}")
     return {f"{name} (best-published chapter)": runs for name, runs in groups.items()}
@@ -354,9 +354,9 @@ def final_job() -> Job:
 
 def best_job() -> Job:
     """The cross-validated best model, seed 0 (its weights are kept for the noise table)."""
-    from helpers import best
+    from helpers import best_published
 
-    chosen = best.select(best_rung(ladder()).config).chosen
+    chosen = best_published.select(best_rung(ladder()).config).chosen
     return Job(chosen.config, beyond().best_seeds[0])
 
 
@@ -408,11 +408,11 @@ def everything() -> dict[str, int]:
     stage("classical baselines", baselines.all_baselines())
     stage("readings of the recipe (verdict chapter)", sum(readings().values(), []))
     stage("decision options on the test set (verdict chapter)", sum(decision_options().values(), []))
-    from helpers import best
+    from helpers import best_published
 
-    selection = best.select(best_rung(rungs).config)  # both rounds of cross-validation
+    selection = best_published.select(best_rung(rungs).config)  # both rounds of cross-validation
     # the chosen model's seeds, the ranking check and the ensemble members, in one pool
-    run_many(sum(best.test_jobs(selection).values(), []), workers=settings.workers,
+    run_many(sum(best_published.test_jobs(selection).values(), []), workers=settings.workers,
              describe=lambda j: f"best-published chapter, test seed {j.seed}, {j.key()}")
     for name, runs in best_runs().items():
         stage(name, runs)

@@ -4,8 +4,8 @@ Nothing here is new: :func:`gather` reads, from the results ledger, the runs the
 already report (the recipe's seeds, the readings of the recipe, the verdict table, the classical
 baselines, the ladder, the cross-validated best model and its ensemble), and :func:`numbers`
 picks the values the summary quotes from the helpers that compute them for those chapters
-(:func:`helpers.gap.recipe_numbers`, :func:`helpers.gap.variant_numbers`,
-:func:`helpers.best.final_numbers`, ...). :func:`points` lays every result out as rows of one
+(:func:`helpers.discussion.recipe_numbers`, :func:`helpers.discussion.variant_numbers`,
+:func:`helpers.best_published.final_numbers`, ...). :func:`points` lays every result out as rows of one
 figure (:func:`helpers.plots.findings_plot`). Error rates are in percent of the test images.
 """
 
@@ -19,12 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import best, gap, paper, stats
+from helpers import best_published, discussion, paper, stats
 from helpers.train import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: The verdict table's row for the paper's headline number (the row :func:`helpers.gap.verdict_table` writes).
+#: The verdict table's row for the paper's headline number (the row :func:`helpers.discussion.verdict_table` writes).
 HEADLINE = f"overall accuracy {paper.ACCURACY} % ({paper.ERRORS} errors)"
 #: What the ReScience-style title says while that row is "not reproduced".
 NOT_REPRODUCED_MARK = "[¬Re]"
@@ -36,13 +36,13 @@ class Results:
 
     recipe: list[Run]                      # the recipe's seeds (variance chapter)
     readings: dict[str, list[Run]]         # the recipe, then each reading of it (discussion chapter)
-    verdict: pd.DataFrame                  # :func:`helpers.gap.verdict_table` (discussion chapter)
+    verdict: pd.DataFrame                  # :func:`helpers.discussion.verdict_table` (discussion chapter)
     baselines: list[dict[str, Any]]        # :func:`helpers.baselines.all_baselines`
     rungs: list[Any]                       # :func:`helpers.experiments.ladder` (human-level chapter)
-    selection: best.Selection              # both rounds of cross-validation (best-published chapter)
-    final: best.Final                      # the chosen model's seeds on the test set
+    selection: best_published.Selection              # both rounds of cross-validation (best-published chapter)
+    final: best_published.Final                      # the chosen model's seeds on the test set
     final_runs: list[Run]
-    ensemble: best.Ensemble                # the ensemble chosen by cross-validation
+    ensemble: best_published.Ensemble                # the ensemble chosen by cross-validation
     ledger_seconds: list[float] = field(default_factory=list)  # ``record["seconds"]`` of every ledger entry
     workers: int = 2                       # training processes side by side (two cores)
 
@@ -62,28 +62,28 @@ def gather() -> Results:
     readings = experiments.readings()
     recipe = experiments.paper_seed_runs()
     train_labels, test_labels = data.load_usps("train")[1], data.load_usps("test")[1]
-    verdict = gap.verdict_table(readings[gap.RECIPE], train_labels, test_labels, train.paper_config(),
+    verdict = discussion.verdict_table(readings[discussion.RECIPE], train_labels, test_labels, train.paper_config(),
                                 train.run(train.paper_job()).history)  # as the discussion chapter calls it
     rungs = experiments.ladder()
-    selection = best.select(experiments.best_rung(rungs).config)
-    final_runs = best.final_runs(selection.chosen)
+    selection = best_published.select(experiments.best_rung(rungs).config)
+    final_runs = best_published.final_runs(selection.chosen)
     return Results(recipe=recipe, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
-                   rungs=rungs, selection=selection, final=best.final(selection.chosen, final_runs),
-                   final_runs=final_runs, ensemble=best.ensemble(selection),
+                   rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
+                   final_runs=final_runs, ensemble=best_published.ensemble(selection),
                    ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
                    workers=beyond().workers)
 
 
 def closest_readings(readings: dict[str, Sequence[Run]]) -> list[dict[str, Any]]:
     """The readings of the recipe (not the recipe itself), nearest first to the paper's errors by their
-    mean errors over seeds (:func:`helpers.gap.variant_numbers`); a tie keeps the order of the readings."""
+    mean errors over seeds (:func:`helpers.discussion.variant_numbers`); a tie keeps the order of the readings."""
     n = len(next(iter(readings.values()))[0].labels)
     out = []
-    for v in gap.variant_numbers(readings):
-        if v["name"] == gap.RECIPE:
+    for v in discussion.variant_numbers(readings):
+        if v["name"] == discussion.RECIPE:
             continue
         errors = v["mean_error"] * n / 100
-        low, high = stats.mean_interval([gap.error_pct(r) for r in readings[v["name"]]])
+        low, high = stats.mean_interval([discussion.error_pct(r) for r in readings[v["name"]]])
         out.append(v | {"mean_errors": errors, "distance": round(abs(errors - paper.ERRORS), 6),
                         "low": low, "high": high})
     return sorted(out, key=lambda v: v["distance"])  # stable: ties stay in the readings' order
@@ -108,30 +108,30 @@ def headline_verdict(verdict: pd.DataFrame) -> str:
 
 def numbers(results: Results) -> dict[str, Any]:
     """Every number the summary of findings glues, under its glue name: the recipe's seed 0 and its
-    seeds (:func:`helpers.gap.recipe_numbers`), the verdict table's counts, the two readings closest to
+    seeds (:func:`helpers.discussion.recipe_numbers`), the verdict table's counts, the two readings closest to
     the paper, the digit with the largest excess, the best single model and the ensemble
-    (:func:`helpers.best.final_numbers`) against the best published result and human readers, and the
+    (:func:`helpers.best_published.final_numbers`) against the best published result and human readers, and the
     cost of retraining the ledger."""
     from helpers.config import DECISIONS, READINGS
 
     recipe = results.recipe
     n = len(recipe[0].labels)
     seed0 = next(r for r in recipe if r.job.seed == 0)
-    rates = [gap.error_pct(r) for r in recipe]
+    rates = [discussion.error_pct(r) for r in recipe]
     out: dict[str, Any] = {
         "seed0_errors": seed0.errors, "seed0_accuracy": 100 * seed0.accuracy, "seed0_minutes": seed0.seconds / 60,
-        **gap.recipe_numbers(recipe),
+        **discussion.recipe_numbers(recipe),
         "rec_accuracy": 100 - float(np.mean(rates)), "rec_min": min(rates), "rec_max": max(rates),
         **verdict_counts(results.verdict),
         "n_decisions": len(DECISIONS), "decision_names": ", ".join(d.name for d in DECISIONS),
-        "n_readings": len(READINGS), "reading_seeds": len(results.readings[gap.RECIPE]),
+        "n_readings": len(READINGS), "reading_seeds": len(results.readings[discussion.RECIPE]),
     }
-    excess = gap.excess_numbers(gap.excess_by_digit(recipe))
+    excess = discussion.excess_numbers(discussion.excess_by_digit(recipe))
     out |= {"top_digit": excess["top_digit"], "top_share": excess["top_share"]}
     for i, v in enumerate(closest_readings(results.readings)[:2], start=1):
         out |= {f"close{i}_name": v["name"], f"close{i}_mean": v["mean_error"], f"close{i}_errors": v["mean_errors"],
                 f"close{i}_low": v["low"], f"close{i}_high": v["high"]}
-    final = best.final_numbers(results.final, results.selection.chosen, chosen_ensemble=results.ensemble)
+    final = best_published.final_numbers(results.final, results.selection.chosen, chosen_ensemble=results.ensemble)
     out |= {key: final[key] for key in (
         "chosen", "best_mean", "best_low", "best_high", "best_seeds", "ensemble", "ensemble_errors",
         "ensemble_size", "ensemble_sets", "ensemble_low", "ensemble_high", "best_published")}
@@ -180,12 +180,12 @@ def points(results: Results) -> list[Row]:
     """Every result on one axis, top to bottom: the paper, the recipe's seeds, the readings, the
     classical baselines, the ladder's kept rungs, the cross-validated best model's seeds, the
     ensemble, the published results, and the human band (last, drawn as a span)."""
-    rates = best.rates
+    rates = best_published.rates
     rows = [Row("the paper", "Karim & Kaur 2020, one run", (paper.ERROR,)),
             Row("our reproduction", f"the paper's recipe, {len(results.recipe)} seeds",
                 tuple(rates(results.recipe)))]
     rows += [Row("readings of the recipe", name, tuple(rates(runs)))
-             for name, runs in results.readings.items() if name != gap.RECIPE]
+             for name, runs in results.readings.items() if name != discussion.RECIPE]
     rows += [Row("classical baselines", b["method"], (float(b["test error rate (%)"]),)) for b in results.baselines]
     rows += [Row("the ladder (kept rungs)", ladder_label(r.name), tuple(rates(r.runs)))
              for r in results.rungs[1:] if r.kept]
@@ -219,7 +219,7 @@ def augmenting_readings() -> set[str]:
 
 def profile_differs(results: Results) -> bool:
     """Whether every run of every reading errs differently per digit from the paper's Figure 8: more
-    3s and 1s and fewer 0s misread (:func:`helpers.gap.profile_numbers`, as the discussion chapter checks)."""
-    profile = gap.profile_numbers(gap.per_digit_errors(results.readings), gap.RECIPE)
+    3s and 1s and fewer 0s misread (:func:`helpers.discussion.profile_numbers`, as the discussion chapter checks)."""
+    profile = discussion.profile_numbers(discussion.per_digit_errors(results.readings), discussion.RECIPE)
     return bool(profile["runs_min_3"] > profile["paper_3"] and profile["runs_min_1"] > profile["paper_1"]
                 and profile["runs_max_0"] < profile["paper_0"])

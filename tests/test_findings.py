@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import best, findings, gap, paper, plots, stats
+from helpers import best_published, discussion, findings, paper, plots, stats
 from helpers.config import BASELINE, READINGS
 from helpers.train import Job, Run
 from tests.conftest import need_real_data
@@ -47,28 +47,28 @@ def run(config, seed: int, errors: int, tta_errors: int | None = None, seconds: 
 def fake_results() -> findings.Results:
     recipe_config = BASELINE.with_(epochs=paper.EPOCHS)
     recipe = [run(recipe_config, s, e) for s, e in zip(SEEDS, RECIPE_ERRORS)]
-    readings = {gap.RECIPE: recipe}
+    readings = {discussion.RECIPE: recipe}
     for reading in READINGS:
         config = recipe_config.with_(**reading.changes)
         readings[reading.name] = [run(config, s, e) for s, e in zip(SEEDS, READING_ERRORS[reading.name])]
     train_labels = np.arange(7291) % 10
-    verdict = gap.verdict_table(recipe, train_labels, LABELS, recipe_config, recipe[0].history)
+    verdict = discussion.verdict_table(recipe, train_labels, LABELS, recipe_config, recipe[0].history)
     rungs = [SimpleNamespace(name="the paper's recipe (our reproduction)", kept=True, runs=recipe),
              SimpleNamespace(name="cosine decay", kept=False, runs=[run(BEST, 0, 82), run(BEST, 1, 77)]),
              SimpleNamespace(name="shift and rotation augmentation", kept=True, runs=readings[READINGS[-1].name][:2])]
     cv_labels = LABELS[:50]
-    cv = best.CVResult("label smoothing + weight averaging", BEST, [], np.eye(10)[(cv_labels + (cv_labels < 3)) % 10],
+    cv = best_published.CVResult("label smoothing + weight averaging", BEST, [], np.eye(10)[(cv_labels + (cv_labels < 3)) % 10],
                        cv_labels, np.eye(10)[cv_labels])  # test-time shifts lower its cross-validated errors
-    selection = best.Selection(first={cv.name: cv}, second={cv.name: cv})
+    selection = best_published.Selection(first={cv.name: cv}, second={cv.name: cv})
     final_runs = [run(BEST, s, 50, tta_errors=e) for s, e in zip(SEEDS, (43, 44, 44, 42, 45))]
     # the second member's seed-0 run is the chosen model's seed 0 without weight averaging: one training run
     members = {cv.name: final_runs, "label smoothing": [run(BEST.with_(weight_average=0.0), 0, 47, 46)]}
-    ensemble = best.Ensemble(list(members), [120, 110], members, [44, 38], N, plain_errors=40)
+    ensemble = best_published.Ensemble(list(members), [120, 110], members, [44, 38], N, plain_errors=40)
     baselines = [{"method": "k-nearest neighbours", "test error rate (%)": 5.63},
                  {"method": "logistic regression", "test error rate (%)": 8.22},
                  {"method": "RBF support vector machine", "test error rate (%)": 4.73}]
     return findings.Results(recipe=recipe, readings=readings, verdict=verdict, baselines=baselines, rungs=rungs,
-                            selection=selection, final=best.final(cv, final_runs), final_runs=final_runs,
+                            selection=selection, final=best_published.final(cv, final_runs), final_runs=final_runs,
                             ensemble=ensemble, ledger_seconds=[600.0] * 12, workers=2)
 
 
@@ -198,7 +198,7 @@ def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     assert numbers["rec_seeds"] == len(experiments.paper_seed_runs()) == 5
     assert findings.headline_verdict(results.verdict) == "not reproduced"  # the title's [¬Re]
     assert numbers["ensemble_size"] <= numbers["ensemble_sets"]
-    assert numbers["ensemble_size"] == len({best.training_identity(r) for g in results.ensemble.runs.values() for r in g})
+    assert numbers["ensemble_size"] == len({best_published.training_identity(r) for g in results.ensemble.runs.values() for r in g})
     seconds = [ledger.record(e)["seconds"] for e in ledger.entries()]
     assert numbers["ledger_runs"] == len(seconds) and numbers["train_hours"] == pytest.approx(sum(seconds) / 3600)
     assert numbers["retrain_wall_hours"] == pytest.approx(sum(seconds) / 7200)

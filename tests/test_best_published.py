@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import best, data, evaluate, paper, train
+from helpers import best_published, data, evaluate, paper, train
 from helpers._tf import keras
 from helpers.config import BASELINE, LATE_FIELDS
 from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
@@ -32,17 +32,17 @@ def test_late_fields_are_left_out_of_run_names_at_their_defaults() -> None:
 
 
 def test_candidates_add_each_lever_and_all_together() -> None:
-    found = best.candidates(BASE)
-    assert list(found)[0] == best.BASE and list(found)[-1] == best.ALL
-    assert len(found) == len(best.LEVERS) + 2 and len(set(found.values())) == len(found)
-    for lever in best.LEVERS:
-        assert all(getattr(found[best.ALL], k) == v for k, v in lever.changes.items())
+    found = best_published.candidates(BASE)
+    assert list(found)[0] == best_published.BASE and list(found)[-1] == best_published.ALL
+    assert len(found) == len(best_published.LEVERS) + 2 and len(set(found.values())) == len(found)
+    for lever in best_published.LEVERS:
+        assert all(getattr(found[best_published.ALL], k) == v for k, v in lever.changes.items())
         assert all(getattr(found[lever.name], k) == v for k, v in lever.changes.items())
 
 
 def test_every_candidate_builds_and_hashes_differently() -> None:
-    hashes = {train.code_hash(config) for config in best.candidates(BASE).values()}
-    assert len(hashes) == len(best.LEVERS) + 2
+    hashes = {train.code_hash(config) for config in best_published.candidates(BASE).values()}
+    assert len(hashes) == len(best_published.LEVERS) + 2
 
 
 def test_elastic_distortion_is_seeded_bounded_and_off_at_inference() -> None:
@@ -75,8 +75,8 @@ def test_label_smoothing_matches_the_formula() -> None:
 
 
 def test_every_lever_builds_a_model_that_trains() -> None:
-    config = best.candidates(BASE.with_(epochs=1, batch_size=8, filters=2, dense_units=4,
-                                        second_block_filters=2))[best.ALL]
+    config = best_published.candidates(BASE.with_(epochs=1, batch_size=8, filters=2, dense_units=4,
+                                        second_block_filters=2))[best_published.ALL]
     model = build_model(config)
     names = [layer.name for layer in model.layers]
     assert {"augment_zoom", "augment_shear", "augment_elastic"} <= set(names)
@@ -94,14 +94,14 @@ def test_shifted_moves_pixels_and_fills_the_edge() -> None:
     assert np.array_equal(train.shifted(images, 0, 0, 5.0), images)
 
 
-def _fold_runs(labels: np.ndarray, wrong: int, folds: int = best.FOLDS) -> list[Run]:
+def _fold_runs(labels: np.ndarray, wrong: int, folds: int = best_published.FOLDS) -> list[Run]:
     runs = []
     for fold in range(folds):
-        _, held = data.fold_split(labels, folds, fold, seed=best.CV_SEED)
+        _, held = data.fold_split(labels, folds, fold, seed=best_published.CV_SEED)
         predicted = labels[held].copy()
         predicted[:wrong] = (predicted[:wrong] + 1) % 10
         probs = np.eye(10, dtype="float32")[predicted]
-        job = Job(BASE, best.CV_SEED, f"cv{folds}-{fold}")
+        job = Job(BASE, best_published.CV_SEED, f"cv{folds}-{fold}")
         runs.append(Run(job, job.key(), Path("."), {"accuracy": [0.5, 0.9]}, 10.0, probs, labels[held], "ledger",
                         tta=np.eye(10, dtype="float32")[labels[held]]))
     return runs
@@ -111,23 +111,23 @@ def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() 
     need_real_data()
     _, labels = data.load_usps("train")
     runs = _fold_runs(labels, wrong=4)
-    probabilities, got, tta = best.out_of_fold(runs)
+    probabilities, got, tta = best_published.out_of_fold(runs)
     assert np.array_equal(got, labels) and tta is not None
-    assert int((probabilities.argmax(1) != labels).sum()) == 4 * best.FOLDS
-    results = {best.BASE: best.CVResult(best.BASE, BASE, runs, probabilities, labels, None),
-               "better": best.CVResult("better", BASE, runs, *best.out_of_fold(_fold_runs(labels, wrong=1))),
-               best.ALL: best.CVResult(best.ALL, BASE, runs, *best.out_of_fold(_fold_runs(labels, wrong=1)))}
-    chosen = best.choose(results)
+    assert int((probabilities.argmax(1) != labels).sum()) == 4 * best_published.FOLDS
+    results = {best_published.BASE: best_published.CVResult(best_published.BASE, BASE, runs, probabilities, labels, None),
+               "better": best_published.CVResult("better", BASE, runs, *best_published.out_of_fold(_fold_runs(labels, wrong=1))),
+               best_published.ALL: best_published.CVResult(best_published.ALL, BASE, runs, *best_published.out_of_fold(_fold_runs(labels, wrong=1)))}
+    chosen = best_published.choose(results)
     assert chosen.name == "better" and chosen.use_tta and chosen.score == 0  # shifts fix its errors
-    table = best.cv_table(results)
-    assert table.loc[best.BASE, "CV errors"] == 12 and table.loc["better", "with test-time shifts"] == 0
+    table = best_published.cv_table(results)
+    assert table.loc[best_published.BASE, "CV errors"] == 12 and table.loc["better", "with test-time shifts"] == 0
     assert table.loc["better", "McNemar p vs base"] < 0.05
     assert table.loc["better", "last-epoch training accuracy (%)"] == 90.0
-    numbers = best.cv_numbers(table, chosen)
+    numbers = best_published.cv_numbers(table, chosen)
     assert numbers["cv_better"] == 2 and numbers["cv_significant"] == 2 and numbers["base_cv_errors"] == 12
     assert numbers["chosen_p"] < 0.05 and numbers["cv_n"] == len(labels)
     with pytest.raises(ValueError, match="cover"):
-        best.out_of_fold(runs[:-1])
+        best_published.out_of_fold(runs[:-1])
 
 
 def test_final_and_ensemble_errors() -> None:
@@ -135,21 +135,21 @@ def test_final_and_ensemble_errors() -> None:
     probs = [np.eye(10)[[0, 1, 2, 3, 9]] * 0.6 + 0.04, np.eye(10)[[0, 1, 2, 9, 4]] * 0.6 + 0.04,
              np.eye(10)[[0, 1, 2, 3, 4]] * 0.9 + 0.01]
     runs = [Run(Job(BASE, s), f"k{s}", Path("."), {}, 5.0, p, labels, "ledger", tta=p) for s, p in enumerate(probs)]
-    chosen = best.CVResult("x", BASE, [], np.eye(10)[labels], labels, np.eye(10)[labels])
-    result = best.final(chosen, runs)
+    chosen = best_published.CVResult("x", BASE, [], np.eye(10)[labels], labels, np.eye(10)[labels])
+    result = best_published.final(chosen, runs)
     assert result.errors == [1, 1, 0] and result.ensemble_errors == 0
     assert result.mean == pytest.approx(100 * 2 / 15)
-    table = best.final_table(result, runs)
+    table = best_published.final_table(result, runs)
     assert list(table["errors"]) == [1, 1, 0, 0] and table.index[-1] == "ensemble of the 3 seeds"
     with pytest.raises(ValueError, match="test-time-shift"):
-        best.probabilities(Run(Job(BASE), "k", Path("."), {}, 1.0, probs[0], labels, "ledger"), tta=True)
+        best_published.probabilities(Run(Job(BASE), "k", Path("."), {}, 1.0, probs[0], labels, "ledger"), tta=True)
     rungs = [SimpleNamespace(name="recipe", kept=True, runs=runs[:1], holdout={"errors": 9, "n": 100, "accuracy": 0.91}),
              SimpleNamespace(name="dropped", kept=False, runs=runs[1:2], holdout={"errors": 12, "n": 100, "accuracy": 0.88}),
              SimpleNamespace(name="kept", kept=True, runs=runs, holdout={"errors": 7, "n": 100, "accuracy": 0.93})]
-    assert best.holdout_numbers(best.holdout_table(rungs), "kept") == {
+    assert best_published.holdout_numbers(best_published.holdout_table(rungs), "kept") == {
         "ladder_holdout_errors": 7, "ladder_holdout_n": 100, "ladder_holdout_pct": 7.0,
         "ladder_test_mean": round(100 * 2 / 15, 2)}
-    standings = best.standings_rates(runs[:2], rungs, result, SimpleNamespace(error=1.5))
+    standings = best_published.standings_rates(runs[:2], rungs, result, SimpleNamespace(error=1.5))
     assert list(standings) == ["the paper's recipe", "ladder: kept", "cross-validated best", "its seeds' ensemble",
                                "ensemble chosen by cross-validation"]  # a dropped rung is not shown
     assert standings["the paper's recipe"] == [20.0, 20.0] and standings["ensemble chosen by cross-validation"] == [1.5]
@@ -167,12 +167,12 @@ def test_literature_table_sorts_and_marks_the_best_published() -> None:
 
 def test_ranking_table_and_spearman() -> None:
     labels = np.zeros(10, int)
-    results = {n: best.CVResult(n, BASE, [], np.eye(10)[np.r_[np.ones(k, int), np.zeros(10 - k, int)]], labels, None)
+    results = {n: best_published.CVResult(n, BASE, [], np.eye(10)[np.r_[np.ones(k, int), np.zeros(10 - k, int)]], labels, None)
                for n, k in (("a", 1), ("b", 2), ("c", 3))}
     tests = {n: Run(Job(BASE), n, Path("."), {}, 1.0, results[n].probabilities, labels, "ledger")
              for n in results}
-    table = best.ranking_table(results, tests)
-    assert list(table["CV rank"]) == [1, 2, 3] and best.spearman(table) == pytest.approx(1.0)
+    table = best_published.ranking_table(results, tests)
+    assert list(table["CV rank"]) == [1, 2, 3] and best_published.spearman(table) == pytest.approx(1.0)
 
 
 def test_noise_numbers_read_the_anatomy_rows() -> None:
@@ -180,7 +180,7 @@ def test_noise_numbers_read_the_anatomy_rows() -> None:
                "noise on background only (%)", "noise in the edge frame only (%)", "grey background, no speckle (%)"]
     rows = {"the paper's network": [11.8, 8, 46, 0.8, 7, 5, 4], "the ladder's final model": [41, 8, 71, 0.7, 18, 6, 5],
             "recipe + shift augmentation": [68.3, 8, 92, 0.9, 38.9, 8.3, 13], "cross-validated best": [30, 8, 60, 0.7, 9, 5, 4]}
-    numbers = best.noise_numbers(pd.DataFrame.from_dict(rows, orient="index", columns=columns))
+    numbers = best_published.noise_numbers(pd.DataFrame.from_dict(rows, orient="index", columns=columns))
     assert numbers["noise_shift_share"] == 92 and numbers["noise_shift_digit"] == 8
     assert numbers["noise_best_error"] == 30 and numbers["noise_paper_error"] == 11.8
     assert numbers["noise_shift_background"] == 38.9 and numbers["noise_final_error"] == 41
@@ -188,15 +188,15 @@ def test_noise_numbers_read_the_anatomy_rows() -> None:
 
 def test_second_round_adds_each_lever_to_the_first_choice() -> None:
     first = BASE.with_(label_smoothing=0.1)
-    found = best.second_candidates("label smoothing", first)
+    found = best_published.second_candidates("label smoothing", first)
     assert list(found)[0] == "label smoothing" and found["label smoothing"] == first
-    assert len(found) == len(best.SECOND_LEVERS) + 1 and len(set(found.values())) == len(found)
+    assert len(found) == len(best_published.SECOND_LEVERS) + 1 and len(set(found.values())) == len(found)
     assert all(name.startswith("label smoothing + ") for name in list(found)[1:])
     longer = found["label smoothing + elastic distortions, twice the epochs, cosine decay"]
-    assert longer.epochs == 2 * best.beyond().epochs and longer.augment_elastic == 8.0 and longer.schedule == "cosine"
+    assert longer.epochs == 2 * best_published.beyond().epochs and longer.augment_elastic == 8.0 and longer.schedule == "cosine"
     assert all(config.label_smoothing == 0.1 for config in found.values())
-    table = best.lever_table(best.SECOND_LEVERS)
-    assert f"epochs = {2 * best.beyond().epochs}" in table.loc["elastic distortions, twice the epochs, cosine decay",
+    table = best_published.lever_table(best_published.SECOND_LEVERS)
+    assert f"epochs = {2 * best_published.beyond().epochs}" in table.loc["elastic distortions, twice the epochs, cosine decay",
                                                                "configuration"]
     assert len({train.code_hash(config) for config in found.values()}) == len(found)
 
@@ -215,13 +215,13 @@ def test_weight_averaging_predicts_with_the_average_and_a_third_block_builds() -
     assert train.code_hash(config.with_(weight_average=0.9)) != train.code_hash(config)
 
 
-def _cv(name: str, wrong: np.ndarray, labels: np.ndarray) -> best.CVResult:
+def _cv(name: str, wrong: np.ndarray, labels: np.ndarray) -> best_published.CVResult:
     # right: 0.6 on the label; wrong: 0.5 on the next digit and 0.3 on the label (a confident vote fixes it)
     probs = np.eye(10, dtype="float32")[labels] * 0.6 + 0.04
     probs[wrong] = np.eye(10, dtype="float32")[(labels[wrong] + 1) % 10] * 0.5 \
         + np.eye(10, dtype="float32")[labels[wrong]] * 0.3 + 0.2 / 8 * (1 - np.eye(10)[labels[wrong]]
                                                                         - np.eye(10)[(labels[wrong] + 1) % 10])
-    return best.CVResult(name, BASE, [], probs, labels, None)
+    return best_published.CVResult(name, BASE, [], probs, labels, None)
 
 
 def test_greedy_ensemble_adds_members_only_while_cross_validated_errors_fall() -> None:
@@ -233,10 +233,10 @@ def test_greedy_ensemble_adds_members_only_while_cross_validated_errors_fall() -
     c = np.zeros(30, bool)
     c[12:18] = True
     pool = {"a": _cv("a", a, labels), "b": _cv("b", b, labels), "c": _cv("c", c, labels), "bad": _cv("bad", a | b, labels)}
-    members = best.greedy_ensemble(pool, "a")
+    members = best_published.greedy_ensemble(pool, "a")
     # b and c each fix all of a's errors; the first of equals joins; then nothing lowers the errors
     assert members == [("a", 6), ("b", 0)]
-    assert best.greedy_ensemble({"a": pool["a"], "bad": pool["bad"]}, "a") == [("a", 6)]  # never adds a worse one
+    assert best_published.greedy_ensemble({"a": pool["a"], "bad": pool["bad"]}, "a") == [("a", 6)]  # never adds a worse one
 
 
 def test_selection_and_second_round_numbers() -> None:
@@ -247,19 +247,19 @@ def test_selection_and_second_round_numbers() -> None:
         mask[:k] = True
         return mask
 
-    first = {best.BASE: _cv(best.BASE, wrong(8), labels), "ls": _cv("ls", wrong(5), labels),
+    first = {best_published.BASE: _cv(best_published.BASE, wrong(8), labels), "ls": _cv("ls", wrong(5), labels),
              "other": _cv("other", wrong(6), labels)}
     second = {"ls": first["ls"], "ls + elastic distortions": _cv("ls + elastic distortions", wrong(7), labels),
               "ls + weight averaging": _cv("ls + weight averaging", wrong(3), labels),
               "ls + elastic distortions, twice the epochs, cosine decay":
               _cv("ls + elastic distortions, twice the epochs, cosine decay", wrong(4), labels)}
-    selection = best.Selection(first, second)
+    selection = best_published.Selection(first, second)
     assert selection.first_choice.name == "ls" and selection.chosen.name == "ls + weight averaging"
-    assert best.BASE not in selection.pool and len(selection.pool) == 5
-    numbers = best.second_numbers(selection)
+    assert best_published.BASE not in selection.pool and len(selection.pool) == 5
+    numbers = best_published.second_numbers(selection)
     assert numbers["first_score"] == 5 and numbers["second_better"] == 2 and numbers["second_candidates"] == 3
     assert numbers["elastic_score"] == 7 and numbers["double_score"] == 4 and numbers["chosen_score"] == 3
-    table = best.cv_table(second)  # the McNemar column compares with the first round's choice
+    table = best_published.cv_table(second)  # the McNemar column compares with the first round's choice
     assert table.loc["ls", "McNemar p vs base"] == "" and table.loc["ls + weight averaging", "CV errors"] == 3
 
 
@@ -272,15 +272,15 @@ def test_test_jobs_list_the_chosen_seeds_the_ranking_check_and_the_members() -> 
         return mask
 
     smooth, elastic = BASE.with_(label_smoothing=0.1), BASE.with_(augment_elastic=8.0)
-    first = {best.BASE: _cv(best.BASE, wrong(0, 8), labels),
+    first = {best_published.BASE: _cv(best_published.BASE, wrong(0, 8), labels),
              "ls": dataclasses.replace(_cv("ls", wrong(0, 6), labels), config=smooth),
              "elastic": dataclasses.replace(_cv("elastic", wrong(6, 13), labels), config=elastic)}
-    selection = best.Selection(first, {"ls": first["ls"]})
-    jobs = best.test_jobs(selection)
-    seeds = [Job(smooth, seed) for seed in best.beyond().best_seeds]
+    selection = best_published.Selection(first, {"ls": first["ls"]})
+    jobs = best_published.test_jobs(selection)
+    seeds = [Job(smooth, seed) for seed in best_published.beyond().best_seeds]
     assert selection.chosen.name == "ls" and jobs["the cross-validated best model"] == seeds
     assert jobs["ranking check on the test set"] == [Job(BASE, 0), Job(smooth, 0), Job(elastic, 0)]
-    assert best.ranking_jobs(first) == {best.BASE: Job(BASE, 0), "ls": Job(smooth, 0), "elastic": Job(elastic, 0)}
+    assert best_published.ranking_jobs(first) == {best_published.BASE: Job(BASE, 0), "ls": Job(smooth, 0), "elastic": Job(elastic, 0)}
     # elastic fixes every error of ls (their errors fall on different images), so it joins the ensemble
     assert jobs["ensemble members chosen by cross-validation"] == seeds + [Job(elastic, 0)]
 
@@ -298,17 +298,17 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
         return Run(Job(config, seed), Job(config, seed).key(), Path("."), {}, 1.0, p, labels, "ledger", tta=p)
 
     runs = {"chosen": [run(chosen, s) for s in range(5)], "smooth": [run(smooth, 0)], "other": [run(other, 0)]}
-    assert best.training_identity(runs["chosen"][0]) == best.training_identity(runs["smooth"][0])
-    ensemble = best.Ensemble(list(runs), [3, 2, 1], runs, [5, 4, 3], len(labels), 4)
+    assert best_published.training_identity(runs["chosen"][0]) == best_published.training_identity(runs["smooth"][0])
+    ensemble = best_published.Ensemble(list(runs), [3, 2, 1], runs, [5, 4, 3], len(labels), 4)
     assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
     weights = {m["name"]: (m["seeds"], m["weight"]) for m in ensemble.weights()}
     assert weights == {"chosen": ([0, 1, 2, 3, 4], pytest.approx(1 / 15)), "smooth": ([0], pytest.approx(1 / 3)),
                        "other": ([0], pytest.approx(1 / 3))}
-    cv = {name: best.CVResult(name, BASE, [], np.eye(10)[labels], labels, None) for name in runs}
-    selection = best.Selection(cv, cv)
+    cv = {name: best_published.CVResult(name, BASE, [], np.eye(10)[labels], labels, None) for name in runs}
+    selection = best_published.Selection(cv, cv)
     expected = int((np.mean([r.probabilities for g in runs.values() for r in g], axis=0).argmax(1) != labels).sum())
-    assert best.plain_test_errors(selection, runs) == expected
+    assert best_published.plain_test_errors(selection, runs) == expected
     weighted = np.mean([np.mean([r.probabilities for r in g], axis=0) for g in runs.values()], axis=0)
-    assert best.ensemble_test_errors(selection, runs) == int((weighted.argmax(1) != labels).sum())
-    table = best.ensemble_table(ensemble, cv)
+    assert best_published.ensemble_test_errors(selection, runs) == int((weighted.argmax(1) != labels).sum())
+    table = best_published.ensemble_table(ensemble, cv)
     assert list(table["weight of each run"]) == ["1/15", "1/3", "1/3"]

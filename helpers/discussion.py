@@ -409,22 +409,6 @@ def digit_numbers(per_digit: pd.DataFrame, misread: pd.Series, digit: int, compa
             "threes_aug": float(column(compare).mean())}
 
 
-class ClaimError(AssertionError):
-    """A statement of a chapter's prose that the ledger's numbers no longer support."""
-
-
-def require(claims: Mapping[str, bool]) -> None:
-    """Stop the chapter when a statement its prose makes is false for the ledger's numbers.
-
-    Prose that interprets results (which reading explains the gap, which digit carries it)
-    cannot be glued; it is checked instead, so the page is never built on stale words.
-    """
-    false = [claim for claim, holds in claims.items() if not holds]
-    if false:
-        raise ClaimError("The text of this chapter states these, but the results ledger says otherwise; "
-                         "rewrite the text for the new results: " + "; ".join(false))
-
-
 def holds_paper(runs: Sequence[Any]) -> bool:
     """Whether the 95 % interval of the mean error over ``runs`` holds the paper's 2.89 %."""
     low, high = stats.mean_interval([error_pct(r) for r in runs])
