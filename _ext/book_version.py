@@ -12,11 +12,16 @@ Both are computed when the build starts (``config-inited``), never typed in: Sph
 ``version``/``release`` (shown as "Version ..." on the PDF's title page, where the date line
 names the ledger), and ``html_context`` for the footer component ``templates/book-version.html``,
 which also links to "How to cite" in the reproducibility chapter.
+
+The title page also needs the book's title as LaTeX: Jupyter Book passes ``title:`` of
+``_config.yml`` to ``latex_documents`` as it is, so a title with ``&`` (``Karim & Kaur``) stopped
+XeLaTeX ("Misplaced alignment tab character"); its ``&``, ``%`` and ``#`` are escaped here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -77,6 +82,19 @@ def _config_inited(app: Any, config: Any) -> None:
         config.templates_path.insert(0, templates)
 
 
+def latex_title(title: str) -> str:
+    """A plain-text title as LaTeX: ``&``, ``%`` and ``#`` escaped (unless they already are)."""
+    return re.sub(r"(?<!\\)([&%#])", r"\\\1", title)
+
+
+def _escape_latex_titles(app: Any, env: Any) -> None:
+    # Jupyter Book sets latex_documents after Sphinx has started, so this runs once the
+    # sources are read, before the LaTeX builder writes the title page.
+    app.config.latex_documents = [(doc[0], doc[1], latex_title(doc[2]), *doc[3:]) if len(doc) > 2 else doc
+                                  for doc in app.config.latex_documents]
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.connect("config-inited", _config_inited)
+    app.connect("env-updated", _escape_latex_titles)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

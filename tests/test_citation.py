@@ -84,3 +84,8 @@ def test_ledger_date_is_the_last_training_date(book_version, tmp_path: Path) -> 
     if records:
         latest = max(json.loads(r.read_text())["trained"] for r in records)
         assert book_version.ledger_date() == latest[:10]
+
+
+def test_the_title_is_escaped_for_the_pdf_title_page(book_version) -> None:
+    assert book_version.latex_title("a reproduction of Karim & Kaur (2020)") == r"a reproduction of Karim \& Kaur (2020)"
+    assert book_version.latex_title(r"50% of \& #1") == r"50\% of \& \#1"
