@@ -19,12 +19,9 @@ SETUP_CELL = '''\
 # Colab / Binder: fetch the book and install its helpers when they are missing.
 import importlib.util, os, subprocess, sys
 if importlib.util.find_spec("helpers") is None:
-    REPOSITORY = "{url}"  # repository.url in _config.yml
-    subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY, "usps-cnn-book"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
-                   cwd="usps-cnn-book", check=True)
-    sys.path.insert(0, os.path.abspath("usps-cnn-book"))
-    os.chdir("usps-cnn-book/chapters")'''
+    subprocess.run("git clone -q --depth 1 {url} usps-cnn-book && cd usps-cnn-book && "
+                   f'"{{sys.executable}}" -m pip install -q -r requirements.txt', shell=True, check=True)
+    sys.path.insert(0, os.path.abspath("usps-cnn-book")); os.chdir("usps-cnn-book/chapters")'''
 
 
 def repository_url(config: Path = REPO / "_config.yml") -> str:
