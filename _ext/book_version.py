@@ -28,6 +28,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FOOTER = "book-version.html"
+# Sphinx prints the release on the title page and in every page's header, where it made the long
+# title wrap onto two lines (and fancyhdr warn about the header's height): keep it on the title
+# page (\releaseinfo is printed there only) and give the headers the title alone, as before.
+TITLE_PAGE_ONLY = r"""
+\makeatletter
+\setreleaseinfo{\releasename\space\version}
+\renewcommand{\py@release}{}
+\renewcommand{\sphinxheadercomma}{}
+\makeatother
+"""
 
 
 def _git(*args: str) -> str:
@@ -66,7 +76,8 @@ def _config_inited(app: Any, config: Any) -> None:
     config.version = version
     config.release = release
     config.today = f"Results ledger: last entry trained {ledger}"  # the date line of the PDF's title page
-    config.latex_elements = {**config.latex_elements, "releasename": "Version"}
+    config.latex_elements = {**config.latex_elements, "releasename": "Version",
+                             "preamble": config.latex_elements.get("preamble", "") + TITLE_PAGE_ONLY}
     config.html_context = {**config.html_context, "book_version": version, "book_commit_date": commit_date,
                            "ledger_date": ledger}
     options = dict(config.html_theme_options)
