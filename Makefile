@@ -93,10 +93,14 @@ define apt_install
 	else echo "$$$(2)" >&2; exit 1; fi
 endef
 
+# latexmk -silent: XeLaTeX's page-by-page output (about 4000 lines, with the first pass's
+# "undefined reference" warnings that the next passes resolve, and overfull boxes) stays in
+# _build/latex/usps-cnn-book.log; when the PDF fails, the errors are printed from that log.
 pdf: $(STAMP) check _build/.code-hash-$(CODE_HASH)
 	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v xindy >/dev/null \
 	  && command -v pdftotext >/dev/null || { $(call apt_install,$(TEX_PACKAGES),NEED_TEX); }
-	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going
+	LATEXMKOPTS=-silent $(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going \
+	  || { grep -A4 '^!' _build/latex/usps-cnn-book.log 2>/dev/null | head -40 >&2; exit 1; }
 	cp _build/latex/usps-cnn-book.pdf _build/html/ 2>/dev/null || true
 	@ls -l _build/latex/usps-cnn-book.pdf
 
