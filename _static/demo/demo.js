@@ -273,7 +273,10 @@
         root.dataset.ready = "1";
         if (status.textContent === "Loading the two models…") status.textContent = "Draw a digit in the box.";
       }, (error) => {
-        status.textContent = "The models could not be loaded (" + error.message + "); reload the page to try again.";
+        status.textContent = location.protocol === "file:"
+          ? "Browsers do not let a page opened as a file fetch the models: serve the book instead " +
+            "(python3 -m http.server -d _build/html) and open it at http://localhost:8000."
+          : "The models could not be loaded (" + error.message + "); reload the page to try again.";
       });
     }
     if ("IntersectionObserver" in window) {
