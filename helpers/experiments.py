@@ -80,12 +80,15 @@ def ensemble_predictions(runs: Sequence[Run]) -> np.ndarray:
     return np.mean([r.probabilities for r in runs], axis=0).argmax(axis=1)
 
 
-def sweep_runs(field: str, values: Sequence[Any], seeds: Sequence[int]) -> list[Run]:
+def sweep_jobs(field: str, values: Sequence[Any], seeds: Sequence[int]) -> list[Job]:
     """The paper's recipe with ``field`` set to each value, once per seed."""
-    settings = beyond()
-    recipe = paper_config().with_(epochs=settings.epochs)
-    jobs = [Job(recipe.with_(**{field: value}), seed) for value in values for seed in seeds]
-    return run_many(jobs, workers=settings.workers,
+    recipe = paper_config().with_(epochs=beyond().epochs)
+    return [Job(recipe.with_(**{field: value}), seed) for value in values for seed in seeds]
+
+
+def sweep_runs(field: str, values: Sequence[Any], seeds: Sequence[int]) -> list[Run]:
+    """The runs of :func:`sweep_jobs` (trained if missing)."""
+    return run_many(sweep_jobs(field, values, seeds), workers=beyond().workers,
                     describe=lambda j: f"{field} = {getattr(j.config, field)}, seed {j.seed}")
 
 
@@ -192,44 +195,55 @@ def best_rung(results: Sequence[RungResult]) -> RungResult:
     return [r for r in results if r.kept][-1]
 
 
-def experiment_runs() -> dict[str, list[Run]]:
-    """Every trained run of the book, grouped by the experiment (chapter) that needs it."""
-    from helpers.config import BASELINE, DECISIONS, profile
-    from helpers.train import decision_sweep, paper_job, run
+def jobs() -> dict[str, list[Job]]:
+    """The one registry of the book's runs: each experiment (and the chapter that shows it) with its
+    jobs, in the order ``make results`` trains them.
+
+    ``make results`` and ``make retrain`` train these (:func:`everything`), pruning keeps exactly these
+    (and every run scored on the test set), and the cost table, the test-set log and the
+    reproducibility chapter read them. Some jobs follow from the results of others (the recipe from
+    the decision search, the ladder's rungs from its holdout runs, the best-published chapter's test
+    runs from cross-validation), so listing them reads those results (and trains them when missing).
+    """
+    from helpers import best_published
+    from helpers.train import decision_jobs, paper_job
 
     settings = beyond()
-    decision_sweep()
-    sweep_jobs = {Job(BASELINE.with_(epochs=profile().sweep_epochs, **changes), seed, "holdout")
-                  for decision in DECISIONS for _, changes in decision.options for seed in profile().sweep_seeds}
+    sweep = sorted(set(decision_jobs()), key=lambda j: j.key())
+    recipe = paper_config().with_(epochs=settings.epochs)
     rungs = ladder()
-    hold = [Job(r.config, seed, "holdout") for r in rungs for seed in settings.holdout_seeds]
-    return {
-        "decision search (model chapter)": [run(j) for j in sorted(sweep_jobs, key=lambda j: j.key())],
-        "the paper's model (training chapter)": [run(paper_job())],
-        "seeds (variance chapter)": paper_seed_runs(),
-        "dense-layer width (ablations chapter)": sweep_runs("dense_units", settings.dense_units, settings.sweep_seeds),
-        "batch size (ablations chapter)": sweep_runs("batch_size", settings.batch_sizes, settings.batch_seeds),
-        "ladder, test-set runs (human-level chapter)": [x for r in rungs for x in r.runs],
-        "ladder, holdout runs (human-level chapter)": [run(j) for j in hold],
-        "readings of the recipe (discussion chapter)": sum(readings().values(), []),
-        "decision options on the test set (discussion chapter)": sum(decision_options().values(), []),
-        **best_runs(),
+    selection = best_published.select(best_rung(rungs).config)
+    second = [name for name in selection.second if name not in selection.first]
+    registry = {
+        "decision search (model chapter)": sweep,
+        "the paper's model (training chapter)": [paper_job()],
+        "seeds (variance chapter)": [Job(recipe, seed) for seed in settings.seeds],
+        "dense-layer width (ablations chapter)": sweep_jobs("dense_units", settings.dense_units, settings.sweep_seeds),
+        "batch size (ablations chapter)": sweep_jobs("batch_size", settings.batch_sizes, settings.batch_seeds),
+        "ladder, test-set runs (human-level chapter)": [x.job for r in rungs for x in r.runs],
+        "ladder, holdout runs (human-level chapter)": [Job(r.config, seed, "holdout") for r in rungs
+                                                      for seed in settings.holdout_seeds],
+        "readings of the recipe (discussion chapter)": [job for group in reading_jobs().values() for job in group],
+        "decision options on the test set (discussion chapter)": [job for group in option_jobs().values()
+                                                                  for job in group],
+        "cross-validation, first round": [r.job for x in selection.first.values() for r in x.runs],
+        "cross-validation, second round": [r.job for name in second for r in selection.second[name].runs],
+        **best_published.test_jobs(selection),
     }
+    return {name if "chapter)" in name else f"{name} (best-published chapter)": group
+            for name, group in registry.items()}
+
+
+def experiment_runs(chapter: str = "") -> dict[str, list[Run]]:
+    """Every trained run of the book (:func:`jobs`), grouped by the experiment that needs it; with
+    ``chapter`` (e.g. ``"best-published"``) only that chapter's experiments."""
+    return {name: run_many(group, workers=beyond().workers, describe=lambda j, n=name: f"{n[:40]}, {j.describe()}")
+            for name, group in jobs().items() if name.endswith(f"{chapter} chapter)")}
 
 
 def best_runs() -> dict[str, list[Run]]:
-    """The runs of the best-published chapter: both rounds of cross-validation, the chosen model's
-    seeds, the ranking check and the ensemble members."""
-    from helpers import best_published
-
-    selection = best_published.select(best_rung(ladder()).config)
-    groups = {"cross-validation, first round": [r for x in selection.first.values() for r in x.runs],
-              "cross-validation, second round":
-              [r for name, x in selection.second.items() if name not in selection.first for r in x.runs]}
-    for name, jobs in best_published.test_jobs(selection).items():
-        groups[name] = run_many(jobs, workers=beyond().workers,
-                                describe=lambda j, group=name: f"{group}, {j.key()}")
-    return {f"{name} (best-published chapter)": runs for name, runs in groups.items()}
+    """The runs of the best-published chapter (its groups of :func:`jobs`)."""
+    return experiment_runs("best-published")
 
 
 def cost_table(groups: Mapping[str, Sequence[Run]] | None = None) -> pd.DataFrame:
@@ -254,7 +268,7 @@ def cost_numbers(cost: pd.DataFrame, prefix: str, workers: int = 2) -> dict[str,
             f"{prefix}_wall_minutes": minutes / workers}
 
 
-def readings() -> dict[str, list[Run]]:
+def reading_jobs() -> dict[str, list[Job]]:
     """The recipe and each of :data:`helpers.config.READINGS`, once per reading seed."""
     from helpers.config import READINGS
 
@@ -262,14 +276,19 @@ def readings() -> dict[str, list[Run]]:
     recipe = paper_config().with_(epochs=settings.epochs)
     variants = {"the recipe (our reproduction)": recipe}
     variants.update({r.name: recipe.with_(**r.changes) for r in READINGS})
-    jobs = [Job(config, seed) for config in variants.values() for seed in settings.reading_seeds]
-    runs = run_many(jobs, workers=settings.workers, describe=lambda j: f"reading {_reading_name(j, variants)}, "
-                                                                        f"seed {j.seed}")
-    n = len(settings.reading_seeds)
-    return {name: runs[i * n:(i + 1) * n] for i, name in enumerate(variants)}
+    return {name: [Job(config, seed) for seed in settings.reading_seeds] for name, config in variants.items()}
 
 
-def decision_options() -> dict[str, list[Run]]:
+def readings() -> dict[str, list[Run]]:
+    """The runs of :func:`reading_jobs` (trained if missing), by reading."""
+    groups = reading_jobs()
+    names = {job: name for name, group in groups.items() for job in group}
+    runs = iter(run_many([job for group in groups.values() for job in group], workers=beyond().workers,
+                         describe=lambda j: f"reading {names[j][:40]}, seed {j.seed}"))
+    return {name: [next(runs) for _ in group] for name, group in groups.items()}
+
+
+def option_jobs() -> dict[str, list[Job]]:
     """Every option of the model chapter's decision search, trained like the recipe (all training
     images, the paper's epochs and batch) once per option seed and scored on the test set.
 
@@ -286,15 +305,18 @@ def decision_options() -> dict[str, list[Run]]:
             config = recipe.with_(**changes)
             if config != recipe:
                 variants[f"{decision.name}: {label}"] = config
+    return {name: [Job(config, seed) for seed in settings.option_seeds] for name, config in variants.items()}
+
+
+def decision_options() -> dict[str, list[Run]]:
+    """The runs of :func:`option_jobs` (trained if missing), by option."""
+    groups = option_jobs()
+    names = {job: name for name, group in groups.items() for job in group}
     # seed-major order, so that an interrupted `make results` has whole seeds of every option
-    jobs = [Job(config, seed) for seed in settings.option_seeds for config in variants.values()]
-    runs = {(r.job.config, r.job.seed): r for r in run_many(
-        jobs, workers=settings.workers, describe=lambda j: f"option {_reading_name(j, variants)}, seed {j.seed}")}
-    return {name: [runs[config, seed] for seed in settings.option_seeds] for name, config in variants.items()}
-
-
-def _reading_name(job: Job, variants: dict[str, Config]) -> str:
-    return next(name for name, config in variants.items() if config == job.config)[:40]
+    order = [group[i] for i in range(len(next(iter(groups.values())))) for group in groups.values()]
+    runs = {r.job: r for r in run_many(order, workers=beyond().workers,
+                                       describe=lambda j: f"option {names[j][:40]}, seed {j.seed}")}
+    return {name: [runs[job] for job in group] for name, group in groups.items()}
 
 
 def _rung_errors(rung: RungResult) -> tuple[np.ndarray, pd.Series]:
@@ -374,56 +396,32 @@ def noise_models(with_best: bool = True) -> dict[str, Any]:
 
 
 def everything() -> dict[str, int]:
-    """Every run of the book, in the order the chapters need them; returns runs per stage.
+    """Every run of the registry (:func:`jobs`), in its order; returns the runs per experiment.
 
-    With ``USPS_TRAINING=ledger`` (``make results``) what the ledger lacks is trained into
-    it; with ``forbid`` it fails on the first missing run; with ``allow`` it trains into the
-    per-user cache. Finished runs are kept, so an interrupted call resumes where it stopped.
+    With ``USPS_TRAINING=ledger`` (``make results``) what the ledger lacks is trained into it;
+    with ``forbid`` it fails on the first missing run; with ``allow`` it trains into the per-user
+    cache. Finished runs are kept, so an interrupted call resumes where it stopped. In the full
+    profile and ledger mode it then keeps the weights the chapters load and prunes the ledger to
+    the registry: every entry that is not one of its runs and was never scored on the test set.
     """
     from helpers import baselines, ledger, train
 
     settings = beyond()
     stages: dict[str, int] = {}
-
-    def stage(name: str, count: Any) -> None:
-        stages[name] = count if isinstance(count, int) else len(count)
+    registry = jobs()  # reads (and in ledger mode trains) what the other jobs follow from
+    for name, group in registry.items():
+        stages[name] = len(run_many(group, workers=settings.workers,
+                                    describe=lambda j, n=name: f"{n[:40]}, {j.describe()}"))
         print(f"== {name}: {stages[name]} runs stored", flush=True)
-
-    train.decision_sweep()
-    stage("decision search", len({(train.BASELINE.with_(**c), s) for d in train.DECISIONS for _, c in d.options
-                                  for s in train.profile().sweep_seeds}))
-    # Everything that needs only the recipe, in one pool so that both cores stay busy.
-    recipe = paper_config().with_(epochs=settings.epochs)
-    run_many([Job(recipe, seed) for seed in settings.seeds]
-             + [Job(recipe.with_(dense_units=v), seed) for v in settings.dense_units for seed in settings.sweep_seeds]
-             + [Job(recipe.with_(batch_size=v), seed) for v in settings.batch_sizes for seed in settings.batch_seeds]
-             + [train.paper_job()], workers=settings.workers,
-             describe=lambda j: f"recipe, dense {j.config.dense_units}, batch {j.config.batch_size}, seed {j.seed}")
-    stage("the paper's recipe over seeds", paper_seed_runs())
-    stage("the paper's model (training chapter)", [train.run(train.paper_job(), progress_every=10)])
-    stage("dense-layer width", sweep("dense_units", settings.dense_units, settings.sweep_seeds))
-    stage("batch size", sweep("batch_size", settings.batch_sizes, settings.batch_seeds))
-    rungs = ladder()
-    stage("ladder", len({x.key for r in rungs for x in r.runs}) + len(rungs) * len(settings.holdout_seeds))
-    stage("classical baselines", baselines.all_baselines())
-    stage("readings of the recipe (verdict chapter)", sum(readings().values(), []))
-    stage("decision options on the test set (verdict chapter)", sum(decision_options().values(), []))
-    from helpers import best_published
-
-    selection = best_published.select(best_rung(rungs).config)  # both rounds of cross-validation
-    # the chosen model's seeds, the ranking check and the ensemble members, in one pool
-    run_many(sum(best_published.test_jobs(selection).values(), []), workers=settings.workers,
-             describe=lambda j: f"best-published chapter, test seed {j.seed}, {j.key()}")
-    for name, runs in best_runs().items():
-        stage(name, runs)
+    stages["classical baselines"] = len(baselines.all_baselines())
     if train.training_mode() == "ledger" and train.profile().name == "full":
-        # Only the full profile asks for every run the book shows: pruning after another profile's
-        # runs would empty the ledger of the book's own.
+        # Only the full profile's registry is the book's: pruning after another profile's runs
+        # would empty the ledger of the book's own.
         needed = [train.paper_job(), final_job(), *noise_jobs().values(), best_job()]
         kept, dropped = ledger.keep_weights(needed), ledger.drop_weights(needed)
         print(f"== weights stored in the ledger: {len(kept)} new, {len(dropped)} no longer needed removed",
               flush=True)
-        unused = ledger.drop_unused(ledger.used())  # every run of the book was asked for above
-        print(f"== ledger entries no chapter uses and never scored on the test set: {len(unused)} removed"
+        unused = ledger.drop_unused({job.key() for group in registry.values() for job in group})
+        print(f"== ledger entries outside the registry and never scored on the test set: {len(unused)} removed"
               + "".join(f"\n   removed {key}" for key in unused), flush=True)
     return stages

@@ -43,16 +43,6 @@ class LedgerError(RuntimeError):
     """The ledger is damaged, altered or stale for the current code."""
 
 
-#: Keys of the entries this process has read or written (:func:`find`, :func:`write`): after
-#: ``make results`` has asked for every run of the book, the ledger's other entries are unused.
-_USED: set[str] = set()
-
-
-def used() -> set[str]:
-    """Keys of the ledger entries this process has read or written so far."""
-    return set(_USED)
-
-
 def root() -> Path:
     """The ledger's folder: ``USPS_LEDGER_DIR``, else ``results/`` beside ``helpers/``."""
     env = os.environ.get(ENV_LEDGER)
@@ -108,7 +98,6 @@ def find(job: "Job", *, stale_ok: bool = False, quiet: bool = False) -> Path | N
                           f"retrain the entry with `make results`.")
     reason = stale_reason(entry)
     if reason is None:
-        _USED.add(entry.name)
         return entry
     if not stale_ok:
         raise LedgerError(f"results ledger: entry {job.key()} ({job.describe()}) is stale: {reason}. "
@@ -138,7 +127,6 @@ def write(job: "Job", build: Callable[[Path], None]) -> tuple[Path, bool]:  # no
     entry, built = cache.get_or_build(KIND, spec, build_without_weights, folder, accept=current)
     if built:
         write_manifest(folder)
-    _USED.add(entry.name)
     return entry, built
 
 
