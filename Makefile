@@ -3,7 +3,7 @@
 #   make test      unit tests, the ledger's checks and one retrain, every chapter re-executed with nbval
 #   make pdf       the whole book as one PDF (installs Debian's TeX Live when missing and root)
 #   make check-published   book + PDF, then every page in headless Chromium and the PDF checked
-#   make results   train what the results ledger lacks or has stale (resumable)
+#   make results   train what the results ledger lacks or has stale (resumable; CLUSTER=tcp://host:8786: on Dask)
 #   make retrain   retrain every run into artifacts/retrain and compare (writes results/VERIFY.md)
 #   make bench     helpers' training path against a plain model.fit (writes benchmarks/results.json)
 SHELL := /bin/bash
@@ -123,11 +123,15 @@ bench: $(STAMP)
 
 # Training is a separate step that writes the committed results ledger (results/).
 # Both targets resume where an interrupted call stopped; neither is needed to build the book.
+# The runs are trained on Dask distributed (helpers/cluster.py): by default an embedded cluster of
+# one-thread worker processes on this machine; CLUSTER=tcp://host:8786 (or USPS_CLUSTER) sends them
+# to that scheduler's workers instead (README, "On a cluster").
+CLUSTER ?= $(USPS_CLUSTER)
 results: $(STAMP)
-	USPS_BOOK_PROFILE=full $(BIN)/python -m helpers results
+	USPS_BOOK_PROFILE=full USPS_CLUSTER=$(CLUSTER) $(BIN)/python -m helpers results
 
 retrain: $(STAMP)
-	USPS_BOOK_PROFILE=full $(BIN)/python -m helpers retrain
+	USPS_BOOK_PROFILE=full USPS_CLUSTER=$(CLUSTER) $(BIN)/python -m helpers retrain
 
 clean:
 	rm -rf _build

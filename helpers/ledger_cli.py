@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 from helpers import ledger
 
@@ -22,15 +23,40 @@ def check() -> int:
     return 1 if problems else 0
 
 
-def _train_everything(label: str) -> float:
-    from helpers import experiments
+def _ledger_jobs(folder: Path) -> list:
+    """The job of every entry of the ledger in ``folder``, from its record."""
+    from helpers.config import Config
+    from helpers.train import Job
+
+    jobs = []
+    for entry in ledger.entries(folder):
+        job = ledger.record(entry)["job"]
+        jobs.append(Job(Config(**job["config"]), job["seed"], job["split"]))
+    return jobs
+
+
+def _train_everything(label: str, first: list | None = None) -> float:
+    """Train what the book needs; ``first``, when given, are submitted before, in one batch (the runs
+    the book's later steps need are known then, so that a cluster's workers all get work at once)."""
+    from helpers import cluster, experiments, train
+    from helpers.config import beyond
 
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
     start = time.perf_counter()
-    print(f"{label}: training every run the book needs that {ledger.root()} lacks "
+    where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
+    print(f"{label}: training every run the book needs that {ledger.root()} lacks on {where} "
           f"(progress per run; interrupt and rerun to resume).", flush=True)
-    experiments.everything()
+    try:
+        if first:
+            train.run_many(first, workers=beyond().workers,
+                           describe=lambda j: f"{j.split} seed {j.seed}, {j.config.epochs} epochs, {j.key()}")
+        experiments.everything()
+    except (cluster.ClusterUnavailable, cluster.WorkerRefused) as exc:  # they say what to do
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(4) from None
+    finally:
+        cluster.close()
     return time.perf_counter() - start
 
 
@@ -48,11 +74,12 @@ def retrain() -> int:
     the runs retrained so far; a later call resumes and rewrites it.
     """
     committed = ledger.root()
+    jobs = _ledger_jobs(committed)  # every run of the ledger in one batch, then the book's steps check them
     os.environ[ledger.ENV_LEDGER] = str(RETRAIN_DIR)
     RETRAIN_DIR.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        _train_everything("make retrain")
+        _train_everything("make retrain", first=jobs)
     finally:
         rows = ledger.compare(committed, RETRAIN_DIR)
         report = committed / REPORT

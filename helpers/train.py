@@ -16,12 +16,11 @@ Where a job's result comes from, in order (:func:`run`):
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import functools
 import hashlib
+import io
 import json
 import math
-import multiprocessing
 import os
 import platform
 import re
@@ -301,7 +300,19 @@ class Run:
 
 def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> None:
     """Train ``job`` and write its evidence into ``folder``: record, predictions and weights."""
-    x, y, xp, yp = arrays(job)
+    write_files(folder, entry_files(job, arrays(job), progress_every=progress_every))
+
+
+def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *,
+                progress_every: int | None = None, key: str | None = None,
+                checksums: dict[str, str] | None = None) -> dict[str, bytes]:
+    """Train ``job`` on ``xs`` (what :func:`arrays` gives for it) and return its entry's files as bytes.
+
+    ``key`` and ``checksums`` default to the job's key and the data's checksums here; a cluster
+    worker, which has no data folder, is given the client's (:mod:`helpers.cluster`). The record
+    names the environment and the host that trained the run.
+    """
+    x, y, xp, yp = xs
     if progress_every:
         print(f"Training {job.config.epochs} epochs on {len(y)} images (seed {job.seed}); "
               f"no stored result exists for this configuration.", flush=True)
@@ -310,16 +321,27 @@ def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> No
                                   progress_every=progress_every)
     probabilities = _predict(model, xp)
     tta = predict_tta(model, xp, 0.0 if job.config.scale == "unit" else -1.0)
-    np.savez_compressed(folder / "predictions.npz", probabilities=probabilities, labels=yp.astype(np.int8),
-                        tta=tta.astype(np.float32))
-    np.savez_compressed(folder / WEIGHTS, *model.get_weights())
     record = {"job": {"config": job.config.as_dict(), "seed": job.seed, "split": job.split},
-              "key": job.key(), "code": code_hash(job.config), "data": data.checksums(),
+              "key": key or job.key(), "code": code_hash(job.config), "data": checksums or data.checksums(),
               "labels_sha256": hashlib.sha256(yp.astype(np.int64).tobytes()).hexdigest(),
               "n_train": int(len(y)), "n_predicted": int(len(yp)), "errors": int((probabilities.argmax(1) != yp).sum()),
-              "seconds": seconds, "environment": environment(),
+              "seconds": seconds, "environment": environment(), "host": platform.node(),
+              "gpus": len(tf.config.list_physical_devices("GPU")),
               "trained": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "history": history}
-    (folder / "record.json").write_text(json.dumps(record, indent=1))
+    return {"predictions.npz": _npz(probabilities=probabilities, labels=yp.astype(np.int8), tta=tta.astype(np.float32)),
+            WEIGHTS: _npz(*model.get_weights()), "record.json": json.dumps(record, indent=1).encode()}
+
+
+def _npz(*arrays_: np.ndarray, **named: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, *arrays_, **named)
+    return buffer.getvalue()
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Write an entry's files (from :func:`entry_files`) into ``folder``."""
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
 
 
 def load_entry(job: Job, entry: Path, source: Literal["ledger", "cache", "trained"]) -> Run:
@@ -355,43 +377,39 @@ def run(job: Job, *, progress_every: int | None = None) -> Run:
     return load_entry(job, entry, "trained")
 
 
-def _work(job: Job) -> tuple[str, float, str]:
-    result = run(job)
-    return result.key, result.seconds, result.source
-
-
 def available(job: Job) -> bool:
-    """Whether ``job``'s result is in the ledger or the cache (nothing to train)."""
+    """Whether ``job``'s result is in the ledger or the cache (nothing to train).
+
+    A stale ledger entry stops the book (``USPS_TRAINING=forbid``); otherwise it counts as missing.
+    """
     from helpers import ledger
 
-    return ledger.find(job, stale_ok=False, quiet=True) is not None or cache.lookup("models", job.spec()) is not None
+    return (ledger.find(job, stale_ok=training_mode() != "forbid", quiet=True) is not None
+            or cache.lookup("models", job.spec()) is not None)
 
 
 def run_many(jobs: Sequence[Job], *, workers: int = 2,
              describe: Callable[[Job], str] = Job.describe) -> list[Run]:
-    """Results of all ``jobs``; missing ones are trained ``workers`` at a time, one line each."""
-    from helpers import ledger
+    """Results of all ``jobs``; missing ones are trained on Dask distributed, one line each.
+
+    The runs go to the scheduler named by ``USPS_CLUSTER`` (``make results CLUSTER=tcp://host:8786``),
+    else to an embedded cluster of ``workers`` one-thread processes on this machine
+    (:mod:`helpers.cluster`). Without a named scheduler, ``workers=1`` or a single missing run
+    trains here, in this process: a cluster would only add its start-up time.
+    """
+    from helpers import cluster
 
     missing = [j for j in dict.fromkeys(jobs) if not available(j)]
     if missing and training_mode() == "forbid":
         run(missing[0])  # raises TrainingForbidden with the message that says what to do
-    if missing:
-        start = time.perf_counter()
-        estimate = sum(ledger.estimate_seconds(j) for j in missing) / max(1, min(workers, len(missing)))
-        print(f"Training {len(missing)} of {len(set(jobs))} runs ({workers} at a time), "
-              f"about {estimate / 60:.0f} min on {workers} cores; the others are stored.", flush=True)
-        if workers > 1 and len(missing) > 1:
-            context = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(min(workers, len(missing)), mp_context=context) as pool:
-                pending = {pool.submit(_work, job): job for job in missing}
-                for done, future in enumerate(futures.as_completed(pending), start=1):
-                    _, seconds, _ = future.result()
-                    print(f"  [{done:2d}/{len(missing)}] {describe(pending[future]):<50s} "
-                          f"{seconds:5.0f} s  (elapsed {time.perf_counter() - start:5.0f} s)", flush=True)
-        else:
-            for done, job in enumerate(missing, start=1):
-                _, seconds, _ = _work(job)
-                print(f"  [{done:2d}/{len(missing)}] {describe(job):<50s} {seconds:5.0f} s", flush=True)
+    if missing and (cluster.address() or (workers > 1 and len(missing) > 1)):
+        cluster.train(missing, total=len(set(jobs)), workers=workers, describe=describe)
+    elif missing:
+        print(f"Training {len(missing)} of {len(set(jobs))} runs here, one at a time; the others are stored.",
+              flush=True)
+        for done, job in enumerate(missing, start=1):
+            result = run(job)
+            print(f"  [{done:2d}/{len(missing)}] {describe(job):<50s} {result.seconds:5.0f} s", flush=True)
     return [run(job) for job in jobs]
 
 
