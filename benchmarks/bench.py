@@ -7,7 +7,7 @@ Run with `make bench`. Each measurement runs in a fresh process on the same mach
 - helpers: `helpers.train.fit` (one thread per process, determinism on), same model,
   same batch size, same validation data;
 - many models: N models trained one after another with plain `fit`, against the same N
-  trained by `helpers.train.run_many` (two one-thread worker processes side by side).
+  trained by `helpers.runs.run_many` (two one-thread worker processes side by side).
 
 Writes benchmarks/results.json (committed; the book's appendix glues it).
 """
@@ -32,7 +32,7 @@ import os, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras
 from keras import layers
-from helpers import data
+from helpers import data, runs
 x, y = data.load_usps("train"); xt, yt = data.load_usps("test")
 epochs, models = int(sys.argv[1]), int(sys.argv[2])
 start = time.perf_counter()
@@ -67,7 +67,7 @@ def main():
     from helpers.config import BASELINE
     config = BASELINE.with_(filters=64, padding="valid", epochs=int(sys.argv[1]))
     start = time.perf_counter()
-    train.run_many([train.Job(config, seed) for seed in range(int(sys.argv[2]))], workers=2)
+    runs.run_many([runs.Job(config, seed) for seed in range(int(sys.argv[2]))], workers=2)
     print(time.perf_counter() - start)
 if __name__ == "__main__":
     main()
@@ -100,7 +100,7 @@ def main() -> None:
           flush=True)
     with tempfile.TemporaryDirectory() as empty_cache:
         helpers_many = measure(HELPERS_MANY, EPOCHS, MODELS, env={"USPS_CACHE_DIR": empty_cache})
-    print(f"  helpers.train.run_many, {MODELS} models: {helpers_many / (EPOCHS * MODELS):.3f} s per epoch-model "
+    print(f"  helpers.runs.run_many, {MODELS} models: {helpers_many / (EPOCHS * MODELS):.3f} s per epoch-model "
           "(including process start-up)", flush=True)
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(), "cores": os.cpu_count(),

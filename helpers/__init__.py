@@ -1,13 +1,30 @@
-"""Helpers for the *usps-cnn-book* reproduction.
+"""Helpers for the *usps-cnn-book* reproduction, in layers (a module imports only those above it here).
 
-One module per job:
+Foundations:
 
-- :mod:`helpers.data`: find, verify and parse the USPS files.
-- :mod:`helpers.paper`: the numbers the paper publishes.
-- :mod:`helpers.config`: the training configuration and the run profiles.
-- :mod:`helpers.model`: the paper's convolutional network.
+- :mod:`helpers._tf`: TensorFlow and Keras, imported once with the book's thread settings.
+- :mod:`helpers.data`: find, verify and parse the USPS files; splits and folds.
+- :mod:`helpers.paper`: the numbers the paper publishes, and the published results on this split.
+- :mod:`helpers.config`: the training configuration, the run profiles, the decisions and ladders.
+- :mod:`helpers.stats`: Wilson and Student-t intervals, the t-test, the exact McNemar test.
 - :mod:`helpers.cache`: an atomic, checksummed, locked on-disk cache.
-- :mod:`helpers.train`: training with compact progress, cached by everything that determines it.
-- :mod:`helpers.evaluate`: metrics, confidence intervals and comparison tables.
-- :mod:`helpers.plots`: the paper's figures.
+
+Training and its evidence:
+
+- :mod:`helpers.model`: the paper's convolutional network and the book's layers.
+- :mod:`helpers.train`: fit and predict (the training core).
+- :mod:`helpers.cluster`: Dask distributed, embedded or at ``USPS_CLUSTER``'s scheduler.
+- :mod:`helpers.runs`: a run's name, its files and the lookup ledger -> cache -> training.
+- :mod:`helpers.recipe`: the paper's open choices, made on holdout splits.
+- :mod:`helpers.baselines`: k-nearest neighbours, logistic regression, an RBF SVM.
+- :mod:`helpers.ledger`: the committed results ledger as a whole: checks, pruning, retrain comparison.
+- :mod:`helpers.experiments`: what the book trains, with the one registry of its runs.
+
+For the chapters and the command line:
+
+- :mod:`helpers.evaluate`: metrics, intervals and comparison tables; :mod:`helpers.plots`: the figures.
+- :mod:`helpers.discussion`, :mod:`helpers.best_published`, :mod:`helpers.findings` (the introduction's
+  summary), :mod:`helpers.testlog`, :mod:`helpers.demo`: one chapter each.
+- :mod:`helpers.book`: glue, provenance, guarded claims and the setup cell; :mod:`helpers.notebooks`
+  and :mod:`helpers.stamp`: the notebooks' code stamp; ``python -m helpers``: the command line.
 """

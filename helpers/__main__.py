@@ -20,10 +20,10 @@ from helpers.data import USPSDataError
 
 
 def _evaluate(seed: int) -> dict[str, Any]:
-    from helpers import evaluate, train
+    from helpers import evaluate, recipe, runs  # here, not at the top: `--help` needs no TensorFlow
 
-    config = train.paper_config()
-    run = train.run(train.Job(config, seed), progress_every=10)
+    config = recipe.paper_config()
+    run = runs.run(runs.Job(config, seed), progress_every=10)
     result = evaluate.score(run.labels, run.predicted)
     return {
         "test_accuracy": result.accuracy, "test_errors": result.errors, "test_images": result.n,
@@ -38,7 +38,7 @@ def _evaluate(seed: int) -> dict[str, Any]:
 def _summary() -> dict[str, Any]:
     import numpy as np
 
-    from helpers import best_published, experiments
+    from helpers import best_published, experiments  # TensorFlow only when a command needs it
 
     seeds = experiments.paper_seed_runs()
     rungs = experiments.ladder()
@@ -78,7 +78,7 @@ def _summary() -> dict[str, Any]:
 
 
 def _gap() -> dict[str, Any]:
-    from helpers import discussion, experiments
+    from helpers import discussion, experiments  # TensorFlow only when a command needs it
 
     return discussion.summary(experiments.readings(), experiments.decision_options())
 
@@ -111,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command in ("check", "results", "retrain"):
-            from helpers import ledger_cli
+            from helpers import ledger_cli  # TensorFlow only when a command needs it
 
             return getattr(ledger_cli, args.command)()
         if args.command == "train":
-            from helpers import train
+            from helpers import recipe, runs  # TensorFlow only when a command needs it
 
-            run = train.run(train.paper_job(args.seed), progress_every=10)
+            run = runs.run(recipe.paper_job(args.seed), progress_every=10)
             print(f"model {run.key} ({run.source}): {run.seconds:.0f} s of training, "
                   f"final validation accuracy {run.history['val_accuracy'][-1]:.4f}")
         elif args.command == "summary":
@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * result['ensemble_error']:.2f} %")
         elif args.command == "gap":
             result = _quiet_stdout(_gap) if args.json else _gap()
-            recipe = result["recipe"]
+            recipe_gap = result["recipe"]
             print(json.dumps(result, indent=1) if args.json else
-                  f"paper {result['paper_error']:.2f} % test error; the recipe {recipe['mean_error']:.2f} % "
-                  f"(95 % interval {recipe['mean_ci95'][0]:.2f} to {recipe['mean_ci95'][1]:.2f}) over "
-                  f"{recipe['seeds']} seeds; best over readings, seeds and epochs picked on the test set: "
+                  f"paper {result['paper_error']:.2f} % test error; the recipe {recipe_gap['mean_error']:.2f} % "
+                  f"(95 % interval {recipe_gap['mean_ci95'][0]:.2f} to {recipe_gap['mean_ci95'][1]:.2f}) over "
+                  f"{recipe_gap['seeds']} seeds; best over readings, seeds and epochs picked on the test set: "
                   f"{result['selection']['test_tuned_error']:.2f} %")
         else:
             if args.json:

@@ -8,8 +8,8 @@ test set. Results are cached.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
-from helpers import data
+from helpers import data, runs
 
 #: method name -> (hyperparameter name, candidate values, estimator factory)
 METHODS: dict[str, tuple[str, tuple[Any, ...], Callable[[Any], Any]]] = {
@@ -56,11 +56,18 @@ def evaluate_method(name: str) -> dict[str, Any]:
             "sklearn": sklearn.__version__}
 
 
-def all_baselines() -> list[dict[str, Any]]:
-    """Every baseline's result, from the ledger (keyed by the data checksums and this code)."""
-    from helpers import ledger
+def code_hash() -> str:
+    """Hash of the code that determines a baseline's result: the methods and their parameter values,
+    how the images are read and how a method is chosen and tested (not the rest of this file)."""
+    factories = "".join(inspect.getsource(make) for _, _, make in METHODS.values())
+    values = repr({name: (parameter, values) for name, (parameter, values, _) in METHODS.items()})
+    source = inspect.getsource(_flat) + inspect.getsource(evaluate_method) + factories + values
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
-    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    return [ledger.stored_json("baselines", {"what": "baseline", "method": name, "data": dict(data.SHA256),
+
+def all_baselines() -> list[dict[str, Any]]:
+    """Every baseline's result, from the ledger (keyed by the data checksums and :func:`code_hash`)."""
+    code = code_hash()
+    return [runs.stored_json("baselines", {"what": "baseline", "method": name, "data": dict(data.SHA256),
                                              "code": code}, lambda n=name: evaluate_method(n))
             for name in METHODS]

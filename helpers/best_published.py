@@ -6,6 +6,11 @@ scored by :data:`FOLDS`-fold cross-validation over all 7291 training images (eve
 is predicted once, by a model that never saw it), and candidates are compared on the same
 images with an exact McNemar test. The chosen candidate is then trained on all training
 images with :attr:`helpers.config.BeyondSettings.best_seeds` seeds and tested once.
+
+One module for one chapter, over the usual length: cross-validation, the choice, the ensemble,
+the ranking check and the noise anatomy are the steps of one argument, each a few functions that
+read the previous step's result; the statistics are :mod:`helpers.stats`', the published results
+:data:`helpers.paper.LITERATURE`, the runs :mod:`helpers.runs`'.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import data, evaluate, paper, stats
-from helpers.config import Config, Rung, beyond
-from helpers.train import Job, Run, run_many
+from helpers import data, evaluate, ledger, paper, stats
+from helpers.config import beyond, Config, profile, Rung
+from helpers.runs import Job, Run, run_many, training_mode
+from helpers._tf import keras
+from helpers.model import build_model
 
 FOLDS = 3
 CV_SEED = 0  # one seed: every candidate sees the same folds, so they are compared on the same images
@@ -203,10 +210,6 @@ def select(base: Config) -> Selection:
     Kept per configuration, profile, training mode and ledger folder, so that the chapter's cells
     and the command line read the ledger once.
     """
-    from helpers import ledger
-    from helpers.config import profile
-    from helpers.train import training_mode
-
     key = (base, profile().name, training_mode(), str(ledger.root()))
     if key not in _SELECTIONS:
         first = cross_validate(base)
@@ -639,9 +642,6 @@ def second_numbers(selection: Selection) -> dict[str, Any]:
 
 def augmented_examples(images: np.ndarray, config: Config, copies: int = 4, seed: int = 0) -> np.ndarray:
     """``copies`` training-time augmentations of each image, as ``config``'s model draws them."""
-    from helpers._tf import keras
-    from helpers.model import build_model
-
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     augment = [layer for layer in model.layers if layer.name.startswith("augment_")]

@@ -10,6 +10,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from IPython.display import Markdown
 
+from helpers import data, paper
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: The first code cell of every chapter (tagged ``remove-cell``): on Colab, or anywhere the
@@ -69,8 +71,6 @@ def require(claims: Mapping[str, bool]) -> None:
 def constants() -> dict[str, float | int]:
     """Numbers the prose of every chapter may quote: the set sizes, the paper's recipe and its
     published numbers (:func:`helpers.paper.numbers`)."""
-    from helpers import data, paper
-
     return {"n_train": data.ROWS["train"], "n_test": data.ROWS["test"],
             "paper_epochs": paper.EPOCHS, "paper_batch": paper.BATCH_SIZE, **paper.numbers()}
 

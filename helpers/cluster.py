@@ -1,19 +1,19 @@
 """Training runs on Dask distributed: an embedded cluster on this machine, or any scheduler.
 
-:func:`helpers.train.run_many` (and through it ``make results`` and ``make retrain``) hands
+:func:`helpers.runs.run_many` (and through it ``make results`` and ``make retrain``) hands
 the runs it lacks to :func:`train`. They go to the Dask scheduler named by ``USPS_CLUSTER``
 (``make results CLUSTER=tcp://host:8786``), else to an embedded ``LocalCluster`` of
 one-thread worker processes on this machine, started on first need and kept until the
 process ends (nothing starts it when every run is stored).
 
-What travels: the client sends each run its :class:`~helpers.train.Job` (configuration, seed,
+What travels: the client sends each run its :class:`~helpers.runs.Job` (configuration, seed,
 split), its key, the data's checksums, the client's code hash and the run's arrays (the images
-and labels :func:`~helpers.train.arrays` gives, about 2.5 MB compressed), so a worker needs the
+and labels :func:`~helpers.runs.arrays` gives, about 2.5 MB compressed), so a worker needs the
 project's environment and nothing else: no data folder, no shared filesystem, and it writes no
 file. It refuses a run when its own code hash differs from the client's (:class:`CodeMismatch`),
 trains it, and returns the entry's files as bytes (record with the worker's environment and host,
 predictions, weights). Only the client writes them, atomically, into the ledger
-(:func:`helpers.ledger.write`) or the per-user cache. Each run's arrays are part of its task, so
+(:func:`helpers.runs.write`) or the per-user cache. Each run's arrays are part of its task, so
 when a worker dies in the middle of a run the scheduler gives the run to another worker.
 
 Progress: one line per finished run, with the elapsed time and an estimate of the time left,
@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from helpers import data
+
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
-
-    from helpers.train import Job
 
 ENV_CLUSTER = "USPS_CLUSTER"
 #: How long to wait for a named scheduler to answer before saying so.
@@ -232,11 +232,11 @@ def _own_random() -> None:
     random._usps_own = True  # type: ignore[attr-defined]
 
 
-def train_on_worker(job: "Job", payload: bytes, code: str, key: str, checksums: dict[str, str]) -> dict[str, Any]:
-    """On a worker: check the code hash, train ``job`` on the sent arrays, return the entry's files as bytes."""
+def train_on_worker(build: Callable[..., dict[str, bytes]], code_of: Callable[[Any], str], job: Any,
+                    payload: bytes, code: str, key: str, checksums: dict[str, str]) -> dict[str, Any]:
+    """On a worker: check the code hash (``code_of(job.config)``), train ``job`` on the sent arrays with
+    ``build`` (:func:`helpers.runs.entry_files`) and return the entry's files as bytes."""
     import threading
-
-    from helpers import train
 
     try:
         from distributed import get_worker
@@ -249,31 +249,18 @@ def train_on_worker(job: "Job", payload: bytes, code: str, key: str, checksums: 
                            f"one per process. Start workers with `--nthreads 1` (and `--nworkers` per core).")
     _TRAINER[:] = [threading.get_ident()]
     _own_random()
-    here = train.code_hash(job.config)
+    here = code_of(job.config)
     if here != code:
         raise CodeMismatch(
             f"The Dask worker {_where()} (host {platform.node()}) runs other code than the client: its code "
             f"hash for this configuration is {here}, the client's is {code}, so it refuses {job.describe()} "
             f"(key {key}): its run would not be the ledger's run. Install the client's commit of the project "
             f"and its requirements on that machine (`pip install -r requirements.txt`) and restart its worker.")
-    files = train.entry_files(job, unpack(payload), key=key, checksums=checksums)
+    files = build(job, unpack(payload), key=key, checksums=checksums)
     return {"files": files, "worker": _where()}
 
 
 # ----------------------------------------------------------------- the client side
-
-
-def store(job: "Job", files: dict[str, bytes]) -> Path:
-    """Write a run's files where :func:`helpers.train.run` reads them: the ledger (``USPS_TRAINING=ledger``,
-    atomically, with its manifest) or the per-user cache."""
-    from helpers import cache, ledger, train
-
-    def build(folder: Path) -> None:
-        train.write_files(folder, files)
-
-    if train.training_mode() == "ledger":
-        return ledger.write(job, build)[0]
-    return cache.get_or_build("models", job.spec(), build)[0]
 
 
 def duration(seconds: float) -> str:
@@ -283,37 +270,41 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
-def train(missing: Sequence["Job"], *, total: int | None = None, workers: int = 2,
-          describe: Callable[["Job"], str] | None = None) -> None:
-    """Train ``missing`` on the cluster (see the module) and store each run as it finishes."""
+def train(missing: Sequence[Any], *, arrays: Callable[[Any], Sequence[np.ndarray]],
+          code_of: Callable[[Any], str], build: Callable[..., dict[str, bytes]],
+          store: Callable[[Any, dict[str, bytes]], Path], estimate: Callable[[Any], float],
+          total: int | None = None, workers: int = 2, describe: Callable[[Any], str] | None = None) -> None:
+    """Train ``missing`` on the cluster (see the module) and store each run as it finishes.
+
+    The caller (:func:`helpers.runs.run_many`) says how: ``arrays(job)`` the images a run trains on and
+    predicts, ``code_of(config)`` the code hash, ``build`` the worker-side training that returns the
+    entry's files, ``store(job, files)`` where the client writes them, ``estimate(job)`` its seconds.
+    """
     from distributed import as_completed
 
-    from helpers import data, ledger
-    from helpers import train as training
-
-    describe = describe or training.Job.describe
-    estimate = {job: ledger.estimate_seconds(job) for job in missing}
-    queue = sorted(missing, key=lambda j: -estimate[j])  # longest first: the last round is the shortest
+    describe = describe or (lambda job: job.describe())
+    estimates = {job: estimate(job) for job in missing}
+    queue = sorted(missing, key=lambda j: -estimates[j])  # longest first: the last round is the shortest
     c = client(workers)
     where = address() or "this machine"
     threads = max(1, sum(c.nthreads().values()))
     link = dashboard(c)
     print(f"Training {len(missing)} of {total or len(missing)} runs on the Dask cluster at {where} "
           f"({threads} one-thread workers{', dashboard ' + link if link else ''}), about "
-          f"{duration(sum(estimate.values()) / min(threads, len(missing)))}; the others are stored.", flush=True)
+          f"{duration(sum(estimates.values()) / min(threads, len(missing)))}; the others are stored.", flush=True)
     if not c.nthreads():
         print(f"  The scheduler has no workers yet; the runs wait for them. To add some: "
               f"{how_to_start(address() or 'tcp://<scheduler>:8786').split(', then ', 1)[1]}.", flush=True)
     checksums = data.checksums()
     start = time.perf_counter()
-    running: dict[Any, Job] = {}
+    running: dict[Any, Any] = {}
     finished = as_completed(loop=c.loop)
     done, took, guessed = 0, 0.0, 0.0
 
     def submit_more() -> None:  # every worker busy and two runs waiting; the rest stays here
         while queue and len(running) < max(1, sum(c.nthreads().values())) + 2:
             job = queue.pop(0)
-            future = c.submit(train_on_worker, job, pack(training.arrays(job)), training.code_hash(job.config),
+            future = c.submit(train_on_worker, build, code_of, job, pack(arrays(job)), code_of(job.config),
                               job.key(), checksums, key=f"train-{job.key()}", pure=False)
             running[future] = job
             finished.add(future)
@@ -325,10 +316,10 @@ def train(missing: Sequence["Job"], *, total: int | None = None, workers: int = 
             result = future.result()  # a worker's error (e.g. CodeMismatch) stops here
             store(job, result["files"])
             seconds = json.loads(result["files"]["record.json"])["seconds"]
-            done, took, guessed = done + 1, took + seconds, guessed + estimate[job]
+            done, took, guessed = done + 1, took + seconds, guessed + estimates[job]
             left = [*running.values(), *queue]
             rate = took / guessed if guessed else 1.0
-            remaining = sum(estimate[j] for j in left) * rate / max(1, sum(c.nthreads().values()))
+            remaining = sum(estimates[j] for j in left) * rate / max(1, sum(c.nthreads().values()))
             print(f"  [{done:2d}/{len(missing)}] {describe(job):<50s} {seconds:5.0f} s on {result['worker']}  "
                   f"elapsed {duration(time.perf_counter() - start)}"
                   + (f", about {duration(remaining)} left" if left else ""), flush=True)
@@ -353,33 +344,3 @@ def wall_time(seconds: Sequence[float], workers: int) -> float:
 def lower_bound(seconds: Sequence[float], workers: int) -> float:
     """No schedule beats the summed time shared evenly, nor the longest single run."""
     return max(sum(seconds) / workers, max(seconds, default=0.0))
-
-
-def retrain_estimates(workers: Sequence[int] = (2, 16, 64), folder: Path | None = None,
-                      groups: Sequence[Sequence[str]] | None = None) -> list[dict[str, float]]:
-    """Expected wall time (minutes) of a full ``make retrain`` for each number of one-thread workers,
-    from the training times the ledger records (``seconds`` in every ``runs/*/record.json``).
-
-    ``groups`` (lists of entry keys), when given, are the batches ``make retrain`` trains one after
-    another (each :func:`~helpers.train.run_many` call waits for its runs); the runs of no group
-    count as one-run batches. Without them the runs are one batch.
-    """
-    from helpers import ledger
-
-    times = {entry.name: float(ledger.record(entry)["seconds"]) for entry in ledger.entries(folder)}
-    if groups is None:
-        batches = [list(times.values())]
-    else:
-        seen: set[str] = set()
-        batches = []
-        for group in groups:
-            keys = [k for k in dict.fromkeys(group) if k in times and k not in seen]
-            seen.update(keys)
-            if keys:
-                batches.append([times[k] for k in keys])
-        batches += [[times[k]] for k in times if k not in seen]
-    total = sum(times.values())
-    return [{"workers": n, "runs": len(times), "summed_min": total / 60,
-             "longest_min": max(times.values(), default=0.0) / 60,
-             "lower_bound_min": lower_bound(list(times.values()), n) / 60,
-             "expected_min": sum(wall_time(b, n) for b in batches) / 60} for n in workers]

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from helpers import data, experiments, recipe, runs
+
 #: Layers that are the identity at inference time.
 IDENTITY = ("Dropout", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomShear", "ElasticDistortion",
             "InputLayer")
@@ -76,12 +78,10 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
 def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
     """Export the paper's model and the book's best single model (seed 0 of each, from the
     ledger), and ``samples`` test images with their labels and their index in the test file."""
-    from helpers import data, experiments, train
-
-    runs = {"paper": train.run(train.paper_job()), "best": train.run(experiments.best_job())}
+    stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.best_job())}
     sizes = {}
-    for name, result in runs.items():
-        export_model(train.load_model(result), result.job.config.scale, folder, name)
+    for name, result in stored.items():
+        export_model(runs.load_model(result), result.job.config.scale, folder, name)
         sizes[name] = (folder / f"{name}.bin").stat().st_size + (folder / f"{name}.json").stat().st_size
     images, labels = data.load_usps("test", scale="symmetric")
     pick = np.sort(np.random.default_rng(seed).choice(len(labels), samples, replace=False))
@@ -89,7 +89,7 @@ def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
               "pixels": [[round(float(v), 4) for v in images[i].ravel()] for i in pick]}
     (folder / "samples.json").write_text(json.dumps(sample))
     sizes["samples"] = (folder / "samples.json").stat().st_size
-    return {"sizes": sizes, "names": {name: r.job.config for name, r in runs.items()}, "runs": runs}
+    return {"sizes": sizes, "names": {name: r.job.config for name, r in stored.items()}, "runs": stored}
 
 
 def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10, seed: int = 0) -> tuple[list[int], list[str], int]:

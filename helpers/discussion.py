@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import paper, stats
+from helpers.config import READINGS
 
 RECIPE = "the recipe (our reproduction)"
 
@@ -58,8 +59,6 @@ def variant_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
 def readings_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """:func:`variant_table` with what in the paper's text allows each reading
     (:data:`helpers.config.READINGS`; the recipe itself follows the model chapter's choices)."""
-    from helpers.config import READINGS
-
     grounds = {r.name: r.grounds for r in READINGS}
     table = variant_table(variants)
     return table.assign(**{"what in the paper allows it": [grounds.get(name, "the model chapter's choices")

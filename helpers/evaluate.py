@@ -10,7 +10,7 @@ import pandas as pd
 from IPython.display import Markdown
 from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
 
-from helpers import paper, stats
+from helpers import data, paper, stats
 
 
 @dataclass(frozen=True)
@@ -115,17 +115,13 @@ class TestReport:
 
 def test_report(model: "keras.Model", scale: str = "unit") -> TestReport:  # noqa: F821
     """Predict the test set with ``model`` (images scaled as it was trained) and score it."""
-    from helpers import data
-
     images, labels = data.load_usps("test", scale=scale)  # type: ignore[arg-type]
     probabilities = model.predict(images, batch_size=1024, verbose=0)
     return TestReport(images, labels, probabilities, score(labels, probabilities.argmax(axis=1)))
 
 
 def run_report(run: "Run") -> TestReport:  # noqa: F821
-    """The stored predictions of a test-split run (:class:`helpers.train.Run`) with the test images."""
-    from helpers import data
-
+    """The stored predictions of a test-split run (:class:`helpers.runs.Run`) with the test images."""
     if run.job.split != "test":
         raise ValueError(f"{run.key} predicts {run.job.split} images, not the test set")
     images, labels = data.load_usps("test", scale=run.job.config.scale)

@@ -1,7 +1,7 @@
 """The experiments beyond the paper: seeds, ensembles, sweeps and the modernisation ladder.
 
-Every experiment is a list of :class:`helpers.train.Job` trained (or loaded) through
-:func:`helpers.train.run_many`, so each model is trained once, cached, and shared by every
+Every experiment is a list of :class:`helpers.runs.Job` trained (or loaded) through
+:func:`helpers.runs.run_many`, so each model is trained once, cached, and shared by every
 chapter that needs it.
 """
 
@@ -14,9 +14,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import evaluate, stats
-from helpers.config import LADDER, Config, beyond
-from helpers.train import Job, Run, holdout_errors, paper_config, run_many
+from helpers import baselines, best_published, evaluate, ledger, recipe, runs, stats
+from helpers.config import beyond, Config, DECISIONS, LADDER, profile, READINGS
+from helpers.runs import Job, Run, holdout_errors, run_many
+from helpers.recipe import decision_jobs, paper_config, paper_job
 
 
 def paper_seed_runs() -> list[Run]:
@@ -205,9 +206,6 @@ def jobs() -> dict[str, list[Job]]:
     the decision search, the ladder's rungs from its holdout runs, the best-published chapter's test
     runs from cross-validation), so listing them reads those results (and trains them when missing).
     """
-    from helpers import best_published
-    from helpers.train import decision_jobs, paper_job
-
     settings = beyond()
     sweep = sorted(set(decision_jobs()), key=lambda j: j.key())
     recipe = paper_config().with_(epochs=settings.epochs)
@@ -250,10 +248,10 @@ def cost_table(groups: Mapping[str, Sequence[Run]] | None = None) -> pd.DataFram
     """Training time of every experiment (or of ``groups``); a run shared by two counts once, in the first."""
     seen: set[str] = set()
     rows = {}
-    for name, runs in (experiment_runs() if groups is None else groups).items():
-        new = [r for r in runs if r.key not in seen]
-        seen.update(r.key for r in runs)
-        rows[name] = {"runs": len(runs), "new runs": len(new),
+    for name, group in (experiment_runs() if groups is None else groups).items():
+        new = [r for r in group if r.key not in seen]
+        seen.update(r.key for r in group)
+        rows[name] = {"runs": len(group), "new runs": len(new),
                       "training time of the new runs (s)": round(sum(r.seconds for r in new))}
     table = pd.DataFrame(rows).T
     table.index.name = "experiment"
@@ -270,8 +268,6 @@ def cost_numbers(cost: pd.DataFrame, prefix: str, workers: int = 2) -> dict[str,
 
 def reading_jobs() -> dict[str, list[Job]]:
     """The recipe and each of :data:`helpers.config.READINGS`, once per reading seed."""
-    from helpers.config import READINGS
-
     settings = beyond()
     recipe = paper_config().with_(epochs=settings.epochs)
     variants = {"the recipe (our reproduction)": recipe}
@@ -295,8 +291,6 @@ def option_jobs() -> dict[str, list[Job]]:
     These runs only report what choosing each decision on the test set would have given
     (the verdict chapter); the recipe was chosen on holdout splits and does not change.
     """
-    from helpers.config import DECISIONS
-
     settings = beyond()
     recipe = paper_config().with_(epochs=settings.epochs)
     variants = {"the recipe (our reproduction)": recipe}
@@ -362,8 +356,6 @@ NOISE_READINGS: tuple[str, ...] = ("two convolution blocks", "shift augmentation
 
 def noise_jobs() -> dict[str, Job]:
     """Seed 0 of each reading in :data:`NOISE_READINGS` (their weights are kept in the ledger)."""
-    from helpers.config import READINGS
-
     recipe = paper_config().with_(epochs=beyond().epochs)
     return {r.name: Job(recipe.with_(**r.changes), 0) for r in READINGS if r.name in NOISE_READINGS}
 
@@ -376,8 +368,6 @@ def final_job() -> Job:
 
 def best_job() -> Job:
     """The cross-validated best model, seed 0 (its weights are kept for the noise table)."""
-    from helpers import best_published
-
     chosen = best_published.select(best_rung(ladder()).config).chosen
     return Job(chosen.config, beyond().best_seeds[0])
 
@@ -385,13 +375,11 @@ def best_job() -> Job:
 def noise_models(with_best: bool = True) -> dict[str, Any]:
     """Seed 0 of the models whose weights the ledger keeps: the paper's network, the ladder's final
     model, each of its changes alone on the recipe and (``with_best``) the cross-validated best model."""
-    from helpers import train
-
-    models = {"the paper's network": train.load_model(train.run(train.paper_job())),
-              "the ladder's final model": train.load_model(train.run(final_job()))}
-    models |= {f"recipe + {name}": train.load_model(train.run(job)) for name, job in noise_jobs().items()}
+    models = {"the paper's network": runs.load_model(runs.run(recipe.paper_job())),
+              "the ladder's final model": runs.load_model(runs.run(final_job()))}
+    models |= {f"recipe + {name}": runs.load_model(runs.run(job)) for name, job in noise_jobs().items()}
     if with_best:
-        models["cross-validated best"] = train.load_model(train.run(best_job()))
+        models["cross-validated best"] = runs.load_model(runs.run(best_job()))
     return models
 
 
@@ -404,8 +392,6 @@ def everything() -> dict[str, int]:
     profile and ledger mode it then keeps the weights the chapters load and prunes the ledger to
     the registry: every entry that is not one of its runs and was never scored on the test set.
     """
-    from helpers import baselines, ledger, train
-
     settings = beyond()
     stages: dict[str, int] = {}
     registry = jobs()  # reads (and in ledger mode trains) what the other jobs follow from
@@ -414,10 +400,10 @@ def everything() -> dict[str, int]:
                                     describe=lambda j, n=name: f"{n[:40]}, {j.describe()}"))
         print(f"== {name}: {stages[name]} runs stored", flush=True)
     stages["classical baselines"] = len(baselines.all_baselines())
-    if train.training_mode() == "ledger" and train.profile().name == "full":
+    if runs.training_mode() == "ledger" and profile().name == "full":
         # Only the full profile's registry is the book's: pruning after another profile's runs
         # would empty the ledger of the book's own.
-        needed = [train.paper_job(), final_job(), *noise_jobs().values(), best_job()]
+        needed = [recipe.paper_job(), final_job(), *noise_jobs().values(), best_job()]
         kept, dropped = ledger.keep_weights(needed), ledger.drop_weights(needed)
         print(f"== weights stored in the ledger: {len(kept)} new, {len(dropped)} no longer needed removed",
               flush=True)

@@ -19,8 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import best_published, discussion, paper, stats
-from helpers.train import Run
+from helpers import baselines, best_published, data, discussion, experiments, ledger, paper, recipe, runs, stats
+from helpers.runs import Run
+from helpers.config import beyond, DECISIONS, READINGS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,18 +57,15 @@ class Results:
 
 def gather() -> Results:
     """Read every result the summary quotes from the ledger (nothing is trained with ``USPS_TRAINING=forbid``)."""
-    from helpers import baselines, data, experiments, ledger, train
-    from helpers.config import beyond
-
     readings = experiments.readings()
-    recipe = experiments.paper_seed_runs()
+    recipe_runs = experiments.paper_seed_runs()
     train_labels, test_labels = data.load_usps("train")[1], data.load_usps("test")[1]
-    verdict = discussion.verdict_table(readings[discussion.RECIPE], train_labels, test_labels, train.paper_config(),
-                                train.run(train.paper_job()).history)  # as the discussion chapter calls it
+    verdict = discussion.verdict_table(readings[discussion.RECIPE], train_labels, test_labels, recipe.paper_config(),
+                                runs.run(recipe.paper_job()).history)  # as the discussion chapter calls it
     rungs = experiments.ladder()
     selection = best_published.select(experiments.best_rung(rungs).config)
     final_runs = best_published.final_runs(selection.chosen)
-    return Results(recipe=recipe, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
+    return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
                    rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
                    final_runs=final_runs, ensemble=best_published.ensemble(selection),
                    ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
@@ -112,8 +110,6 @@ def numbers(results: Results) -> dict[str, Any]:
     the paper, the digit with the largest excess, the best single model and the ensemble
     (:func:`helpers.best_published.final_numbers`) against the best published result and human readers, and the
     cost of retraining the ledger."""
-    from helpers.config import DECISIONS, READINGS
-
     recipe = results.recipe
     n = len(recipe[0].labels)
     seed0 = next(r for r in recipe if r.job.seed == 0)
@@ -212,8 +208,6 @@ def book_title(config: Path = REPO / "_config.yml") -> str:
 
 def augmenting_readings() -> set[str]:
     """The readings of the recipe that augment the training images (shifts, rotations)."""
-    from helpers.config import READINGS
-
     return {r.name for r in READINGS if any(key.startswith("augment_") for key in r.changes)}
 
 

@@ -1,4 +1,4 @@
-"""The results ledger: the committed evidence of every training run the book uses.
+"""The results ledger as a whole: the committed evidence of every run the book uses.
 
 ``results/runs/<key>/`` holds one run (``key`` names its configuration, seed, split and
 the data's checksums): ``record.json`` (the job, its training history and time, the
@@ -18,161 +18,53 @@ refreshes it.
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-from filelock import FileLock
+import pandas as pd
 
-from helpers import cache
+from helpers import cache, cluster, runs
 from helpers.data import sha256_of
-
-ENV_LEDGER = "USPS_LEDGER_DIR"
-MANIFEST = "MANIFEST.json"
-KIND = "runs"
-REPO = Path(__file__).resolve().parents[1]
+from helpers.runs import (ENV_LEDGER, KIND, MANIFEST, REPO, WEIGHTS, Job, LedgerError, _files, entries, find,  # noqa: F401
+                          record, record_code, root, stale_reason, weights_pool, write_manifest)
 
 
-class LedgerError(RuntimeError):
-    """The ledger is damaged, altered or stale for the current code."""
-
-
-def root() -> Path:
-    """The ledger's folder: ``USPS_LEDGER_DIR``, else ``results/`` beside ``helpers/``."""
-    env = os.environ.get(ENV_LEDGER)
-    return Path(env).expanduser().resolve() if env else REPO / "results"
-
-
-def entries(folder: Path | None = None) -> list[Path]:
-    """Every complete entry folder of the ledger, sorted by name."""
-    runs = (folder or root()) / KIND
-    return sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
-
-
-def record(entry: Path) -> dict[str, Any]:
-    """The ``record.json`` of an entry."""
-    return json.loads((entry / "record.json").read_text())
-
-
-def _job_of(rec: dict[str, Any]) -> "Job":  # noqa: F821
-    from helpers.config import Config
-    from helpers.train import Job
-
-    job = rec["job"]
-    return Job(Config(**job["config"]), job["seed"], job["split"])
-
-
-def stale_reason(entry: Path) -> str | None:
-    """Why an intact entry is stale for the current code, or ``None``."""
-    from helpers.train import code_hash
-
-    rec = record(entry)
-    job = _job_of(rec)
-    if job.key() != entry.name:
-        return f"its record names another run ({job.key()})"
-    current = code_hash(job.config)
-    if rec["code"] != current:
-        return f"trained with code {rec['code']}, the current code is {current}"
-    return None
-
-
-def find(job: "Job", *, stale_ok: bool = False, quiet: bool = False) -> Path | None:  # noqa: F821
-    """The ledger entry of ``job`` if it is there, intact and current.
-
-    An altered entry raises :class:`LedgerError` naming the file. A stale entry raises too,
-    unless ``stale_ok`` (then it is treated as absent, with a one-line notice).
-    """
-    entry = root() / KIND / job.key()
-    if not entry.is_dir():
-        return None
-    problem = cache.problem(entry)
-    if problem is not None:
-        raise LedgerError(f"results ledger, entry {entry}: {problem}. The committed "
-                          f"ledger was altered: restore it with `git checkout -- results/`, or "
-                          f"retrain the entry with `make results`.")
-    reason = stale_reason(entry)
-    if reason is None:
-        return entry
-    if not stale_ok:
-        raise LedgerError(f"results ledger: entry {job.key()} ({job.describe()}) is stale: {reason}. "
-                          f"Run `make results` to retrain the stale entries.")
-    if not quiet:
-        print(f"results ledger: entry {job.key()} is stale ({reason}); not used.", file=sys.stderr)
-    return None
-
-
-def write(job: "Job", build: Callable[[Path], None]) -> tuple[Path, bool]:  # noqa: F821
-    """Build ``job``'s entry into the ledger (replacing a stale one) and update the manifest."""
-    folder = root()
-    spec = job.identity()
-
-    def current(entry: Path) -> bool:
-        return stale_reason(entry) is None
-
-    def build_without_weights(tmp: Path) -> None:
-        build(tmp)
-        # Weights go to the per-user pool; `keep_weights` moves the few the book needs in.
-        from helpers.train import WEIGHTS
-
-        pool = weights_pool() / f"{job.key()}-{record_code(tmp)}-{WEIGHTS}"
-        pool.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(tmp / WEIGHTS, pool)
-
-    entry, built = cache.get_or_build(KIND, spec, build_without_weights, folder, accept=current)
-    if built:
-        write_manifest(folder)
-    return entry, built
-
-
-def record_code(entry: Path) -> str:
-    return record(entry)["code"]
-
-
-def weights_pool() -> Path:
-    """Where ``make results`` keeps the weights of the runs it trained (per user, not committed)."""
-    from helpers.data import cache_root
-
-    return cache_root() / "ledger-weights"
-
-
-def keep_weights(jobs: Iterable["Job"]) -> list[str]:  # noqa: F821
+def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
     """Store the weights of ``jobs`` in their ledger entries; return the keys that changed.
 
     The weights come from the pool filled when the run was trained, or from retraining it
     (deterministic: the same machine gives the same model, which is checked against the
     stored predictions before it is kept).
     """
-    from helpers import train
-
     changed = []
     for job in jobs:
         entry = find(job)
         if entry is None:
             raise LedgerError(f"results ledger: no entry for {job.describe()} ({job.key()}); run `make results`.")
-        if (entry / train.WEIGHTS).is_file():
+        if (entry / runs.WEIGHTS).is_file():
             continue
-        pool = weights_pool() / f"{job.key()}-{record_code(entry)}-{train.WEIGHTS}"
+        pool = weights_pool() / f"{job.key()}-{record_code(entry)}-{runs.WEIGHTS}"
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
             with tempfile.TemporaryDirectory(prefix="usps-retrain-") as folder:
                 tmp = Path(folder)
-                train.build_entry(job, tmp)
+                runs.build_entry(job, tmp)
                 pool.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(tmp / train.WEIGHTS, pool)
-        shutil.copy(pool, entry / train.WEIGHTS)
+                shutil.move(tmp / runs.WEIGHTS, pool)
+        shutil.copy(pool, entry / runs.WEIGHTS)
         try:
-            train.load_model(train.load_entry(job, entry, "ledger"))  # refuses weights of another model
+            runs.load_model(runs.load_entry(job, entry, "ledger"))  # refuses weights of another model
         except Exception:
-            (entry / train.WEIGHTS).unlink()
+            (entry / runs.WEIGHTS).unlink()
             raise
         manifest = json.loads((entry / cache.MANIFEST).read_text())
-        manifest["files"][train.WEIGHTS] = sha256_of(entry / train.WEIGHTS)
+        manifest["files"][runs.WEIGHTS] = sha256_of(entry / runs.WEIGHTS)
         (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         changed.append(job.key())
     if changed:
@@ -180,19 +72,17 @@ def keep_weights(jobs: Iterable["Job"]) -> list[str]:  # noqa: F821
     return changed
 
 
-def drop_weights(keep: Iterable["Job"]) -> list[str]:  # noqa: F821
+def drop_weights(keep: Iterable[Job]) -> list[str]:  # noqa: F821
     """Remove the stored weights of every entry but those of ``keep`` (a chapter no longer needs
     them, e.g. after the cross-validated choice changed); return the keys whose weights went."""
-    from helpers import train
-
     wanted = {job.key() for job in keep}
     dropped = []
     for entry in entries():
-        if entry.name in wanted or not (entry / train.WEIGHTS).is_file():
+        if entry.name in wanted or not (entry / runs.WEIGHTS).is_file():
             continue
-        (entry / train.WEIGHTS).unlink()
+        (entry / runs.WEIGHTS).unlink()
         manifest = json.loads((entry / cache.MANIFEST).read_text())
-        manifest["files"].pop(train.WEIGHTS, None)
+        manifest["files"].pop(runs.WEIGHTS, None)
         (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         dropped.append(entry.name)
     if dropped:
@@ -219,28 +109,6 @@ def drop_unused(keep: set[str]) -> list[str]:
     if dropped:
         write_manifest(root())
     return dropped
-
-
-def _files(folder: Path) -> list[Path]:
-    """Every file of the ledger but its manifest, locks and unfinished (dot-named) entries."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST
-                  and not p.name.endswith(".lock") and p.suffix != ".md"
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def write_manifest(folder: Path | None = None) -> Path:
-    """Rewrite ``MANIFEST.json``: the SHA-256 of every file of every complete entry."""
-    folder = folder or root()
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".manifest.lock")):
-        files = {str(p.relative_to(folder)): sha256_of(p) for p in _files(folder)}
-        target = folder / MANIFEST
-        tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, target)
-    return target
 
 
 def verify_manifest(folder: Path | None = None) -> list[str]:
@@ -278,28 +146,6 @@ def check() -> list[str]:
 
 
 # ------------------------------------------------------------------ estimates, reports
-
-
-def estimate_seconds(job: "Job") -> float:  # noqa: F821
-    """A rough training time for ``job``, from the ledger's runs of a similar network."""
-    from helpers.data import ROWS
-
-    images = ROWS["train"] * (1.0 if job.split == "test" else 0.8)
-    shape = ("second_block_filters", "augment_shift", "filters", "dense_units", "batch_size", "batch_norm")
-    rates, similar = [], []
-    for entry in entries():
-        try:
-            rec = record(entry)
-        except (OSError, ValueError):
-            continue
-        rate = rec["seconds"] / (rec["job"]["config"]["epochs"] * rec["n_train"])
-        rates.append(rate)
-        if all(rec["job"]["config"][k] == getattr(job.config, k) for k in shape):
-            similar.append(rate)
-    # With an empty ledger: about 2.5 s per epoch of the 7291 training images, as measured
-    # for the paper's model on one core of the machine the ledger was made on.
-    rate = float(np.median(similar or rates)) if (similar or rates) else 2.5 / ROWS["train"]
-    return rate * job.config.epochs * images
 
 
 @dataclass(frozen=True)
@@ -347,42 +193,9 @@ def timestamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M")
 
 
-def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> Any:
-    """A JSON-able result (e.g. a classical baseline) from the ledger, the cache, or computed.
-
-    Like a training run: the ledger first; else, by ``USPS_TRAINING``, computed into the
-    ledger (``ledger``), into the per-user cache (``allow``), or refused (``forbid``).
-    """
-    from helpers import train
-
-    entry = cache.entry_path(kind, spec, root())
-    if entry.is_dir():
-        problem = cache.problem(entry)
-        if problem is not None:
-            raise LedgerError(f"results ledger, entry {entry}: {problem}. Restore it with "
-                              f"`git checkout -- results/` or recompute it with `make results`.")
-        return json.loads((entry / "result.json").read_text())
-    mode = train.training_mode()
-    if mode == "forbid" and cache.lookup(kind, spec) is None:
-        raise train.TrainingForbidden(f"The results ledger has no {kind} entry for {spec.get('method', spec)}; "
-                                      f"run `make results`.")
-
-    def build(folder: Path) -> None:
-        (folder / "result.json").write_text(json.dumps(compute(), indent=1))
-
-    if mode == "ledger":
-        entry, built = cache.get_or_build(kind, spec, build, root())
-        if built:
-            write_manifest(root())
-        return json.loads((entry / "result.json").read_text())
-    return cache.cached_json(kind, spec, compute)
-
-
 def listing(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
     """One row per ledger entry: what it is, its errors, time, when it was trained and a label
     (A, B, ...) for the environment it was trained in, as listed by :func:`environments`."""
-    import pandas as pd
-
     labels = _environment_labels(folder)
     rows = []
     for entry in entries(folder):
@@ -392,7 +205,7 @@ def listing(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
                      "epochs": config["epochs"], "errors": rec["errors"], "predicted": rec["n_predicted"],
                      "training (s)": round(rec["seconds"]), "trained": rec["trained"][:10],
                      "environment": labels[_environment_key(rec["environment"])],
-                     "code": rec["code"], "weights": (entry / "model.weights.npz").is_file()})
+                     "code": rec["code"], "weights": (entry / WEIGHTS).is_file()})
     return pd.DataFrame(rows).set_index("entry") if rows else pd.DataFrame()
 
 
@@ -412,8 +225,6 @@ def _environment_labels(folder: Path | None = None) -> dict[str, str]:
 def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
     """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`),
     with its versions, CPU and threads, and how many runs it trained."""
-    import pandas as pd
-
     labels = _environment_labels(folder)
     counts: dict[str, int] = {}
     found: dict[str, dict[str, Any]] = {}
@@ -428,8 +239,6 @@ def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
 
 def verification(folder: Path | None = None) -> dict[str, str]:
     """Each entry's status in the last ``make retrain`` report (``results/VERIFY.md``)."""
-    import re
-
     report = (folder or root()) / "VERIFY.md"
     if not report.is_file():
         return {}
@@ -460,3 +269,31 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
                "verified_pending": sum(v in ("not yet", "not retrained") for v in verified),
                "ledger_environments": int(table["environment"].nunique())}
     return table.assign(weights=table["weights"].map({True: "kept", False: ""})), numbers
+
+
+def retrain_estimates(workers: Sequence[int] = (2, 16, 64), folder: Path | None = None,
+                      groups: Sequence[Sequence[str]] | None = None) -> list[dict[str, float]]:
+    """Expected wall time (minutes) of a full ``make retrain`` for each number of one-thread workers,
+    from the training times the ledger records (``seconds`` in every ``runs/*/record.json``).
+
+    ``groups`` (lists of entry keys), when given, are the batches ``make retrain`` trains one after
+    another (each :func:`~helpers.runs.run_many` call waits for its runs); the runs of no group
+    count as one-run batches. Without them the runs are one batch.
+    """
+    times = {entry.name: float(record(entry)["seconds"]) for entry in entries(folder)}
+    if groups is None:
+        batches = [list(times.values())]
+    else:
+        seen: set[str] = set()
+        batches = []
+        for group in groups:
+            keys = [k for k in dict.fromkeys(group) if k in times and k not in seen]
+            seen.update(keys)
+            if keys:
+                batches.append([times[k] for k in keys])
+        batches += [[times[k]] for k in times if k not in seen]
+    total = sum(times.values())
+    return [{"workers": n, "runs": len(times), "summed_min": total / 60,
+             "longest_min": max(times.values(), default=0.0) / 60,
+             "lower_bound_min": cluster.lower_bound(list(times.values()), n) / 60,
+             "expected_min": sum(cluster.wall_time(b, n) for b in batches) / 60} for n in workers]

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ledger
+from helpers import cluster, experiments, ledger, runs
+from helpers.config import beyond
 
 RETRAIN_DIR = ledger.REPO / "artifacts" / "retrain"
 REPORT = "VERIFY.md"
@@ -23,24 +24,14 @@ def check() -> int:
     return 1 if problems else 0
 
 
-def _ledger_jobs(folder: Path) -> list:
+def _ledger_jobs(folder: Path) -> list[runs.Job]:
     """The job of every entry of the ledger in ``folder``, from its record."""
-    from helpers.config import Config
-    from helpers.train import Job
-
-    jobs = []
-    for entry in ledger.entries(folder):
-        job = ledger.record(entry)["job"]
-        jobs.append(Job(Config(**job["config"]), job["seed"], job["split"]))
-    return jobs
+    return [runs._job_of(ledger.record(entry)) for entry in ledger.entries(folder)]
 
 
-def _train_everything(label: str, first: list | None = None) -> float:
+def _train_everything(label: str, first: list[runs.Job] | None = None) -> float:
     """Train what the book needs; ``first``, when given, are submitted before, in one batch (the runs
     the book's later steps need are known then, so that a cluster's workers all get work at once)."""
-    from helpers import cluster, experiments, train
-    from helpers.config import beyond
-
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
     start = time.perf_counter()
@@ -49,7 +40,7 @@ def _train_everything(label: str, first: list | None = None) -> float:
           f"(progress per run; interrupt and rerun to resume).", flush=True)
     try:
         if first:
-            train.run_many(first, workers=beyond().workers,
+            runs.run_many(first, workers=beyond().workers,
                            describe=lambda j: f"{j.split} seed {j.seed}, {j.config.epochs} epochs, {j.key()}")
         experiments.everything()
     except (cluster.ClusterUnavailable, cluster.WorkerRefused) as exc:  # they say what to do

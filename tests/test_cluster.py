@@ -22,12 +22,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from helpers import cache, cluster, ledger, ledger_cli, train
+from helpers import cache, cluster, ledger, ledger_cli, runs
 from helpers.config import BASELINE
 from tests.conftest import REPO, need_real_data
 
 SHORT = BASELINE.with_(epochs=2)  # the paper's network, two epochs: a few seconds a run
-JOBS = [train.Job(SHORT, 0, "test"), train.Job(SHORT, 1, "holdout"), train.Job(SHORT, 0, "cv5-2")]
+JOBS = [runs.Job(SHORT, 0, "test"), runs.Job(SHORT, 1, "holdout"), runs.Job(SHORT, 0, "cv5-2")]
 BIN = Path(sys.executable).parent
 
 
@@ -126,8 +126,8 @@ def _train_into(folder: Path, monkeypatch: pytest.MonkeyPatch, *, workers: int, 
         monkeypatch.setenv(cluster.ENV_CLUSTER, address)
     else:
         monkeypatch.delenv(cluster.ENV_CLUSTER, raising=False)
-    runs = train.run_many(JOBS, workers=workers)
-    assert [r.source for r in runs] == ["ledger"] * len(JOBS)
+    results = runs.run_many(JOBS, workers=workers)
+    assert [r.source for r in results] == ["ledger"] * len(JOBS)
 
 
 def _complete(folder: Path) -> None:
@@ -198,8 +198,8 @@ def test_embedded_and_remote_clusters_train_the_same_bits(reference: Path, dask_
         _identical(reference, folder)
         for entry in ledger.entries(folder):
             rec = ledger.record(entry)
-            assert rec["key"] == entry.name and rec["data"] == train.data.checksums()
-            assert rec["code"] == train.code_hash(SHORT) and rec["environment"] == train.environment()
+            assert rec["key"] == entry.name and rec["data"] == runs.data.checksums()
+            assert rec["code"] == runs.code_hash(SHORT) and rec["environment"] == runs.environment()
             assert rec["host"] == ledger.record(reference / ledger.KIND / entry.name)["host"]
     assert not list((dask_cluster.folder).glob("**/*.npz")), "workers write no files"
 
@@ -244,7 +244,7 @@ def test_a_scheduler_that_does_not_answer_is_named_within_ten_seconds(ledger_mod
     monkeypatch.setenv(cluster.ENV_CLUSTER, address)
     start = time.monotonic()
     with pytest.raises(cluster.ClusterUnavailable) as caught:
-        train.run_many(JOBS[:1])
+        runs.run_many(JOBS[:1])
     assert time.monotonic() - start < 10
     message = str(caught.value)
     assert address in message and "dask scheduler" in message and f"dask worker {address}" in message
@@ -275,7 +275,8 @@ def test_a_nanny_preloading_helpers_cluster_starts_lean_workers(tmp_path: Path) 
 def test_a_worker_with_other_code_is_refused(ledger_mode: Path) -> None:
     job = JOBS[1]
     with pytest.raises(cluster.CodeMismatch, match="runs other code than the client.*code hash"):
-        cluster.train_on_worker(job, cluster.pack(train.arrays(job)), "0" * 16, job.key(), train.data.checksums())
+        cluster.train_on_worker(runs.entry_files, runs.code_hash, job, cluster.pack(runs.arrays(job)), "0" * 16,
+                                job.key(), runs.data.checksums())
 
 
 def test_nothing_missing_starts_no_cluster(reference: Path, ledger_mode: Path,
@@ -287,7 +288,7 @@ def test_nothing_missing_starts_no_cluster(reference: Path, ledger_mode: Path,
         raise AssertionError("a cluster was started although every run is stored")
 
     monkeypatch.setattr(cluster, "client", refuse)
-    assert [r.source for r in train.run_many(JOBS)] == ["ledger"] * 3
+    assert [r.source for r in runs.run_many(JOBS)] == ["ledger"] * 3
     again = ledger_cli._ledger_jobs(reference)  # what `make retrain` submits first, in one batch
     assert sorted(j.key() for j in again) == sorted(j.key() for j in JOBS)
 
@@ -309,10 +310,10 @@ def test_a_stale_entry_is_missing_for_make_results_and_stops_the_book(reference:
     (entry / cache.MANIFEST).write_text(json.dumps(manifest))
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     with pytest.raises(ledger.LedgerError, match="stale"):
-        train.run_many(JOBS)
+        runs.run_many(JOBS)
     monkeypatch.setenv("USPS_TRAINING", "ledger")
-    assert [train.available(j) for j in JOBS] == [True, True, False]
-    train.run_many(JOBS, workers=1)  # retrains the stale run only, here
+    assert [runs.available(j) for j in JOBS] == [True, True, False]
+    runs.run_many(JOBS, workers=1)  # retrains the stale run only, here
     assert ledger.stale_entries(folder) == [] and ledger.verify_manifest(folder) == []
     _identical(reference, folder)
 

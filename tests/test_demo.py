@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import demo, experiments, train
+from helpers import demo, experiments, recipe, runs
 from helpers.config import BASELINE
 from tests.conftest import HTML, SHOTS, _need
 
@@ -56,7 +56,7 @@ def test_export_describes_the_network_the_page_can_run(tmp_path) -> None:
     """A small model with both blocks, exported and run by the same algorithm as demo.js."""
     config = BASELINE.with_(filters=4, dense_units=8, second_block_filters=3, augment_shift=0.1,
                             augment_rotation=5.0)
-    model = train.build_model(config)
+    model = runs.build_model(config)
     spec = demo.export_model(model, config.scale, tmp_path, "tiny")
     assert [layer["type"] for layer in spec["layers"]] == [
         "conv", "leaky_relu", "max_pool", "conv", "leaky_relu", "max_pool", "flatten", "dense", "dense"]
@@ -68,7 +68,7 @@ def test_export_describes_the_network_the_page_can_run(tmp_path) -> None:
 
 
 def test_unsupported_layers_are_refused(tmp_path) -> None:
-    model = train.build_model(BASELINE.with_(batch_norm=True, filters=2, dense_units=4))
+    model = runs.build_model(BASELINE.with_(batch_norm=True, filters=2, dense_units=4))
     with pytest.raises(ValueError, match="BatchNormalization"):
         demo.describe(model)
 
@@ -97,11 +97,11 @@ def demo_page(site: str, browser):
 def test_browser_probabilities_equal_keras(demo_page) -> None:
     page, errors, outside, _ = demo_page
     samples = json.loads((HTML / "_static" / "demo" / "models" / "samples.json").read_text())
-    runs = {"paper": train.run(train.paper_job()), "best": train.run(experiments.best_job())}
+    stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.best_job())}
     for k in range(50):
         got = page.evaluate("(p) => window.uspsDemo.classify(p)", samples["pixels"][k])
         index = samples["index"][k]
-        for name, result in runs.items():
+        for name, result in stored.items():
             expected = result.probabilities[index]
             np.testing.assert_allclose(got[name], expected, atol=1e-4, err_msg=f"{name}, test image {index}")
             assert int(np.argmax(got[name])) == int(np.argmax(expected))

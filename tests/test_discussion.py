@@ -13,7 +13,7 @@ from scipy import stats
 
 from helpers import book, discussion, paper
 from helpers.config import BASELINE, READINGS
-from helpers.train import Job, Run
+from helpers.runs import Job, Run
 from tests.conftest import REPO
 
 N = 2007  # the paper's 58 errors are judged against the real test-set size

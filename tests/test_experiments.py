@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import baselines, evaluate, experiments, train
+from helpers import baselines, evaluate, experiments, runs
 from helpers.config import BASELINE, BEYOND, LADDER, beyond
-from helpers.train import Job, Run
+from helpers.runs import Job, Run
 
 TINY = BASELINE.with_(epochs=1, batch_size=16, filters=2, dense_units=4)
 
@@ -135,15 +135,15 @@ def test_run_many_trains_missing_jobs_once(fake_release: dict[str, Path], isolat
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
     monkeypatch.setenv("USPS_LEDGER_DIR", str(isolated / "empty-ledger"))
     jobs = [Job(TINY, 0), Job(TINY, 1), Job(TINY, 0, "holdout"), Job(TINY, 0)]
-    assert not any(train.available(j) for j in jobs)
-    runs = train.run_many(jobs, workers=1)
+    assert not any(runs.available(j) for j in jobs)
+    results = runs.run_many(jobs, workers=1)
     assert "Training 3 of 3 runs" in capsys.readouterr().out  # the duplicate is trained once
     assert all(cache.lookup("models", j.spec()) is not None for j in jobs)
-    assert len(runs[2].labels) == 12 and len(runs[0].labels) == 20  # 20 % holdout of 60, all 20 test
-    assert (runs[3].probabilities == runs[0].probabilities).all()
-    again = train.run_many(jobs, workers=1)
+    assert len(results[2].labels) == 12 and len(results[0].labels) == 20  # 20 % holdout of 60, all 20 test
+    assert (results[3].probabilities == results[0].probabilities).all()
+    again = runs.run_many(jobs, workers=1)
     assert "Training" not in capsys.readouterr().out and {r.source for r in again} == {"cache"}
-    assert all((a.probabilities == b.probabilities).all() for a, b in zip(runs, again))
+    assert all((a.probabilities == b.probabilities).all() for a, b in zip(results, again))
 
 
 def test_baseline_chooses_on_holdout(fake_release: dict[str, Path], isolated: Path,
@@ -153,7 +153,7 @@ def test_baseline_chooses_on_holdout(fake_release: dict[str, Path], isolated: Pa
     holdout = result["holdout errors"]
     assert set(holdout) == {"1", "3", "5", "7"}
     assert holdout[str(result["chosen"])] == min(holdout.values()), "not chosen by the fewest holdout errors"
-    _, labels = train.data.load_usps("test")
+    _, labels = runs.data.load_usps("test")
     predicted = np.array(result["test predictions"])
     assert result["test errors"] == int((predicted != labels).sum())
     assert result["test error rate (%)"] == pytest.approx(100 * result["test errors"] / len(labels))

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import best_published, discussion, findings, paper, plots, stats
+from helpers import best_published, discussion, findings, paper, plots, recipe, stats
 from helpers.config import BASELINE, READINGS
-from helpers.train import Job, Run
+from helpers.runs import Job, Run
 from tests.conftest import need_real_data
 
 N = 2007
@@ -194,7 +194,7 @@ def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     results = findings.gather()
     numbers = findings.numbers(results)
     assert all(r.source == "ledger" for r in results.runs())
-    assert numbers["seed0_errors"] == ledger.record(ledger.find(train.paper_job()))["errors"]
+    assert numbers["seed0_errors"] == ledger.record(ledger.find(recipe.paper_job()))["errors"]
     assert numbers["rec_seeds"] == len(experiments.paper_seed_runs()) == 5
     assert findings.headline_verdict(results.verdict) == "not reproduced"  # the title's [¬Re]
     assert numbers["ensemble_size"] <= numbers["ensemble_sets"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cache, experiments, ledger, ledger_cli, train
+from helpers import cache, experiments, ledger, ledger_cli, recipe, runs
 from helpers.config import BASELINE
 from tests.conftest import REPO
 
@@ -62,10 +62,10 @@ def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: P
     unused = {entry.name for entry in ledger.entries()} - registry
     assert not unused, f"{len(unused)} ledger entries outside the registry (e.g. {min(unused)}): run `make results`"
     assert registry <= {entry.name for entry in ledger.entries()}
-    for job in (train.paper_job(), experiments.final_job()):
-        result = train.run(job)
+    for job in (recipe.paper_job(), experiments.final_job()):
+        result = runs.run(job)
         assert result.source == "ledger" and result.weights is not None
-        train.load_model(result)  # the kept weights reproduce the stored predictions
+        runs.load_model(result)  # the kept weights reproduce the stored predictions
 
 
 def test_pruning_never_drops_a_run_scored_on_the_test_set(copy: Path) -> None:
@@ -84,8 +84,8 @@ def test_every_entry_records_its_provenance(committed: Path) -> None:
         rec = ledger.record(entry)
         assert set(rec) >= {"job", "code", "data", "labels_sha256", "history", "seconds", "environment", "trained"}
         assert set(rec["environment"]) >= {"python", "tensorflow", "keras", "numpy", "cpu", "cpu_flags", "threads"}
-        assert rec["data"] == {"zip.train.gz": train.data.SHA256["zip.train.gz"],
-                               "zip.test.gz": train.data.SHA256["zip.test.gz"]}
+        assert rec["data"] == {"zip.train.gz": runs.data.SHA256["zip.train.gz"],
+                               "zip.test.gz": runs.data.SHA256["zip.test.gz"]}
         with np.load(entry / "predictions.npz") as stored:
             labels, probabilities = stored["labels"].astype(np.int64), stored["probabilities"]
         import hashlib
@@ -101,9 +101,9 @@ def test_an_edited_number_is_caught_and_names_the_file(copy: Path) -> None:
     record_file.write_text(text.replace('"errors": ', '"errors": 1', 1))
     problems = ledger.check()
     assert any(str(record_file) in p and "altered" in p for p in problems), problems
-    job = ledger._job_of(json.loads(text))
+    job = runs._job_of(json.loads(text))
     with pytest.raises(ledger.LedgerError, match="record.json was altered"):
-        train.run(job)
+        runs.run(job)
     done = subprocess.run([sys.executable, "-m", "helpers", "check"], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, ledger.ENV_LEDGER: str(copy)}, timeout=300)
     assert done.returncode == 1 and str(record_file) in done.stderr
@@ -122,17 +122,17 @@ def test_a_stale_entry_stops_the_book_with_the_command_that_refreshes_it(copy: P
     problems = ledger.check()
     assert any("1 of" in p and "stale" in p and "make results" in p for p in problems), problems
     with pytest.raises(ledger.LedgerError, match="stale.*make results"):
-        train.run(ledger._job_of(rec))
+        runs.run(runs._job_of(rec))
     done = subprocess.run([sys.executable, "-m", "helpers", "check"], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, ledger.ENV_LEDGER: str(copy)}, timeout=300)
     assert done.returncode == 1 and "stale" in done.stderr and "make results" in done.stderr
 
 
 def test_a_run_the_ledger_lacks_is_refused_when_training_is_off(copy: Path) -> None:
-    with pytest.raises(train.TrainingForbidden, match="make results"):
-        train.run(train.Job(TINY, 123))
-    with pytest.raises(train.TrainingForbidden, match="make results"):
-        train.run_many([train.paper_job(), train.Job(TINY, 123)])
+    with pytest.raises(runs.TrainingForbidden, match="make results"):
+        runs.run(runs.Job(TINY, 123))
+    with pytest.raises(runs.TrainingForbidden, match="make results"):
+        runs.run_many([recipe.paper_job(), runs.Job(TINY, 123)])
 
 
 def test_ledger_mode_trains_into_the_ledger_and_resumes(fake_release: dict[str, Path], isolated: Path,
@@ -141,22 +141,22 @@ def test_ledger_mode_trains_into_the_ledger_and_resumes(fake_release: dict[str, 
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
     monkeypatch.setenv(ledger.ENV_LEDGER, str(isolated / "ledger"))
     monkeypatch.setenv("USPS_TRAINING", "ledger")
-    jobs = [train.Job(TINY, 0), train.Job(TINY, 0, "holdout")]
-    runs = train.run_many(jobs, workers=1)
+    jobs = [runs.Job(TINY, 0), runs.Job(TINY, 0, "holdout")]
+    results = runs.run_many(jobs, workers=1)
     assert "Training 2 of 2 runs" in capsys.readouterr().out
-    assert [r.source for r in runs] == ["ledger", "ledger"]
+    assert [r.source for r in results] == ["ledger", "ledger"]
     assert ledger.verify_manifest() == [] and len(ledger.entries()) == 2
-    assert not any(p.name == train.WEIGHTS for p in (isolated / "ledger").rglob("*")), "weights kept by default"
-    again = train.run_many(jobs, workers=1)
+    assert not any(p.name == runs.WEIGHTS for p in (isolated / "ledger").rglob("*")), "weights kept by default"
+    again = runs.run_many(jobs, workers=1)
     assert "Training" not in capsys.readouterr().out
-    assert all((a.probabilities == b.probabilities).all() for a, b in zip(runs, again))
+    assert all((a.probabilities == b.probabilities).all() for a, b in zip(results, again))
     assert ledger.keep_weights([jobs[0]]) == [jobs[0].key()]
-    assert ledger.verify_manifest() == [] and train.run(jobs[0]).weights is not None
+    assert ledger.verify_manifest() == [] and runs.run(jobs[0]).weights is not None
     assert ledger.drop_weights([jobs[0]]) == []  # the kept weights stay
     assert ledger.drop_weights([jobs[1]]) == [jobs[0].key()]  # weights no chapter needs go
-    assert ledger.verify_manifest() == [] and train.run(jobs[0]).weights is None
+    assert ledger.verify_manifest() == [] and runs.run(jobs[0]).weights is None
     monkeypatch.setenv("USPS_TRAINING", "forbid")
-    assert train.run(jobs[1]).source == "ledger"
+    assert runs.run(jobs[1]).source == "ledger"
     assert ledger.drop_unused({job.key() for job in jobs}) == []
     assert ledger.drop_unused(set()) == [jobs[1].key()]  # a holdout run no chapter asks for goes,
     assert ledger.verify_manifest() == [] and [e.name for e in ledger.entries()] == [jobs[0].key()]  # a test run stays
@@ -169,7 +169,7 @@ def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[s
     folders = {}
     for name in ("a", "b"):
         monkeypatch.setenv(ledger.ENV_LEDGER, str(isolated / name))
-        train.run_many([train.Job(TINY, 0), train.Job(TINY, 1)], workers=1)
+        runs.run_many([runs.Job(TINY, 0), runs.Job(TINY, 1)], workers=1)
         folders[name] = isolated / name
     rows = ledger.compare(folders["a"], folders["b"])
     assert [r.identical for r in rows] == [True, True] and all(r.same_environment for r in rows)
@@ -199,9 +199,9 @@ def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[s
 
 
 def test_estimates_come_from_similar_runs(copy: Path) -> None:
-    paper = train.paper_job()
+    paper = recipe.paper_job()
     rec = ledger.record(ledger.root() / ledger.KIND / paper.key())
-    assert ledger.estimate_seconds(paper) == pytest.approx(rec["seconds"], rel=0.5)
+    assert runs.estimate_seconds(paper) == pytest.approx(rec["seconds"], rel=0.5)
 
 
 def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cache, config, model, train
+from helpers import cache, config, model, recipe, runs, train
 from helpers.config import BASELINE, DECISIONS
 
 TINY = BASELINE.with_(epochs=2, batch_size=16, filters=4, dense_units=8)
@@ -62,26 +62,26 @@ def test_run_is_cached_under_its_full_spec_and_weights_reproduce_it(
         fake_release: dict[str, Path], isolated: Path, monkeypatch: pytest.MonkeyPatch, allow_training: None) -> None:
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
     monkeypatch.setenv("USPS_LEDGER_DIR", str(isolated / "empty-ledger"))
-    job = train.Job(TINY, seed=1)
-    first = train.run(job)
+    job = runs.Job(TINY, seed=1)
+    first = runs.run(job)
     assert first.source == "trained" and set(first.history) >= {"loss", "val_accuracy"}
-    again = train.run(job)
+    again = runs.run(job)
     assert again.source == "cache" and again.key == first.key
     assert (again.probabilities == first.probabilities).all()
     spec = job.spec()
     assert set(spec) >= {"config", "seed", "split", "data", "env", "code"}
-    assert spec["env"]["tensorflow"] and spec["code"] == train.code_hash(TINY)
+    assert spec["env"]["tensorflow"] and spec["code"] == runs.code_hash(TINY)
     assert first.record["data"]["zip.train.gz"] == first_hash(fake_release)
     numbers = first.numbers()
     assert (numbers["epochs"], numbers["batch_size"]) == (TINY.epochs, TINY.batch_size)
     assert numbers["seconds_per_epoch"] == pytest.approx(first.seconds / TINY.epochs) and first.seconds > 0
     assert numbers["train_cpu"] == first.record["environment"]["cpu"] and numbers["train_threads"] == 1
-    other = train.run(train.Job(TINY, seed=2))
+    other = runs.run(runs.Job(TINY, seed=2))
     assert other.key != first.key and other.source == "trained"
     assert cache.lookup("models", spec) is not None
-    trained = train.trained_model(TINY, seed=1, progress_every=None)  # rebuilt from the stored weights
+    trained = runs.trained_model(TINY, seed=1, progress_every=None)  # rebuilt from the stored weights
     assert trained.source == "cache" and trained.history == first.history
-    x, _ = train.data.load_usps("test")
+    x, _ = runs.data.load_usps("test")
     np.testing.assert_allclose(trained.model.predict(x, verbose=0), first.probabilities, atol=1e-6)
 
 
@@ -89,10 +89,10 @@ def test_weights_of_another_model_are_refused(fake_release: dict[str, Path], iso
                                               monkeypatch: pytest.MonkeyPatch, allow_training: None) -> None:
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
     monkeypatch.setenv("USPS_LEDGER_DIR", str(isolated / "empty-ledger"))
-    one, two = train.run(train.Job(TINY, seed=1)), train.run(train.Job(TINY, seed=2))
-    (one.entry / train.WEIGHTS).write_bytes((two.entry / train.WEIGHTS).read_bytes())
+    one, two = runs.run(runs.Job(TINY, seed=1)), runs.run(runs.Job(TINY, seed=2))
+    (one.entry / runs.WEIGHTS).write_bytes((two.entry / runs.WEIGHTS).read_bytes())
     with pytest.raises(ValueError, match="does not reproduce"):
-        train.load_model(one)
+        runs.load_model(one)
 
 
 def first_hash(files: dict[str, Path]) -> str:
@@ -107,14 +107,14 @@ def test_selection_takes_fewest_errors_and_keeps_baseline_on_ties() -> None:
         for number, (label, changes) in enumerate(decision.options):
             rows.append({"decision": decision.name, "option": label, "baseline": number == 0,
                          "changes": changes, "errors": 10, "n": 100, "accuracy": 0.9})
-    assert train.select(rows) == BASELINE
+    assert recipe.select(rows) == BASELINE
     target = next(r for r in rows if r["option"] == "64")
     target["errors"], target["accuracy"] = 9, 0.91
-    assert train.select(rows) == BASELINE.with_(filters=64)
-    assert train.chosen_options(rows)["convolution filters"]["option"] == "64"
-    numbers = train.decision_numbers(rows)
+    assert recipe.select(rows) == BASELINE.with_(filters=64)
+    assert recipe.chosen_options(rows)["convolution filters"]["option"] == "64"
+    numbers = recipe.decision_numbers(rows)
     assert (numbers["holdout_n"], numbers["baseline_errors"], numbers["sweep_spread"]) == (100, 10, 1)
-    assert numbers["sweep_spread_pct"] == 1.0 and numbers["sweep_seeds"] == len(train.profile().sweep_seeds)
-    jobs = train.decision_jobs()
+    assert numbers["sweep_spread_pct"] == 1.0 and numbers["sweep_seeds"] == len(config.profile().sweep_seeds)
+    jobs = recipe.decision_jobs()
     assert len(jobs) == sum(len(d.options) for d in DECISIONS) * numbers["sweep_seeds"]
     assert {job.split for job in jobs} == {"holdout"} and jobs[0].config == BASELINE.with_(epochs=numbers["sweep_epochs"])

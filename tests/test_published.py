@@ -51,7 +51,7 @@ def ledger_numbers() -> dict[str, str]:
     from helpers import experiments, train
 
     os.environ.setdefault("USPS_TRAINING", "forbid")
-    paper_run = train.run(train.paper_job())
+    paper_run = runs.run(recipe.paper_job())
     seeds = experiments.paper_seed_runs()
     seed_mean = 100 * sum(1 - r.accuracy for r in seeds) / len(seeds)
     return {"accuracy": f"{100 * paper_run.accuracy:.2f}", "errors": str(paper_run.errors),

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import ledger, train
+from helpers import ledger, recipe, runs
 from tests.conftest import REPO, need_real_data
 
 FORBID = {**os.environ, "USPS_TRAINING": "forbid", "USPS_BOOK_PROFILE": "full"}
@@ -40,7 +40,7 @@ def test_command_line_summary_json_answers_from_the_ledger() -> None:
                           capture_output=True, text=True, timeout=120, check=True)
     seconds = time.perf_counter() - start
     result = json.loads(done.stdout)
-    seeds = [ledger.record(ledger.root() / ledger.KIND / train.Job(train.paper_config(), s["seed"]).key())
+    seeds = [ledger.record(ledger.root() / ledger.KIND / runs.Job(recipe.paper_config(), s["seed"]).key())
              for s in result["paper_model_seeds"]]
     assert [s["test_errors"] for s in result["paper_model_seeds"]] == [r["errors"] for r in seeds]
     assert 0 < result["best_single_error"] < result["paper_model_mean_error"]
@@ -102,11 +102,11 @@ def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkey
     need_real_data()
     monkeypatch.setenv("USPS_BOOK_PROFILE", "full")
     monkeypatch.setenv("USPS_TRAINING", "forbid")
-    job = train.paper_job()
-    stored = train.run(job)
+    job = recipe.paper_job()
+    stored = runs.run(job)
     assert stored.source == "ledger"
-    train.build_entry(job, tmp_path, progress_every=25)
-    again = train.load_entry(job, tmp_path, "trained")
+    runs.build_entry(job, tmp_path, progress_every=25)
+    again = runs.load_entry(job, tmp_path, "trained")
     same = ledger.same_environment(stored.record["environment"], again.record["environment"])
     if same:
         case = (f"same environment as the ledger entry: predictions must be identical "
@@ -116,7 +116,7 @@ def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkey
             f"retrained in the ledger's environment but the predictions differ "
             f"({again.errors} errors against {stored.errors}): the ledger entry {stored.key} is not reproduced")
     else:
-        seeds = [train.run(train.Job(job.config, seed)).errors for seed in (0, 1, 2, 3, 4)]
+        seeds = [runs.run(runs.Job(job.config, seed)).errors for seed in (0, 1, 2, 3, 4)]
         low, high = retrain_band(seeds)
         record_property("retrain check", f"another environment than the ledger entry's: {again.errors} errors "
                                          f"retrained; the seeds made {seeds}, band {low:.1f} to {high:.1f} "

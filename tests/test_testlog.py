@@ -9,7 +9,7 @@ import pytest
 
 from helpers import testlog
 from helpers.config import BASELINE
-from helpers.train import Job, Run
+from helpers.runs import Job, Run
 
 LABELS = np.repeat(np.arange(10), 20)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cache, train
+from helpers import cache, runs, train
 from helpers.config import BASELINE
 from tests.conftest import REPO, need_real_data
 
@@ -65,40 +65,40 @@ def test_code_hash_follows_the_code_that_determines_a_model(monkeypatch: pytest.
     builds, and with nothing else: a new model option, off by default, leaves old entries valid."""
     from helpers import model
 
-    base = train.code_hash(BASELINE)
-    assert train.code_hash(BASELINE) == base and train.code_hash(BASELINE.with_(filters=64)) != base
-    sources = train._training_sources()
+    base = runs.code_hash(BASELINE)
+    assert runs.code_hash(BASELINE) == base and runs.code_hash(BASELINE.with_(filters=64)) != base
+    sources = runs._training_sources()
     for needle in ("def fit", "def parse", "def to_images", "def validation_split", "def fold_split",
                    "def arrays", "set_intra_op_parallelism_threads", "enable_op_determinism"):
         assert needle in sources
 
-    train.code_hash.cache_clear()
-    monkeypatch.setattr(train, "_training_sources", lambda: sources.replace("shuffle=True", "shuffle=False"))
-    assert train.code_hash(BASELINE) != base, "a change to the training loop kept the hash"
+    runs.code_hash.cache_clear()
+    monkeypatch.setattr(runs, "_training_sources", lambda: sources.replace("shuffle=True", "shuffle=False"))
+    assert runs.code_hash(BASELINE) != base, "a change to the training loop kept the hash"
     monkeypatch.undo()
 
     real_build = model.build_model
 
     def with_extra_layer(config, steps_per_epoch=1):  # type: ignore[no-untyped-def]
         net = real_build(config, steps_per_epoch)
-        extended = train.keras.Sequential([net, train.keras.layers.Activation("linear")])
+        extended = runs.keras.Sequential([net, runs.keras.layers.Activation("linear")])
         extended.compile(optimizer=net.optimizer, loss=net.loss)
         return extended
 
-    train.code_hash.cache_clear()
-    monkeypatch.setattr(train, "build_model", with_extra_layer)
-    assert train.code_hash(BASELINE) != base, "a change to the network kept the hash"
+    runs.code_hash.cache_clear()
+    monkeypatch.setattr(runs, "build_model", with_extra_layer)
+    assert runs.code_hash(BASELINE) != base, "a change to the network kept the hash"
     monkeypatch.undo()
-    train.code_hash.cache_clear()
-    assert train.code_hash(BASELINE) == base
+    runs.code_hash.cache_clear()
+    assert runs.code_hash(BASELINE) == base
 
 
 KILLED = """
 import sys
-from helpers import train
+from helpers import runs
 from helpers.config import BASELINE
 config = BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512)
-train.run(train.Job(config, 0), progress_every=1)
+runs.run(runs.Job(config, 0), progress_every=1)
 """
 
 
@@ -114,10 +114,10 @@ def test_training_killed_half_way_is_retrained(tmp_path: Path, monkeypatch: pyte
         assert time.time() < deadline and child.poll() is None, "training did not start"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    job = train.Job(BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512), 0)
+    job = runs.Job(BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512), 0)
     assert cache.lookup("models", job.spec(), tmp_path) is None, "a killed run was accepted"
     assert list((tmp_path / "models").glob(".*.tmp-*")), "the killed run left only a temporary folder"
-    result = train.run(job)  # the next run trains afresh and cleans up
+    result = runs.run(job)  # the next run trains afresh and cleans up
     assert result.built and len(result.history["loss"]) == 12
     assert not list((tmp_path / "models").glob(".*.tmp-*"))
     assert cache.lookup("models", job.spec(), tmp_path) == result.entry
@@ -128,9 +128,9 @@ def test_altered_cached_run_is_detected_and_retrained(tmp_path: Path, monkeypatc
     need_real_data()
     monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("USPS_TRAINING", "allow")
-    job = train.Job(BASELINE.with_(epochs=2, filters=4, dense_units=8, batch_size=512), 0)
-    first = train.run(job)
+    job = runs.Job(BASELINE.with_(epochs=2, filters=4, dense_units=8, batch_size=512), 0)
+    first = runs.run(job)
     (first.entry / "predictions.npz").write_bytes(b"not the predictions")
-    second = train.run(job)
+    second = runs.run(job)
     assert second.built and "predictions.npz was altered" in capsys.readouterr().err
     assert (second.probabilities == first.probabilities).all(), "retraining the same job gives the same model"
