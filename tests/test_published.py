@@ -48,7 +48,7 @@ def test_page_loads_with_images_and_no_console_errors(site: str, browser, page_n
 
 def ledger_numbers() -> dict[str, str]:
     """The book's own headline numbers, computed from the results ledger (not the paper's constants)."""
-    from helpers import experiments, train
+    from helpers import experiments, recipe, runs
 
     os.environ.setdefault("USPS_TRAINING", "forbid")
     paper_run = runs.run(recipe.paper_job())
