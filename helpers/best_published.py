@@ -421,7 +421,8 @@ def final(chosen: CVResult, runs: Sequence[Run]) -> Final:
 def first_round_numbers(result: Final) -> dict[str, Any]:
     """What the chapter quotes about the first round's choice on the test set (its seeds and their
     ensemble), tested before the second round was written down."""
-    return {"first_test_mean": result.mean, "first_test_seeds": len(result.errors),
+    return {"first_target": TARGETS["single"], "first_ensemble_target": TARGETS["ensemble"],
+            "first_test_mean": result.mean, "first_test_seeds": len(result.errors),
             "first_test_min_errors": min(result.errors), "first_test_max_errors": max(result.errors),
             "first_seed_ensemble": result.ensemble, "first_seed_ensemble_errors": result.ensemble_errors}
 
