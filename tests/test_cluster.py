@@ -210,18 +210,26 @@ def test_a_worker_killed_mid_run_leaves_one_complete_entry(reference: Path, dask
     from distributed import Client
 
     killed: list[str] = []
+    seen: list[str] = []
+
+    def executing(dask_worker: Any) -> int:
+        return dask_worker.state.executing_count
 
     def kill_a_busy_worker() -> None:
-        with Client(dask_cluster.address, timeout=10, set_as_default=False) as watch:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                busy = [w for w, keys in watch.processing().items() if keys]
-                if busy:
-                    time.sleep(3)  # well inside the run: the worker imports TensorFlow, then trains
-                    dask_cluster.workers[busy[0]].send_signal(signal.SIGKILL)
-                    killed.append(busy[0])
-                    return
-                time.sleep(0.1)
+        try:
+            with Client(dask_cluster.address, timeout=10, set_as_default=False) as watch:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    busy = [w for w, n in watch.run(executing).items() if n]
+                    if busy:
+                        time.sleep(2)  # well inside the run: the worker imports TensorFlow, then trains
+                        dask_cluster.workers[busy[0]].send_signal(signal.SIGKILL)
+                        killed.append(busy[0])
+                        return
+                    time.sleep(0.1)
+                seen.append("no worker was ever executing a run")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            seen.append(repr(exc))
 
     killer = threading.Thread(target=kill_a_busy_worker)
     killer.start()
@@ -229,7 +237,8 @@ def test_a_worker_killed_mid_run_leaves_one_complete_entry(reference: Path, dask
         _train_into(ledger_mode / "ledger", monkeypatch, workers=2, address=dask_cluster.address)
     finally:
         killer.join()
-    assert killed and dask_cluster.workers[killed[0]].wait(5) == -signal.SIGKILL
+    assert killed, seen
+    assert dask_cluster.workers[killed[0]].wait(5) == -signal.SIGKILL
     survivor = (set(dask_cluster.workers) - set(killed)).pop()
     lines = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\s+\[\s*\d+/3\]", line)]
     assert len(lines) == 3 and all(f" on {survivor} " in line for line in lines), lines
