@@ -90,6 +90,20 @@ def _cost(done: list[ledger.Comparison]) -> list[str]:
             f"{sum(times) / 120:.0f} min of wall time two at a time (retrained {when}, one thread per run)."]
 
 
+def _by_environment(done: list[ledger.Comparison]) -> list[str]:
+    """The comparisons grouped by environment: in the ledger entry's own environment a run must be
+    bit-identical; in another (other CPU flags, libraries or a GPU) it trains like another seed, so
+    only its error count can be compared, with the error count stored."""
+    lines = ["| retrained in | runs | identical | same errors | errors differ by (max) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for label, same in (("the ledger entry's environment", True), ("another environment", False)):
+        group = [r for r in done if bool(r.same_environment) == same]
+        if group:
+            gaps = [abs(r.ledger_errors - r.retrained_errors) for r in group if r.retrained_errors is not None]
+            lines.append(f"| {label} | {len(group)} | {sum(bool(r.identical) for r in group)} | "
+                         f"{sum(g == 0 for g in gaps)} | {max(gaps, default=0)} |")
+    return lines if len(lines) > 2 else []
+
+
 def render(rows: list[ledger.Comparison], seconds: float) -> str:
     """The comparison as Markdown (committed as ``results/VERIFY.md``)."""
     done = [r for r in rows if r.identical is not None]
@@ -101,7 +115,7 @@ def render(rows: list[ledger.Comparison], seconds: float) -> str:
              f"with its ledger entry: {identical} have identical predicted probabilities, "
              f"{same_count} differ but make the same number of errors, "
              f"{len(done) - identical - same_count} make a different number of errors, "
-             f"{len(rows) - len(done)} were not retrained.", "", *_cost(done), "",
+             f"{len(rows) - len(done)} were not retrained.", "", *_cost(done), "", *_by_environment(done), "",
              "| entry | run | errors (ledger) | errors (retrained) | identical | same environment |",
              "| --- | --- | ---: | ---: | --- | --- |"]
     for r in rows:
