@@ -132,3 +132,13 @@ def browser():
         b.close()
 
 
+def import_ext(*names: str) -> tuple:
+    """The book's Sphinx extensions in ``_ext/`` (not a package), imported by module name."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(REPO / "_ext"))
+    try:
+        return tuple(importlib.import_module(name) for name in names)
+    finally:
+        sys.path.remove(str(REPO / "_ext"))

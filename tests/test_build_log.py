@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, import_ext
 
 
 @pytest.fixture(scope="module")
 def ext():
-    sys.path.insert(0, str(REPO / "_ext"))
-    try:
-        import build_log
-        import kernel_transport
-    finally:
-        sys.path.remove(str(REPO / "_ext"))
-    return kernel_transport, build_log
+    return import_ext("kernel_transport", "build_log")
 
 
 def test_kernels_are_started_with_curve_keys(ext) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, import_ext
 
 CITATION = REPO / "CITATION.cff"
 
@@ -28,12 +27,7 @@ def citation() -> dict:
 
 @pytest.fixture(scope="module")
 def book_version():
-    sys.path.insert(0, str(REPO / "_ext"))
-    try:
-        import book_version
-    finally:
-        sys.path.remove(str(REPO / "_ext"))
-    return book_version
+    return import_ext("book_version")[0]
 
 
 def test_citation_has_the_keys_cff_requires(citation: dict) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, SHOTS, _need
+from tests.conftest import REPO, SHOTS, _need, import_ext
 
 PDF = REPO / "_build" / "latex" / "usps-cnn-book.pdf"
 PAGES = ["introduction", "eda", "model", "training", "evaluation", "variance", "discussion", "ablations",
@@ -152,12 +151,7 @@ def test_pages_load_only_what_they_show(site: str, browser) -> None:
 # ---------------------------------------------------------------- version and citation
 def book_version_module():
     """_ext/book_version.py, which computes the version and the ledger's date when the book is built."""
-    sys.path.insert(0, str(REPO / "_ext"))
-    try:
-        import book_version
-    finally:
-        sys.path.remove(str(REPO / "_ext"))
-    return book_version
+    return import_ext("book_version")[0]
 
 
 def assert_built_from_this_history(shown: str) -> None:
