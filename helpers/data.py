@@ -274,3 +274,17 @@ def fold_split(labels: np.ndarray, folds: int, fold: int, seed: int = 0) -> tupl
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fit, held = list(splitter.split(np.zeros(len(labels)), labels))[fold]
     return np.sort(fit), np.sort(held)
+
+
+#: The pixel-noise levels (standard deviations, images in [0, 1]) the book reads digits under.
+NOISE_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
+
+
+def add_noise(images: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
+    """``images`` in [0, 1] with Gaussian noise of standard deviation ``level``, clipped back to [0, 1].
+
+    The draw depends only on ``seed`` and the images' shape, so every model reading the same
+    images reads the same noisy copies.
+    """
+    noise = np.random.default_rng(seed).standard_normal(images.shape).astype(np.float32)
+    return np.clip(images + level * noise, 0.0, 1.0)

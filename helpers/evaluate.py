@@ -11,6 +11,7 @@ from IPython.display import Markdown
 from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
 
 from helpers import data, paper, stats
+from helpers.data import add_noise  # noqa: F401  (the chapters' and tests' name for it)
 
 
 @dataclass(frozen=True)
@@ -261,12 +262,6 @@ def robustness_numbers(noisy: pd.DataFrame) -> dict[str, Any]:
             "noise_ratio": final_error / paper_error,
             "noise_worst_alone": str(alone.idxmax()).removeprefix("recipe + "), "noise_worst_alone_error": float(alone.max()),
             "noise_best_alone": str(alone.idxmin()).removeprefix("recipe + "), "noise_best_alone_error": float(alone.min())}
-
-
-def add_noise(images: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
-    """``images`` in [0, 1] with Gaussian noise of standard deviation ``level``, clipped back to [0, 1]."""
-    noise = np.random.default_rng(seed).standard_normal(images.shape).astype(np.float32)
-    return np.clip(images + level * noise, 0.0, 1.0)
 
 
 def noise_anatomy(models: dict[str, "keras.Model"], images: np.ndarray, labels: np.ndarray,  # noqa: F821

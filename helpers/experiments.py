@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, evaluate, ledger, recipe, runs, stats
+from helpers import baselines, best_published, evaluate, ledger, recipe, robust, runs, stats
 from helpers.config import beyond, Config, DECISIONS, LADDER, profile, READINGS
 from helpers.runs import Job, Run, holdout_errors, run_many
 from helpers.recipe import decision_jobs, paper_config, paper_job
@@ -212,6 +212,7 @@ def jobs() -> dict[str, list[Job]]:
     rungs = ladder()
     selection = best_published.select(best_rung(rungs).config)
     second = [name for name in selection.second if name not in selection.first]
+    third = third_round(selection.chosen.config)
     registry = {
         "decision search (model chapter)": sweep,
         "the paper's model (training chapter)": [paper_job()],
@@ -227,6 +228,8 @@ def jobs() -> dict[str, list[Job]]:
         "cross-validation, first round": [r.job for x in selection.first.values() for r in x.runs],
         "cross-validation, second round": [r.job for name in second for r in selection.second[name].runs],
         **best_published.test_jobs(selection),
+        "third round: cross-validation": [r.job for c in third.candidates.values() for r in c.runs],
+        "third round: the chosen model and the ensemble's members": sum(robust.final_jobs(third).values(), []),
     }
     return {name if "chapter)" in name else f"{name} (best-published chapter)": group
             for name, group in registry.items()}
@@ -372,6 +375,21 @@ def best_job() -> Job:
     return Job(chosen.config, beyond().best_seeds[0])
 
 
+def third_round(previous: Config | None = None) -> robust.Selection:
+    """The third round's candidates, cross-validated as its protocol says (:mod:`helpers.robust`), from the
+    second round's choice ``previous`` (read from the ledger when not given)."""
+    if previous is None:
+        previous = best_published.select(best_rung(ladder()).config).chosen.config
+    paper = paper_config().with_(epochs=beyond().epochs)
+    return robust.Selection(robust.cross_validate(robust.candidates(previous, paper), workers=beyond().workers))
+
+
+def robust_job() -> Job:
+    """The third round's chosen model, seed 0 (its weights are kept for the noise table and the demo)."""
+    third = third_round()
+    return robust.final_jobs(third)[third.chosen.name][0]
+
+
 def noise_models(with_best: bool = True) -> dict[str, Any]:
     """Seed 0 of the models whose weights the ledger keeps: the paper's network, the ladder's final
     model, each of its changes alone on the recipe and (``with_best``) the cross-validated best model."""
@@ -403,7 +421,7 @@ def everything() -> dict[str, int]:
     if runs.training_mode() == "ledger" and profile().name == "full":
         # Only the full profile's registry is the book's: pruning after another profile's runs
         # would empty the ledger of the book's own.
-        needed = [recipe.paper_job(), final_job(), *noise_jobs().values(), best_job()]
+        needed = [recipe.paper_job(), final_job(), *noise_jobs().values(), best_job(), robust_job()]
         kept, dropped = ledger.keep_weights(needed), ledger.drop_weights(needed)
         print(f"== weights stored in the ledger: {len(kept)} new, {len(dropped)} no longer needed removed",
               flush=True)

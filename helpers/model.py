@@ -79,6 +79,36 @@ class ElasticDistortion(layers.Layer):
 
 
 @keras.saving.register_keras_serializable("usps")
+class PixelNoise(layers.Layer):
+    """Gaussian pixel noise, during training only: the noise the book reads digits under.
+
+    Each image gets its own standard deviation, drawn uniformly in ``[0, max_sigma]`` (so the
+    model also sees clean and lightly noisy digits), and independent Gaussian noise of that
+    standard deviation on every pixel; the result is clipped back to ``[low, 1]``, as
+    :func:`helpers.data.add_noise` clips the noisy test images.
+    """
+
+    def __init__(self, max_sigma: float, low: float = 0.0, seed: int | None = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.max_sigma, self.low, self.seed = max_sigma, low, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        if not training:
+            return images
+        n = tf.shape(images)[0]
+        sigma = keras.random.uniform(tf.stack([n, 1, 1, 1]), 0.0, self.max_sigma, seed=self.seed_generator)
+        noise = keras.random.normal(tf.shape(images), seed=self.seed_generator)
+        return tf.clip_by_value(images + sigma * noise, self.low, 1.0)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "max_sigma": self.max_sigma, "low": self.low, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable("usps")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
     """Cross-entropy against integer labels smoothed towards the uniform distribution."""
 
@@ -119,6 +149,8 @@ def build_model(config: Config, steps_per_epoch: int = 1) -> keras.Model:
                                fill_value=background, name="augment_shear")(x)
     if config.augment_elastic:
         x = ElasticDistortion(config.augment_elastic, fill_value=background, name="augment_elastic")(x)
+    if config.augment_noise:
+        x = PixelNoise(config.augment_noise, low=background, name="augment_noise")(x)
     x = _conv_block(x, config, config.filters, config.kernel_size, config.padding, "")
     if config.second_block_filters:
         x = _conv_block(x, config, config.second_block_filters, 3, "same", "_2")

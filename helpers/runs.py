@@ -51,8 +51,8 @@ from helpers import _tf, cache, cluster, data
 from helpers._tf import THREADS, keras, tf
 from helpers.config import BASELINE, Config
 from helpers.data import sha256_of
-from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
-from helpers.train import DEFAULT_SEED, _predict, fit, predict_tta, set_seed
+from helpers.model import ElasticDistortion, PixelNoise, SmoothedSparseCrossentropy, build_model
+from helpers.train import DEFAULT_SEED, _predict, fit, predict_tta, predict_tta_rotations, set_seed
 
 ENV_TRAINING = "USPS_TRAINING"
 ENV_LEDGER = "USPS_LEDGER_DIR"
@@ -100,6 +100,8 @@ class Job:
     config: Config
     seed: int = DEFAULT_SEED
     split: str = "test"
+    #: The commit of the protocol a run was trained under (recorded, not part of its name).
+    protocol: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.split not in ("test", "holdout") and split_parts(self.split) is None:
@@ -171,6 +173,8 @@ def code_hash(config: Config = BASELINE) -> str:
         extra += inspect.getsource(ElasticDistortion)
     if config.label_smoothing:
         extra += inspect.getsource(SmoothedSparseCrossentropy)
+    if config.augment_noise:
+        extra += inspect.getsource(PixelNoise)
     digest = hashlib.sha256((_training_sources() + built + extra).encode())
     return digest.hexdigest()[:16]
 
@@ -213,6 +217,16 @@ class Run:
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # averaged over the image and its one-pixel shifts (runs trained before it existed: None)
     tta: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # averaged over the shifts and small rotations (train.TTA_ROTATIONS; stored in half precision)
+    tta_rotations: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # the digits read under pixel noise, one row per level of `data.NOISE_LEVELS` (same draws for every run)
+    noisy: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def noisy_errors(self, level: float) -> int | None:
+        """Errors on the predicted images with pixel noise of standard deviation ``level`` (None: not stored)."""
+        if self.noisy is None:
+            return None
+        return int((self.noisy[data.NOISE_LEVELS.index(level)] != self.labels).sum())
 
     @property
     def built(self) -> bool:
@@ -270,7 +284,13 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     model, history, seconds = fit(job.config, x, y, seed=job.seed, validation=validation,
                                   progress_every=progress_every)
     probabilities = _predict(model, xp)
-    tta = predict_tta(model, xp, 0.0 if job.config.scale == "unit" else -1.0)
+    background = 0.0 if job.config.scale == "unit" else -1.0
+    tta = predict_tta(model, xp, background)
+    extra: dict[str, np.ndarray] = {
+        "tta_rotations": predict_tta_rotations(model, xp, background).astype(np.float16)}
+    if job.config.scale == "unit":  # the noise is defined on images in [0, 1]
+        extra["noisy"] = np.array([_predict(model, data.add_noise(xp, level)).argmax(1)
+                                   for level in data.NOISE_LEVELS], dtype=np.int8)
     record = {"job": {"config": job.config.as_dict(), "seed": job.seed, "split": job.split},
               "key": key or job.key(), "code": code_hash(job.config), "data": checksums or data.checksums(),
               "labels_sha256": hashlib.sha256(yp.astype(np.int64).tobytes()).hexdigest(),
@@ -278,7 +298,10 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
               "seconds": seconds, "environment": environment(), "host": platform.node(),
               "gpus": len(tf.config.list_physical_devices("GPU")),
               "trained": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "history": history}
-    return {"predictions.npz": _npz(probabilities=probabilities, labels=yp.astype(np.int8), tta=tta.astype(np.float32)),
+    if job.protocol:
+        record["protocol"] = job.protocol
+    return {"predictions.npz": _npz(probabilities=probabilities, labels=yp.astype(np.int8), tta=tta.astype(np.float32),
+                                    **extra),
             WEIGHTS: _npz(*model.get_weights()), "record.json": json.dumps(record, indent=1).encode()}
 
 
@@ -299,9 +322,11 @@ def load_entry(job: Job, entry: Path, source: Literal["ledger", "cache", "traine
     record = json.loads((entry / "record.json").read_text())
     with np.load(entry / "predictions.npz") as stored:
         probabilities, labels = stored["probabilities"], stored["labels"].astype(np.int64)
-        tta = stored["tta"] if "tta" in stored.files else None
+        optional = {name: stored[name] if name in stored.files else None for name in ("tta", "tta_rotations", "noisy")}
+    if optional["tta_rotations"] is not None:
+        optional["tta_rotations"] = optional["tta_rotations"].astype(np.float32)
     return Run(job, job.key(), entry, record["history"], record["seconds"], probabilities, labels, source, record,
-               tta)
+               **optional)
 
 
 # ------------------------------------------------------------- the ledger folder

@@ -69,7 +69,13 @@ LOOKS: dict[str, Look] = {
         "nothing chosen; the single-model target is still missed (the next protocol is committed before its runs)"),
     "ensemble members chosen by cross-validation (best-published chapter)": Look(
         "report", "the ensemble's members, chosen by forward selection on out-of-fold predictions",
-        "nothing chosen"),
+        "nothing chosen; the third round's protocol was committed after this look, before its runs"),
+    "third round: cross-validation (best-published chapter)": Look(
+        "training images only", "the third round's candidates on new folds (fold seed 1), clean and under pixel noise",
+        "the chosen model and the ensemble's members, by the committed protocol"),
+    "third round: the chosen model and the ensemble's members (best-published chapter)": Look(
+        "report", "the protocol's one look: the chosen model's five seeds, the ensemble, noise sigma 0.1 to 0.4",
+        "nothing chosen: the protocol allows no other look"),
 }
 
 BASELINES = Look("report", "k-nearest neighbours, logistic regression and an RBF SVM, each parameter chosen on "

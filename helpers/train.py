@@ -13,6 +13,7 @@ import math
 import time
 
 import numpy as np
+from scipy import ndimage
 
 from helpers._tf import keras, tf
 from helpers.config import Config
@@ -62,6 +63,23 @@ def shifted(images: np.ndarray, dy: int, dx: int, background: float) -> np.ndarr
 def predict_tta(model: keras.Model, images: np.ndarray, background: float) -> np.ndarray:
     """Class probabilities averaged over each image and its one-pixel shifts (:data:`TTA_SHIFTS`)."""
     return np.mean([_predict(model, shifted(images, dy, dx, background)) for dy, dx in TTA_SHIFTS], axis=0)
+
+
+#: Test-time augmentation beyond shifts: each shifted copy also turned by these angles (degrees).
+TTA_ROTATIONS: tuple[float, ...] = (-6.0, 0.0, 6.0)
+
+
+def rotated(images: np.ndarray, degrees: float, background: float) -> np.ndarray:
+    """``images`` (n x 16 x 16 x 1) turned by ``degrees`` about their centre (bilinear, edge filled with background)."""
+    if not degrees:
+        return images
+    return ndimage.rotate(images, degrees, axes=(2, 1), reshape=False, order=1, mode="constant", cval=background)
+
+
+def predict_tta_rotations(model: keras.Model, images: np.ndarray, background: float) -> np.ndarray:
+    """Class probabilities averaged over every shift of :data:`TTA_SHIFTS` and angle of :data:`TTA_ROTATIONS`."""
+    return np.mean([_predict(model, shifted(rotated(images, angle, background), dy, dx, background))
+                    for angle in TTA_ROTATIONS for dy, dx in TTA_SHIFTS], axis=0)
 
 
 class Progress(keras.callbacks.Callback):
