@@ -21,7 +21,7 @@ from helpers import data, experiments, recipe, runs
 
 #: Layers that are the identity at inference time.
 IDENTITY = ("Dropout", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomShear", "ElasticDistortion",
-            "InputLayer")
+            "PixelNoise", "InputLayer")
 
 
 def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
@@ -76,9 +76,10 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
 
 
 def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Export the paper's model and the book's best single model (seed 0 of each, from the
-    ledger), and ``samples`` test images with their labels and their index in the test file."""
-    stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.best_job())}
+    """Export the paper's model and the book's best single model (the third round's choice,
+    :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and ``samples`` test
+    images with their labels and their index in the test file."""
+    stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.robust_job())}
     sizes = {}
     for name, result in stored.items():
         export_model(runs.load_model(result), result.job.config.scale, folder, name)

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, evaluate, ledger, recipe, robust, runs, stats
+from helpers import baselines, best_published, data, evaluate, ledger, recipe, robust, runs, stats
 from helpers.config import beyond, Config, DECISIONS, LADDER, profile, READINGS
 from helpers.runs import Job, Run, holdout_errors, run_many
 from helpers.recipe import decision_jobs, paper_config, paper_job
@@ -388,6 +388,32 @@ def robust_job() -> Job:
     """The third round's chosen model, seed 0 (its weights are kept for the noise table and the demo)."""
     third = third_round()
     return robust.final_jobs(third)[third.chosen.name][0]
+
+
+@dataclass(frozen=True)
+class RobustResults:
+    """The third round as the chapter and ``summary --json`` report it."""
+
+    selection: robust.Selection
+    look: robust.TestLook
+    reference: pd.DataFrame  # test error (%) by noise level of the paper's network and B, seed 0 each
+    numbers: dict[str, Any]
+
+
+def robust_results() -> RobustResults:
+    """The third round's cross-validation, its one look at the test set and the noise comparison
+    (the paper's network and B from their stored weights, on the same noise draws as the chosen model)."""
+    selection = third_round()
+    look = robust.test_look(selection, workers=beyond().workers)
+    models = noise_models()
+    images, labels = data.load_usps("test")
+    reference = evaluate.noise_robustness({robust.REFERENCE: models["the paper's network"],
+                                           robust.PREVIOUS: models["cross-validated best"]},
+                                          images, labels, levels=(0.0, *data.NOISE_LEVELS))
+    strongest = reference.loc[robust.NOISE]
+    numbers = robust.numbers(selection, look, paper_noise=float(strongest[robust.REFERENCE]),
+                             previous_noise=float(strongest[robust.PREVIOUS]))
+    return RobustResults(selection, look, reference, numbers)
 
 
 def noise_models(with_best: bool = True) -> dict[str, Any]:

@@ -297,3 +297,19 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
     fig.legend(markers + handles, [m.get_label() for m in markers] + names, loc="outside lower center", ncol=3,
                frameon=False, fontsize=9.5)
     return fig
+
+
+def noise_curves(table: "pd.DataFrame", reference: str) -> Figure:  # noqa: F821
+    """Test error (%, log scale) against the noise's standard deviation, one line per column of ``table``;
+    the ``reference`` column dashed."""
+    fig = Figure(figsize=(7, 3.8), layout="tight")
+    ax = fig.subplots()
+    for i, column in enumerate(table.columns):
+        ax.plot(table.index, table[column], marker="o", label=column, color=f"C{i}",
+                linestyle="--" if column == reference else "-")
+    ax.set_yscale("log")
+    ax.set_xlabel("pixel noise: standard deviation (pixels in [0, 1])")
+    ax.set_ylabel("test error (%)")
+    ax.set_yticks([1, 2, 5, 10, 20, 50, 100], ["1", "2", "5", "10", "20", "50", "100"])
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    return fig

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, stats
+from helpers.best_published import training_identity
 from helpers.config import Config
 from helpers.runs import Job, Run, run_many
 
@@ -200,3 +201,199 @@ def final_jobs(selection: Selection) -> dict[str, list[Job]]:
     return {name: [Job(selection.candidates[name].config, seed, protocol=PROTOCOL_COMMIT)
                    for seed in (FINAL_SEEDS if name == chosen else MEMBER_SEEDS)]
             for name, _ in selection.members}
+
+
+def final_runs(selection: Selection, workers: int = 2) -> dict[str, list[Run]]:
+    """The runs of :func:`final_jobs` (trained if missing), by member, the chosen model first."""
+    jobs = final_jobs(selection)
+    found = iter(run_many(sum(jobs.values(), []), workers=workers,
+                          describe=lambda j: f"third round, test seed {j.seed}, {j.key()[:8]}"))
+    return {name: [next(found) for _ in group] for name, group in jobs.items()}
+
+
+def read(result: Run, reading: str) -> np.ndarray:
+    """A run's test probabilities in ``reading`` (see :data:`READINGS`)."""
+    values = getattr(result, READINGS[reading])
+    if values is None:
+        raise ValueError(f"run {result.key} stores no '{reading}' predictions; retrain it with `make results`")
+    return values
+
+
+@dataclass(frozen=True)
+class TestLook:
+    """The protocol's one look at the test set: the chosen model's seeds and the ensemble."""
+
+    chosen: str
+    readings: dict[str, str]  # member -> the reading its cross-validation chose
+    runs: dict[str, list[Run]]  # member -> its runs on all training images, the chosen model first
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.runs[self.chosen][0].labels
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def _errors(self, probabilities: np.ndarray) -> int:
+        return int((probabilities.argmax(1) != self.labels).sum())
+
+    @property
+    def single_errors(self) -> list[int]:
+        """Test errors of each seed of the chosen model, in its reading."""
+        return [self._errors(read(r, self.readings[self.chosen])) for r in self.runs[self.chosen]]
+
+    @property
+    def single_rates(self) -> np.ndarray:
+        return 100 * np.array(self.single_errors) / self.n
+
+    def noise_errors(self, level: float) -> list[int]:
+        """Test errors of each seed of the chosen model under pixel noise ``level`` (plain prediction)."""
+        found = [r.noisy_errors(level) for r in self.runs[self.chosen]]
+        if any(e is None for e in found):
+            raise ValueError("a run of the chosen model stores no noisy predictions; retrain it with `make results`")
+        return [int(e) for e in found if e is not None]
+
+    def member(self, name: str) -> np.ndarray:
+        """A member's test probabilities: the mean of its runs, each in the member's reading."""
+        return np.mean([read(r, self.readings[name]) for r in self.runs[name]], axis=0)
+
+    @property
+    def seed_ensemble_errors(self) -> int:
+        return self._errors(self.member(self.chosen))
+
+    @property
+    def ensemble_errors(self) -> int:
+        """The ensemble as the protocol defines it: members averaged with equal weight."""
+        return self._errors(np.mean([self.member(name) for name in self.runs], axis=0))
+
+    @property
+    def plain_ensemble_errors(self) -> int:
+        """The same prediction sets averaged with equal weight each."""
+        return self._errors(np.mean([read(r, self.readings[name]) for name, group in self.runs.items()
+                                     for r in group], axis=0))
+
+    @property
+    def prediction_sets(self) -> int:
+        return sum(len(group) for group in self.runs.values())
+
+    @property
+    def training_runs(self) -> int:
+        """Independent training runs (weight averaging reads one training run with other weights)."""
+        return len({training_identity(r) for group in self.runs.values() for r in group})
+
+
+def test_look(selection: Selection, workers: int = 2) -> TestLook:
+    """The protocol's one look: the final runs read as cross-validation chose."""
+    runs = final_runs(selection, workers)
+    return TestLook(selection.chosen.name, {name: selection.candidates[name].reading for name in runs}, runs)
+
+
+def final_table(look: TestLook) -> pd.DataFrame:
+    """One row per seed of the chosen model, its seeds' ensemble and the ensemble: errors, error, interval,
+    and each seed's errors under pixel noise sigma = 0.4."""
+    rows = []
+    for result, errors, noisy in zip(look.runs[look.chosen], look.single_errors, look.noise_errors(NOISE)):
+        rows.append({"model": f"{look.chosen}, seed {result.job.seed}", "errors": errors,
+                     "error (%)": round(100 * errors / look.n, 2), "95 % interval (%)": _wilson(errors, look.n),
+                     f"error at noise {NOISE} (%)": round(100 * noisy / look.n, 1),
+                     "training time (s)": round(result.seconds)})
+    groups = {f"ensemble of its {len(look.runs[look.chosen])} seeds": (look.seed_ensemble_errors, look.runs[look.chosen]),
+              f"ensemble of {len(look.runs)} members ({look.training_runs} training runs)":
+                  (look.ensemble_errors, sum(look.runs.values(), []))}
+    for name, (errors, group) in groups.items():
+        rows.append({"model": name, "errors": errors, "error (%)": round(100 * errors / look.n, 2),
+                     "95 % interval (%)": _wilson(errors, look.n), f"error at noise {NOISE} (%)": None,
+                     "training time (s)": round(sum(r.seconds for r in group))})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def _wilson(errors: int, n: int) -> str:
+    low, high = stats.wilson_interval(errors, n)
+    return f"{100 * low:.2f}-{100 * high:.2f}"
+
+
+def noise_table(look: TestLook, reference: pd.DataFrame) -> pd.DataFrame:
+    """Test error (%) at each noise level (rows; 0 is the clean plain prediction): the ``reference``
+    models' columns (:func:`helpers.evaluate.noise_robustness` of their seed 0, the same noise draws),
+    then the chosen model's seed 0 and the mean of its seeds (plain predictions, as the others)."""
+    levels = (0.0, *data.NOISE_LEVELS)
+    if tuple(reference.index) != levels:
+        raise ValueError(f"the reference table's noise levels are {tuple(reference.index)}, not {levels}")
+    plain = [int((r.predicted != look.labels).sum()) for r in look.runs[look.chosen]]
+    seeds = {0.0: plain} | {level: look.noise_errors(level) for level in data.NOISE_LEVELS}
+    table = reference.copy()
+    table[f"{look.chosen}, seed 0"] = [100 * seeds[level][0] / look.n for level in levels]
+    table[f"{look.chosen}, mean of {len(plain)} seeds"] = [100 * float(np.mean(seeds[level])) / look.n
+                                                          for level in levels]
+    return table
+
+
+def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_noise: float) -> dict[str, object]:
+    """What the chapter and ``summary --json`` quote about the third round. ``paper_noise`` and
+    ``previous_noise``: the test error (%) at sigma = 0.4 of the paper's network and of B (seed 0 each)."""
+    c, n_cv = selection.candidates, len(selection.reference.labels)
+    rates = look.single_rates
+    low, high = stats.mean_interval(rates)
+    noise = 100 * np.array(look.noise_errors(NOISE)) / look.n
+    ensemble = 100 * look.ensemble_errors / look.n
+    e_low, e_high = stats.wilson_interval(look.ensemble_errors, look.n)
+    return {
+        "r3_protocol": PROTOCOL_COMMIT[:7], "r3_folds": FOLDS, "r3_fold_seed": FOLD_SEED, "r3_noise": NOISE,
+        "r3_candidates": len(selection.choosable), "r3_cv_n": n_cv,
+        "r3_ref_noise_errors": selection.reference.noise_errors(), "r3_ref_score": selection.reference.score,
+        "r3_robust": sum(selection.robust(name) for name in selection.choosable),
+        "r3_prev_score": c[PREVIOUS].score, "r3_prev_noise_errors": c[PREVIOUS].noise_errors(),
+        "r3_noisy_score": c[NOISY].score, "r3_noisy_noise_errors": c[NOISY].noise_errors(),
+        "r3_noise_cost": c[NOISY].score - c[PREVIOUS].score,
+        "r3_wider_score": c[WIDER].score, "r3_longer_score": c[LONGER].score, "r3_deeper_score": c[DEEPER].score,
+        "r3_chosen": look.chosen, "r3_reading": selection.chosen.reading, "r3_chosen_score": selection.chosen.score,
+        "r3_chosen_noise_errors": selection.chosen.noise_errors(),
+        "r3_members": len(look.runs), "r3_member_names": ", ".join(look.runs),
+        "r3_ensemble_cv_errors": selection.members[-1][1],
+        "r3_seeds": len(rates), "r3_mean": float(rates.mean()), "r3_std": float(rates.std(ddof=1)),
+        "r3_low": low, "r3_high": high, "r3_min_errors": min(look.single_errors),
+        "r3_max_errors": max(look.single_errors),
+        "r3_noise_mean": float(noise.mean()), "r3_noise_seed0": float(noise[0]),
+        "r3_noise_min": float(noise.min()), "r3_noise_max": float(noise.max()),
+        "r3_paper_noise": paper_noise, "r3_previous_noise": previous_noise,
+        "r3_seed_ensemble": 100 * look.seed_ensemble_errors / look.n, "r3_seed_ensemble_errors": look.seed_ensemble_errors,
+        "r3_ensemble": ensemble, "r3_ensemble_errors": look.ensemble_errors,
+        "r3_ensemble_low": 100 * e_low, "r3_ensemble_high": 100 * e_high,
+        "r3_ensemble_runs": look.training_runs, "r3_ensemble_sets": look.prediction_sets,
+        "r3_plain_ensemble_errors": look.plain_ensemble_errors,
+        "r3_target_single": TARGETS["single"], "r3_target_ensemble": TARGETS["ensemble"],
+        "r3_single_gap": float(rates.mean()) - TARGETS["single"], "r3_ensemble_gap": ensemble - TARGETS["ensemble"],
+        "r3_noise_gap": float(noise.mean()) - paper_noise,
+    }
+
+
+def candidate_table(configs: Mapping[str, Config]) -> pd.DataFrame:
+    """Each candidate and what it changes against B (the previous best); the paper's network in full."""
+    previous = configs[PREVIOUS]
+    rows = []
+    for name, config in configs.items():
+        if name == REFERENCE:
+            changes = "the paper's recipe: one 5x5 block of 32 filters, 128 dense units, 100 epochs, no augmentation"
+        elif name == PREVIOUS:
+            changes = "the second round's choice: " + ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                                                                for k, v in config.as_dict().items()
+                                                                if k in ("second_block_filters", "augment_shift",
+                                                                         "augment_rotation", "label_smoothing",
+                                                                         "weight_average"))
+        else:
+            changes = ", ".join(f"{k} = {v}" for k, v in config.as_dict().items() if getattr(previous, k) != v)
+        rows.append({"candidate": name, "role": "noise reference" if name == REFERENCE else "candidate",
+                     "changes against B": changes})
+    return pd.DataFrame(rows).set_index("candidate")
+
+
+def selection_text(selection: Selection) -> str:
+    """How the third round chose, in one sentence (``summary --json``)."""
+    members = ", ".join(repr(name) for name, _ in selection.members)
+    return (f"the protocol {PROTOCOL} (commit {PROTOCOL_COMMIT[:7]}, committed before any of its runs): "
+            f"{FOLDS}-fold cross-validation over the 7291 training images on new folds (fold seed {FOLD_SEED}); "
+            f"{len(selection.choosable)} candidates; robust = out-of-fold errors under pixel noise sigma = {NOISE} at "
+            f"or under the paper's network's ({selection.reference.noise_errors()}); chosen: '{selection.chosen.name}', "
+            f"the fewest clean out-of-fold errors among the robust, read {selection.chosen.reading}; ensemble by "
+            f"forward selection on the out-of-fold predictions: {members}; one look at the test set, to report")

@@ -1,0 +1,270 @@
+"""The third round (#26): the protocol as committed, the pixel-noise layer, the stored noisy and rotated
+predictions, and the rule and test look of helpers.robust on realistic inputs (3 folds of the real
+labels, 5 seeds, 10 digits)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import data, robust, runs, train
+from helpers.config import BASELINE
+from helpers.model import PixelNoise
+from helpers.runs import Job, Run
+
+from conftest import REPO, need_real_data
+
+B = BASELINE.with_(second_block_filters=64, augment_shift=2 / 16, augment_rotation=10.0, label_smoothing=0.1,
+                   weight_average=0.99)
+PAPER = BASELINE
+
+
+# ------------------------------------------------------------------ the protocol
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_protocol_names_the_candidates_folds_rule_and_looks_the_code_uses() -> None:
+    text = (REPO / robust.PROTOCOL).read_text()
+    names = robust.candidates(B, PAPER)
+    # the protocol's numbered list, in order, bold names
+    listed = re.findall(r"^\d\. \*\*(.+?)\*\*", text, flags=re.M)
+    code = ["the paper's network", "B", *(name for name in names if name.startswith("B + "))]
+    assert listed == code
+    assert f"fold seed {robust.FOLD_SEED}" in text.replace("**", "") and f"{robust.FOLDS}-fold" in text
+    assert f"sigma = {robust.NOISE}" in text and "**One look**" in text
+    assert f"{robust.TARGETS['single']} %" in text.replace("**", "") and f"{robust.TARGETS['ensemble']} %" in text.replace("**", "")
+    assert "uniform in [0, 0.5]" in text and names[robust.NOISY].augment_noise == 0.5
+    assert names[robust.LONGER].epochs == 2 * B.epochs and names[robust.LONGER].schedule == "cosine"
+    assert (names[robust.WIDER].filters, names[robust.WIDER].second_block_filters, names[robust.WIDER].dense_units) == (64, 128, 256)
+    assert names[robust.DEEPER].third_block_filters == 128 and names[robust.PREVIOUS] == B
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs the git history")
+def test_the_runs_record_the_protocol_commit_and_the_protocol_did_not_change_after_it() -> None:
+    try:
+        last = _git("log", "-1", "--format=%H", "--", robust.PROTOCOL)
+    except subprocess.CalledProcessError:
+        pytest.skip("git history unavailable")
+    if not last:
+        pytest.skip("shallow clone without the protocol's commit")
+    assert last == robust.PROTOCOL_COMMIT, "the protocol changed after the commit its runs record"
+    # the protocol was committed before the code that trains its runs
+    code = _git("log", "--diff-filter=A", "--format=%H", "--", "helpers/robust.py").splitlines()
+    if code:
+        assert _git("merge-base", "--is-ancestor", robust.PROTOCOL_COMMIT, code[-1]) == ""
+    # every run of the round in the ledger records it, and was trained after it was committed
+    committed = int(_git("log", "-1", "--format=%ct", robust.PROTOCOL_COMMIT))
+    found = 0
+    for entry in runs.entries():
+        record = runs.record(entry)
+        if record["job"]["config"].get("augment_noise") or (record["job"]["split"].startswith("cv")
+                                                            and record["job"]["seed"] == robust.FOLD_SEED):
+            found += 1
+            assert record.get("protocol") == robust.PROTOCOL_COMMIT, entry.name
+            trained = pd.Timestamp(record["trained"].rsplit(" ", 1)[0]).timestamp()
+            assert trained >= committed - 60, f"{entry.name} was trained before the protocol was committed"
+    assert found >= robust.FOLDS * len(robust.candidates(B, PAPER)), f"only {found} runs of the round in the ledger"
+
+
+def test_the_protocol_commit_is_not_part_of_a_runs_name() -> None:
+    plain, tagged = Job(B, 1, "cv3-0"), Job(B, 1, "cv3-0", protocol=robust.PROTOCOL_COMMIT)
+    assert plain == tagged and plain.key() == tagged.key()
+
+
+def test_cv_jobs_use_the_protocols_folds_and_record_its_commit() -> None:
+    jobs = robust.cv_jobs(B)
+    assert [j.split for j in jobs] == ["cv3-0", "cv3-1", "cv3-2"]
+    assert {j.seed for j in jobs} == {robust.FOLD_SEED} and {j.protocol for j in jobs} == {robust.PROTOCOL_COMMIT}
+
+
+# ------------------------------------------------------------------ pixel noise
+
+
+def test_pixel_noise_is_off_at_inference_seeded_clipped_and_of_varying_strength() -> None:
+    images = np.zeros((400, 16, 16, 1), "float32")
+    images[:, 4:12, 7:9] = 1.0
+    layer = PixelNoise(0.5, seed=3)
+    assert np.array_equal(np.asarray(layer(images, training=False)), images)
+    once = np.asarray(PixelNoise(0.5, seed=3)(images, training=True))
+    again = np.asarray(PixelNoise(0.5, seed=3)(images, training=True))
+    assert np.array_equal(once, again) and once.min() >= 0.0 and once.max() <= 1.0
+    # background pixels are clipped noise: mean of max(0, s z) is s / sqrt(2 pi), s uniform in [0, 0.5]
+    background = once[:, :2].reshape(len(once), -1).mean(axis=1)
+    assert background.mean() == pytest.approx(0.25 / np.sqrt(2 * np.pi), rel=0.1)
+    assert background.min() < 0.02 < 0.15 < background.max()  # per-image strength, from clean to strong
+
+
+def test_noise_changes_the_code_hash_only_where_it_is_used() -> None:
+    assert runs.code_hash(B) != runs.code_hash(B.with_(augment_noise=0.5))
+    assert "augment_noise" not in B.as_dict() and Job(B).key() != Job(B.with_(augment_noise=0.5)).key()
+
+
+def test_add_noise_is_one_draw_for_every_model_and_clipped() -> None:
+    images = np.random.default_rng(1).uniform(0, 1, (50, 16, 16, 1)).astype("float32")
+    a, b = data.add_noise(images, 0.4), data.add_noise(images.copy(), 0.4)
+    assert np.array_equal(a, b) and a.min() >= 0 and a.max() <= 1
+    expected = np.clip(images + 0.4 * np.random.default_rng(0).standard_normal(images.shape).astype("float32"), 0, 1)
+    assert np.array_equal(a, expected)
+
+
+def test_rotation_turns_about_the_centre_and_keeps_zero_angle_exact() -> None:
+    image = np.zeros((1, 16, 16, 1), "float32")
+    image[0, 2:14, 7:9] = 1.0  # a vertical bar
+    assert np.array_equal(train.rotated(image, 0.0, 0.0), image)
+    quarter = train.rotated(image, 90.0, 0.0)
+    np.testing.assert_allclose(quarter[0, :, :, 0], np.rot90(image[0, :, :, 0]), atol=1e-5)
+    assert train.rotated(image, 6.0, 0.0).sum() == pytest.approx(image.sum(), rel=0.05)
+
+
+def test_a_new_run_stores_rotated_and_noisy_predictions_and_its_protocol(tmp_path: Path) -> None:
+    need_real_data()
+    config = BASELINE.with_(epochs=1, filters=4, dense_units=8, augment_noise=0.5)
+    job = Job(config, 1, "cv3-2", protocol=robust.PROTOCOL_COMMIT)
+    runs.write_files(tmp_path, runs.entry_files(job, runs.arrays(job)))
+    result = runs.load_entry(job, tmp_path, "trained")
+    assert result.record["protocol"] == robust.PROTOCOL_COMMIT
+    assert result.noisy.shape == (len(data.NOISE_LEVELS), len(result.labels))
+    assert result.tta_rotations.shape == result.probabilities.shape
+    model = runs.load_model(result)
+    *_, images, _ = runs.arrays(job)
+    again = np.array([train._predict(model, data.add_noise(images, s)).argmax(1) for s in data.NOISE_LEVELS])
+    assert np.array_equal(again, result.noisy)
+    np.testing.assert_allclose(train.predict_tta_rotations(model, images, 0.0), result.tta_rotations, atol=2e-3)
+
+
+# ------------------------------------------------------------------ the rule, on realistic inputs
+
+
+def _probabilities(labels: np.ndarray, wrong: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    p = rng.uniform(0, 0.05, (len(labels), 10)).astype(np.float32)
+    p[np.arange(len(labels)), labels] = 0.9
+    p[wrong, labels[wrong]] = 0.0
+    p[wrong, (labels[wrong] + 3) % 10] = 0.9
+    return p / p.sum(1, keepdims=True)
+
+
+def _fake_run(job: Job, labels: np.ndarray, wrong: np.ndarray, noisy_wrong: list[np.ndarray],
+              rng: np.random.Generator, stored: tuple[str, ...] = ("tta", "tta_rotations")) -> Run:
+    p = _probabilities(labels, wrong, rng)
+    noisy = np.array([np.where(np.isin(np.arange(len(labels)), w), (labels + 1) % 10, labels) for w in noisy_wrong])
+    extra = {name: p for name in stored}
+    return Run(job, job.key(), Path("."), {"accuracy": [0.99]}, 10.0, p, labels, record={}, noisy=noisy, **extra)
+
+
+def _cv_candidate(name: str, config, wrong_per_fold: int, noisy_per_fold: int, seed: int) -> robust.Candidate:
+    _, labels = data.load_usps("train")
+    rng = np.random.default_rng(seed)
+    found = []
+    for fold in range(robust.FOLDS):
+        job = robust.cv_jobs(config)[fold]
+        _, held = data.fold_split(labels, robust.FOLDS, fold, seed=robust.FOLD_SEED)
+        y = labels[held].astype(np.int64)
+        wrong = rng.choice(len(y), wrong_per_fold, replace=False)
+        noisy = [rng.choice(len(y), k, replace=False) for k in (noisy_per_fold // 4, noisy_per_fold // 2,
+                                                              3 * noisy_per_fold // 4, noisy_per_fold)]
+        found.append(_fake_run(job, y, wrong, noisy, rng))
+    return robust.out_of_fold(name, config, found)
+
+
+def test_the_rule_takes_the_fewest_clean_errors_among_the_robust_and_counts_out_of_fold() -> None:
+    need_real_data()
+    configs = robust.candidates(B, PAPER)
+    spec = {robust.REFERENCE: (30, 300), robust.PREVIOUS: (12, 900), robust.NOISY: (14, 250),
+            robust.WIDER: (11, 280), robust.LONGER: (10, 400), robust.DEEPER: (13, 200)}
+    found = {name: _cv_candidate(name, configs[name], *spec[name], seed=i) for i, name in enumerate(spec)}
+    selection = robust.Selection(found)
+    assert found[robust.NOISY].errors() == 3 * 14 and found[robust.NOISY].noise_errors() == 3 * 250
+    assert found[robust.NOISY].noise_errors(0.1) == 3 * (250 // 4)
+    # robust: noise errors at or under the paper's network's 900; LONGER (1200) and B (2700) are not
+    assert [n for n in selection.choosable if selection.robust(n)] == [robust.NOISY, robust.WIDER, robust.DEEPER]
+    assert selection.chosen.name == robust.WIDER  # the fewest clean errors among the robust
+    table = robust.cv_table(selection)
+    assert table.loc[robust.WIDER, "clean score"] == 33 and table.loc[robust.REFERENCE, "robust"] == "reference"
+    assert table.loc[robust.PREVIOUS, "robust"] == "no" and table.loc[robust.LONGER, "noise 0.4"] == 1200
+
+
+def test_without_a_robust_candidate_the_rule_takes_the_lowest_noise_score() -> None:
+    need_real_data()
+    configs = robust.candidates(B, PAPER)
+    spec = {robust.REFERENCE: (30, 10), robust.PREVIOUS: (12, 900), robust.NOISY: (14, 250),
+            robust.WIDER: (11, 280), robust.LONGER: (10, 400), robust.DEEPER: (13, 200)}
+    selection = robust.Selection({name: _cv_candidate(name, configs[name], *spec[name], seed=i)
+                                  for i, name in enumerate(spec)})
+    assert not any(selection.robust(n) for n in selection.choosable) and selection.chosen.name == robust.DEEPER
+
+
+def test_readings_tie_to_the_simpler_and_b_never_reads_rotations() -> None:
+    labels = np.tile(np.arange(10), 30)
+    rng = np.random.default_rng(0)
+    wrong = np.arange(0, 300, 10)  # digit 0 wrong, 30 errors
+    p = _probabilities(labels, wrong, rng)
+    better = _probabilities(labels, wrong[:20], rng)
+    common = dict(config=B, runs=[], labels=labels, noisy=np.zeros((4, 300), int))
+    tie = robust.Candidate(robust.NOISY, readings={"plain": p, "shifts": p, "shifts and rotations": p}, **common)
+    assert tie.reading == "plain" and tie.score == 30
+    rotations = robust.Candidate(robust.NOISY, readings={"plain": p, "shifts": p, "shifts and rotations": better}, **common)
+    assert rotations.reading == "shifts and rotations" and rotations.score == 20
+    previous = robust.Candidate(robust.PREVIOUS, readings={"plain": p, "shifts": p, "shifts and rotations": better}, **common)
+    assert previous.reading == "plain"
+
+
+def _look(chosen_errors: list[int], member_errors: list[int], rng: np.random.Generator) -> robust.TestLook:
+    labels = data.load_usps("test")[1].astype(np.int64)
+    runs_ = {robust.WIDER: [], robust.DEEPER: []}
+    for name, errors in ((robust.WIDER, chosen_errors), (robust.DEEPER, member_errors)):
+        config = robust.candidates(B, PAPER)[name]
+        for seed, k in enumerate(errors):
+            wrong = rng.choice(len(labels), k, replace=False)
+            runs_[name].append(_fake_run(Job(config, seed), labels, wrong, [wrong[:k // 2]] * 3 + [wrong], rng))
+    return robust.TestLook(robust.WIDER, {robust.WIDER: "shifts", robust.DEEPER: "plain"}, runs_)
+
+
+def test_the_test_look_counts_seeds_members_and_training_runs() -> None:
+    need_real_data()
+    look = _look([40, 38, 41, 36, 39], [45, 44, 47], np.random.default_rng(5))
+    assert look.single_errors == [40, 38, 41, 36, 39] and look.noise_errors(0.4) == [40, 38, 41, 36, 39]
+    assert look.noise_errors(0.2) == [20, 19, 20, 18, 19]
+    assert look.training_runs == 8 and look.prediction_sets == 8
+    # members weigh equally: each run of the chosen model 1/10, each of the other member's 1/6
+    labels = look.labels
+    chosen = np.mean([r.tta for r in look.runs[robust.WIDER]], axis=0)
+    other = np.mean([r.probabilities for r in look.runs[robust.DEEPER]], axis=0)
+    assert look.ensemble_errors == int((((chosen + other) / 2).argmax(1) != labels).sum())
+    table = robust.final_table(look)
+    assert list(table["errors"][:5]) == [40, 38, 41, 36, 39] and len(table) == 7
+    numbers = robust.numbers(_selection_stub(), look, paper_noise=11.8, previous_noise=70.0)
+    assert numbers["r3_mean"] == pytest.approx(100 * 38.8 / len(labels))
+    assert numbers["r3_noise_gap"] == pytest.approx(100 * 38.8 / len(labels) - 11.8)
+    assert numbers["r3_ensemble_runs"] == 8 and numbers["r3_seeds"] == 5
+
+
+def _selection_stub() -> robust.Selection:
+    labels = np.tile(np.arange(10), 30)
+    rng = np.random.default_rng(1)
+    made = {}
+    for i, name in enumerate(robust.candidates(B, PAPER)):
+        p = _probabilities(labels, np.arange(i, 300, 37), rng)
+        noisy = np.array([labels] * 4)
+        made[name] = robust.Candidate(name, B, [], labels, {r: p for r in robust.READINGS}, noisy)
+    return robust.Selection(made)
+
+
+def test_noise_table_puts_the_chosen_model_beside_the_reference_columns() -> None:
+    need_real_data()
+    look = _look([40, 38, 41, 36, 39], [45, 44, 47], np.random.default_rng(2))
+    levels = (0.0, *data.NOISE_LEVELS)
+    reference = pd.DataFrame({"the paper's network": [3.9, 4.5, 6.0, 9.0, 11.8]}, index=pd.Index(levels))
+    table = robust.noise_table(look, reference)
+    n = len(look.labels)
+    assert table.iloc[-1, 1] == pytest.approx(100 * 40 / n) and table.iloc[-1, 2] == pytest.approx(100 * 38.8 / n)
+    with pytest.raises(ValueError, match="noise levels"):
+        robust.noise_table(look, reference.iloc[:3])
