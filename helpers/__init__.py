@@ -24,7 +24,8 @@ For the chapters and the command line:
 
 - :mod:`helpers.evaluate`: metrics, intervals and comparison tables; :mod:`helpers.plots`: the figures.
 - :mod:`helpers.discussion`, :mod:`helpers.best_published`, :mod:`helpers.findings` (the introduction's
-  summary), :mod:`helpers.testlog`, :mod:`helpers.demo`: one chapter each.
+  summary), :mod:`helpers.testlog`, :mod:`helpers.demo`: one chapter each; :mod:`helpers.robust`: the
+  best-published chapter's third round, as its committed protocol (``protocols/``) says.
 - :mod:`helpers.book`: glue, provenance, guarded claims and the setup cell; :mod:`helpers.notebooks`
   and :mod:`helpers.stamp`: the notebooks' code stamp; ``python -m helpers``: the command line.
 """

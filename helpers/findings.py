@@ -44,6 +44,7 @@ class Results:
     final: best_published.Final                      # the chosen model's seeds on the test set
     final_runs: list[Run]
     ensemble: best_published.Ensemble                # the ensemble chosen by cross-validation
+    third: experiments.RobustResults                 # the third round: accurate and robust (its protocol)
     ledger_seconds: list[float] = field(default_factory=list)  # ``record["seconds"]`` of every ledger entry
     workers: int = 2                       # training processes side by side (two cores)
 
@@ -52,7 +53,9 @@ class Results:
         cv = [r for x in (self.selection.first | self.selection.second).values() for r in x.runs]
         return (list(self.recipe) + [r for runs in self.readings.values() for r in runs]
                 + [r for rung in self.rungs for r in rung.runs] + cv + list(self.final_runs)
-                + [r for runs in self.ensemble.runs.values() for r in runs])
+                + [r for runs in self.ensemble.runs.values() for r in runs]
+                + [r for c in self.third.selection.candidates.values() for r in c.runs]
+                + [r for runs in self.third.look.runs.values() for r in runs])
 
 
 def gather() -> Results:
@@ -68,6 +71,7 @@ def gather() -> Results:
     return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
                    rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
                    final_runs=final_runs, ensemble=best_published.ensemble(selection),
+                   third=experiments.robust_results(),
                    ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
                    workers=beyond().workers)
 
@@ -133,6 +137,10 @@ def numbers(results: Results) -> dict[str, Any]:
         "ensemble_size", "ensemble_sets", "ensemble_low", "ensemble_high", "best_published")}
     out |= {"ensemble_vs_published_images": round(paper.BEST_PUBLISHED * n / 100) - final["ensemble_errors"],
             "human_low": paper.HUMAN[0], "human_high": paper.HUMAN[1]}
+    out |= {key: results.third.numbers[key] for key in (
+        "r3_chosen", "r3_reading", "r3_seeds", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
+        "r3_previous_noise", "r3_ensemble", "r3_ensemble_errors", "r3_ensemble_runs", "r3_ensemble_low",
+        "r3_ensemble_high", "r3_target_single", "r3_target_ensemble", "r3_protocol")}
     hours = sum(results.ledger_seconds) / 3600
     out |= {"ledger_runs": len(results.ledger_seconds), "train_hours": hours,
             "retrain_wall_hours": hours / results.workers, "retrain_workers": results.workers}
@@ -185,11 +193,16 @@ def points(results: Results) -> list[Row]:
     rows += [Row("classical baselines", b["method"], (float(b["test error rate (%)"]),)) for b in results.baselines]
     rows += [Row("the ladder (kept rungs)", ladder_label(r.name), tuple(rates(r.runs)))
              for r in results.rungs[1:] if r.kept]
-    label = f"best single model, {len(results.final.errors)} seeds" + (
+    label = f"second round: best single model, {len(results.final.errors)} seeds" + (
         ", test-time shifts" if results.final.tta else "")
     rows += [Row("this book's best", label, tuple(float(x) for x in results.final.rates)),
-             Row("this book's best", f"ensemble of {results.ensemble.training_runs} training runs",
+             Row("this book's best", f"second round: ensemble of {results.ensemble.training_runs} training runs",
                  (results.ensemble.error,))]
+    look = results.third.look
+    rows += [Row("this book's best", f"third round: {look.chosen}, {len(look.single_errors)} seeds",
+                 tuple(float(x) for x in look.single_rates)),
+             Row("this book's best", f"third round: ensemble of {look.training_runs} training runs",
+                 (100 * look.ensemble_errors / look.n,))]
     human = {"bromley1991", "chaaban2007"}
     rows += [Row("published on this split", short_citation(name), (error,))
              for key, (name, error) in sorted(paper.LITERATURE.items(), key=lambda item: -item[1][1])

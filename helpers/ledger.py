@@ -181,10 +181,12 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
         rec2 = record(other)
         with np.load(entry / "predictions.npz") as a, np.load(other / "predictions.npz") as b:
             identical = bool(np.array_equal(a["probabilities"], b["probabilities"]))
-            if "tta" in a.files:  # the test-time-shifted predictions too, where the entry has them
-                identical = identical and "tta" in b.files and bool(np.array_equal(a["tta"], b["tta"]))
-        rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical,
-                               same_environment(rec["environment"], rec2["environment"]),
+            for name in ("tta", "tta_rotations", "noisy"):  # the other predictions, where the entry has them
+                if name in a.files:
+                    identical = identical and name in b.files and bool(np.array_equal(a[name], b[name]))
+        # a GPU worker on the same CPU and libraries is another environment (records name their GPUs)
+        same = same_environment(rec["environment"], rec2["environment"]) and rec.get("gpus", 0) == rec2.get("gpus", 0)
+        rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical, same,
                                float(rec2["seconds"]), rec2["trained"][:10]))
     return rows
 

@@ -87,7 +87,7 @@ def _cost(done: list[ledger.Comparison]) -> list[str]:
         return []
     when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
     return [f"The retrained runs took {sum(times) / 60:.0f} min of training summed over runs, about "
-            f"{sum(times) / 120:.0f} min of wall time two at a time (retrained {when}, one thread per run)."]
+            f"{sum(times) / 120:.0f} min of wall time on two one-thread workers (retrained {when})."]
 
 
 def _by_environment(done: list[ledger.Comparison]) -> list[str]:

@@ -30,6 +30,7 @@ NOISE = 0.4  # the noise condition's level (standard deviation, images in [0, 1]
 FINAL_SEEDS = (0, 1, 2, 3, 4)
 MEMBER_SEEDS = (0, 1, 2)
 TARGETS = {"single": 1.8, "ensemble": 1.5}  # test error (%)
+BUDGET_MINUTES = 240  # wall-clock training on 2 cores for the whole round
 
 REFERENCE = "the paper's network"
 PREVIOUS = "B (the previous best)"
@@ -339,7 +340,7 @@ def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_n
     ensemble = 100 * look.ensemble_errors / look.n
     e_low, e_high = stats.wilson_interval(look.ensemble_errors, look.n)
     return {
-        "r3_protocol": PROTOCOL_COMMIT[:7], "r3_folds": FOLDS, "r3_fold_seed": FOLD_SEED, "r3_noise": NOISE,
+        "r3_protocol": PROTOCOL_COMMIT[:7], "r3_budget": BUDGET_MINUTES, "r3_folds": FOLDS, "r3_fold_seed": FOLD_SEED, "r3_noise": NOISE,
         "r3_candidates": len(selection.choosable), "r3_cv_n": n_cv,
         "r3_ref_noise_errors": selection.reference.noise_errors(), "r3_ref_score": selection.reference.score,
         "r3_robust": sum(selection.robust(name) for name in selection.choosable),

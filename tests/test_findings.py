@@ -8,9 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from helpers import best_published, discussion, findings, paper, plots, recipe, stats
+from helpers import best_published, data, discussion, experiments, findings, paper, plots, recipe, robust, stats
 from helpers.config import BASELINE, READINGS
 from helpers.runs import Job, Run
 from tests.conftest import need_real_data
@@ -44,6 +45,35 @@ def run(config, seed: int, errors: int, tta_errors: int | None = None, seconds: 
                tta=tta)
 
 
+def noisy_run(config, seed: int, errors: int, noisy_errors: int, reading_errors: int) -> Run:
+    """A third-round run: plain, shifted and rotated predictions and the digits read under noise."""
+    base = run(config, seed, errors, tta_errors=reading_errors)
+    wrong = np.zeros(N, dtype=bool)
+    wrong[(np.arange(noisy_errors) + 7 * seed) % N] = True
+    noisy = np.array([np.where(wrong, (LABELS + 2) % 10, LABELS)] * 4)
+    return Run(base.job, base.key, base.entry, base.history, base.seconds, base.probabilities, LABELS, "ledger",
+               tta=base.tta, tta_rotations=base.tta, noisy=noisy)
+
+
+def fake_third() -> experiments.RobustResults:
+    """The third round: 5 seeds of the chosen model (39 errors each with shifts, 200 under noise) and 3 of a member."""
+    configs = robust.candidates(BEST, BASELINE.with_(epochs=paper.EPOCHS))
+    cv_labels = LABELS[:50]
+    candidates = {name: robust.Candidate(name, config, [], cv_labels,
+                                         {r: np.eye(10)[(cv_labels + (cv_labels < i % 3)) % 10] for r in robust.READINGS},
+                                         np.array([(cv_labels + (cv_labels < (9 if name == robust.PREVIOUS else 2))) % 10] * 4))
+                  for i, (name, config) in enumerate(configs.items())}
+    selection = robust.Selection(candidates)
+    chosen = selection.chosen.name
+    members = {chosen: [noisy_run(configs[chosen], s, 45, 200, 39) for s in SEEDS]}
+    other = next(n for n in configs if n not in (chosen, robust.REFERENCE))
+    members[other] = [noisy_run(configs[other], s, 47, 300, 41) for s in (0, 1, 2)]
+    look = robust.TestLook(chosen, {chosen: "shifts", other: "shifts"}, members)
+    reference = pd.DataFrame({robust.REFERENCE: [3.9, 4.5, 6.0, 9.0, 11.8], robust.PREVIOUS: [2.2, 5.0, 20.0, 50.0, 70.0]},
+                             index=pd.Index((0.0, *data.NOISE_LEVELS)))
+    return experiments.RobustResults(selection, look, reference, robust.numbers(selection, look, 11.8, 70.0))
+
+
 def fake_results() -> findings.Results:
     recipe_config = BASELINE.with_(epochs=paper.EPOCHS)
     recipe = [run(recipe_config, s, e) for s, e in zip(SEEDS, RECIPE_ERRORS)]
@@ -69,7 +99,7 @@ def fake_results() -> findings.Results:
                  {"method": "RBF support vector machine", "test error rate (%)": 4.73}]
     return findings.Results(recipe=recipe, readings=readings, verdict=verdict, baselines=baselines, rungs=rungs,
                             selection=selection, final=best_published.final(cv, final_runs), final_runs=final_runs,
-                            ensemble=ensemble, ledger_seconds=[600.0] * 12, workers=2)
+                            ensemble=ensemble, third=fake_third(), ledger_seconds=[600.0] * 12, workers=2)
 
 
 def test_numbers_quote_the_recipe_the_verdict_and_the_closest_readings() -> None:
@@ -133,7 +163,11 @@ def test_points_put_every_result_on_one_axis_in_order() -> None:
     assert [r.label for r in rows if r.group == "the ladder (kept rungs)"] == ["+ shift and rotation augmentation"]
     best_rows = [r for r in rows if r.group == "this book's best"]
     assert best_rows[0].mean == pytest.approx(100 * 43.6 / N) and "test-time shifts" in best_rows[0].label
-    assert best_rows[1].errors == (100 * 38 / N,) and best_rows[1].label == "ensemble of 5 training runs"
+    assert best_rows[1].errors == (100 * 38 / N,) and best_rows[1].label == "second round: ensemble of 5 training runs"
+    third = results.third.look
+    assert best_rows[2].label == f"third round: {third.chosen}, 5 seeds" and best_rows[2].mean == pytest.approx(100 * 39 / N)
+    assert best_rows[3].label == "third round: ensemble of 8 training runs"
+    assert best_rows[3].errors == (100 * third.ensemble_errors / N,)
     published = [r for r in rows if r.group == "published on this split"]
     assert [r.errors[0] for r in published] == [5.0, 2.2, 2.0]  # humans are the band, the paper its own row
     assert published[-1].label.startswith("Keysers et al. 2002")
@@ -204,4 +238,4 @@ def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     assert numbers["retrain_wall_hours"] == pytest.approx(sum(seconds) / 7200)
     assert numbers["close1_name"] in findings.augmenting_readings()
     rows = findings.points(results)
-    assert len(rows) == 1 + 1 + len(READINGS) + 3 + sum(r.kept for r in results.rungs[1:]) + 2 + 3 + 1
+    assert len(rows) == 1 + 1 + len(READINGS) + 3 + sum(r.kept for r in results.rungs[1:]) + 4 + 3 + 1

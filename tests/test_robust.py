@@ -42,7 +42,7 @@ def test_the_protocol_names_the_candidates_folds_rule_and_looks_the_code_uses() 
     assert f"fold seed {robust.FOLD_SEED}" in text.replace("**", "") and f"{robust.FOLDS}-fold" in text
     assert f"sigma = {robust.NOISE}" in text and "**One look**" in text
     assert f"{robust.TARGETS['single']} %" in text.replace("**", "") and f"{robust.TARGETS['ensemble']} %" in text.replace("**", "")
-    assert "uniform in [0, 0.5]" in text and names[robust.NOISY].augment_noise == 0.5
+    assert f"At most {robust.BUDGET_MINUTES} minutes" in text and "uniform in [0, 0.5]" in text and names[robust.NOISY].augment_noise == 0.5
     assert names[robust.LONGER].epochs == 2 * B.epochs and names[robust.LONGER].schedule == "cosine"
     assert (names[robust.WIDER].filters, names[robust.WIDER].second_block_filters, names[robust.WIDER].dense_units) == (64, 128, 256)
     assert names[robust.DEEPER].third_block_filters == 128 and names[robust.PREVIOUS] == B
