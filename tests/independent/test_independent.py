@@ -22,7 +22,7 @@ if R.data_dir() is None:
     pytest.skip("the USPS files are not found (set USPS_DATA_DIR)", allow_module_level=True)
 
 EXPECTED = R.recompute()  # at collection: the keys parametrize the tests (a few seconds)
-CHAPTERS = [c for c in EXPECTED if c not in ("cli", "checks", "prose")]
+CHAPTERS = [c for c in EXPECTED if c not in ("cli", "checks", "prose", "notes")]
 
 # Tolerances: rel 1e-9 / abs 1e-9 by default (the same arithmetic on the same floats). Looser
 # only where the book derives a glued value from a table it rounded first, by that rounding:
@@ -51,9 +51,17 @@ ROUNDED = {
 # which moves a bound by about 1e-8 points.
 WILSON = {("evaluation", k) for k in ("our_low", "our_high", "paper_low", "paper_high", "interval_width", "half_width")}
 WILSON |= {("best-published", k) for k in ("seed_ensemble_low", "seed_ensemble_high", "ensemble_low", "ensemble_high")}
+WILSON |= {("best-published", k) for k in ("r3_ensemble_low", "r3_ensemble_high")}
 ROUNDED |= {key: 1e-7 for key in WILSON} | {("cli", f"evaluate.test_accuracy_interval95[{i}]"): 1e-9 for i in (0, 1)}
-# fields the CLI gains with the redescribed cross-validated ensemble
-NEW_CLI_FIELDS = ("ensemble_size", "ensemble_members", "ensemble_prediction_sets", "plain_ensemble_error")
+# Errors under pixel noise read from stored weights by our numpy forward pass: its float sums differ
+# from TensorFlow's in the last bits, which may flip a near-tie, so one image (100 / 2007 = 0.0498
+# points) is allowed. The second round's noise numbers are also glued rounded (errors to 1 decimal,
+# shares to whole %), which adds that rounding.
+ONE_IMAGE = 100 / R.N_TEST + 1e-9
+ROUNDED |= {("best-published", k): ONE_IMAGE for k in ("r3_paper_noise", "r3_previous_noise", "r3_noise_gap")}
+ROUNDED |= {("cli", f"summary.{k}"): ONE_IMAGE / 100 for k in ("paper_noise_error", "previous_best_noise_error")}
+ROUNDED |= {("best-published", f"noise_{k}_error"): 0.05 + ONE_IMAGE for k in ("paper", "shift", "final", "best")}
+ROUNDED |= {("best-published", f"noise_{k}_share"): 0.5 + 0.2 for k in ("paper", "shift")}  # 1 of >= 237 errors: < 0.2 %
 
 
 def glued(chapter: str) -> dict:
@@ -77,6 +85,8 @@ GLUED = {chapter: glued(chapter) for chapter in CHAPTERS}
 
 
 def same(expected, actual, tol: float | None = None) -> bool:
+    if expected is None:  # e.g. "robust" of the paper's network, the reference
+        return actual is None
     if isinstance(expected, R.Verdict):
         return (actual == expected.word) == expected.holds
     if isinstance(expected, set):  # a list of quoted names
@@ -101,6 +111,9 @@ NOTEBOOK_CASES = [(c, k) for c in CHAPTERS for k in EXPECTED[c]]
 @pytest.mark.parametrize("chapter,key", NOTEBOOK_CASES, ids=[f"{c}:{k}" for c, k in NOTEBOOK_CASES])
 def test_glued_value(chapter, key):
     expected = EXPECTED[chapter][key]
+    if key not in GLUED[chapter] and key.startswith("r3_"):  # glued from one dict by the third round's cell
+        pytest.fail(f"{key!r} is not glued in chapters/{chapter}.ipynb (recomputed {expected!r}): "
+                    "re-execute the notebook once every run of the third round is in the ledger")
     if key not in GLUED[chapter]:
         source = (R.REPO / "chapters" / f"{chapter}.md").read_text()
         if re.search(r"\{glue(:text)?\}`" + re.escape(key) + r"[`:]", source):
@@ -156,16 +169,13 @@ def cli_json() -> dict:
 
 CLI_CASES = list(EXPECTED["cli"])
 # CLI leaves that are not recomputed: prose, and where the run came from
-CLI_NOT_RECOMPUTED = {"summary.selection", "evaluate.source"}
+CLI_NOT_RECOMPUTED = {"summary.selection", "summary.second_round.selection", "evaluate.source"}
 
 
 @pytest.mark.parametrize("path", CLI_CASES)
 def test_cli_value(cli_json, path):
     expected = EXPECTED["cli"][path]
     if path not in cli_json:
-        field = next((f for f in NEW_CLI_FIELDS if path.startswith(f"summary.{f}")), None)
-        if field:
-            pytest.xfail(f"the CLI does not output the new field {field!r} yet")
         pytest.fail(f"{path} is missing from the CLI's JSON (recomputed {expected!r})")
     actual = cli_json[path]
     assert same(expected, actual, ROUNDED.get(("cli", path))), f"{path}: CLI {actual!r}, recomputed {expected!r}"
