@@ -299,9 +299,10 @@ def final_table(look: TestLook) -> pd.DataFrame:
                      "error (%)": round(100 * errors / look.n, 2), "95 % interval (%)": _wilson(errors, look.n),
                      f"error at noise {NOISE} (%)": round(100 * noisy / look.n, 1),
                      "training time (s)": round(result.seconds)})
-    groups = {f"ensemble of its {len(look.runs[look.chosen])} seeds": (look.seed_ensemble_errors, look.runs[look.chosen]),
-              f"ensemble of {len(look.runs)} members ({look.training_runs} training runs)":
-                  (look.ensemble_errors, sum(look.runs.values(), []))}
+    groups = {f"ensemble of its {len(look.runs[look.chosen])} seeds": (look.seed_ensemble_errors, look.runs[look.chosen])}
+    if len(look.runs) > 1:  # forward selection added members
+        groups[f"ensemble of {len(look.runs)} members ({look.training_runs} training runs)"] = (
+            look.ensemble_errors, sum(look.runs.values(), []))
     for name, (errors, group) in groups.items():
         rows.append({"model": name, "errors": errors, "error (%)": round(100 * errors / look.n, 2),
                      "95 % interval (%)": _wilson(errors, look.n), f"error at noise {NOISE} (%)": None,
@@ -348,6 +349,11 @@ def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_n
         "r3_noisy_score": c[NOISY].score, "r3_noisy_noise_errors": c[NOISY].noise_errors(),
         "r3_noise_cost": c[NOISY].score - c[PREVIOUS].score,
         "r3_wider_score": c[WIDER].score, "r3_longer_score": c[LONGER].score, "r3_deeper_score": c[DEEPER].score,
+        "r3_prev_rotations": c[PREVIOUS].errors("shifts and rotations"),
+        "r3_ref_noise_pct": 100 * selection.reference.noise_errors() / n_cv,
+        "r3_prev_noise_pct": 100 * c[PREVIOUS].noise_errors() / n_cv,
+        "r3_chosen_p": stats.mcnemar_p(selection.chosen.probabilities.argmax(1),
+                                       c[PREVIOUS].probabilities.argmax(1), selection.chosen.labels),
         "r3_chosen": look.chosen, "r3_reading": selection.chosen.reading, "r3_chosen_score": selection.chosen.score,
         "r3_chosen_noise_errors": selection.chosen.noise_errors(),
         "r3_members": len(look.runs), "r3_member_names": ", ".join(look.runs),
