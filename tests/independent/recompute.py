@@ -914,6 +914,12 @@ def recompute() -> dict:
         x3 = third[1]
         checks["the third round's new test runs record the protocol's commit"] = all(
             r.record.get("protocol") == x3["protocol"] for r in x3["runs"]) or x3["chosen"].index == 1
+        # the noise draws: the digits a final run stored under noise equal those its weights read on our
+        # draws (the runs that keep their weights; at most 1 image per level for a near-tie)
+        kept = [r for r in x3["runs"] if (r.folder / "model.weights.npz").is_file()]
+        checks["the third round's stored noisy test predictions equal the forward pass on the same noise draws"] = (
+            bool(kept) and all(int((weights_predict(r, s) != r.npz["noisy"][i]).sum()) <= 1
+                               for r in kept for i, s in enumerate(NOISE_LEVELS)))
     # Not compared (the book's cost table may or may not count the third round yet): the chapter's
     # cost with the third round's cross-validation and final runs added.
     notes = {}
@@ -922,6 +928,10 @@ def recompute() -> dict:
             r.folder.name: r for r in third[1]["ensemble_runs"]}
         minutes = sum(r.seconds for r in runs3.values()) / 60
         notes["cost with the third round (runs, minutes, wall minutes)"] = (len(runs3), minutes, minutes / 2)
+        own = [r for r in L.runs if r.record.get("protocol") == third[1]["protocol"]]
+        minutes = sum(r.seconds for r in own) / 60
+        notes["the third round's own runs (runs, minutes, wall minutes on 2 cores; budget 240)"] = (
+            len(own), minutes, minutes / 2)
     out = {"eda": eda(), "model": model(L), "training": training(L), "evaluation": evaluation(L),
            "variance": variance(L), "discussion": disc, "ablations": ablations(L), "human-level": human_level(L),
            "best-published": best, "reproducibility": reproducibility(L),
