@@ -411,8 +411,10 @@ def robust_results() -> RobustResults:
                                            robust.PREVIOUS: models["cross-validated best"]},
                                           images, labels, levels=(0.0, *data.NOISE_LEVELS))
     strongest = reference.loc[robust.NOISE]
+    previous = run_many([Job(selection.candidates[robust.PREVIOUS].config, seed) for seed in robust.FINAL_SEEDS],
+                        workers=beyond().workers)
     numbers = robust.numbers(selection, look, paper_noise=float(strongest[robust.REFERENCE]),
-                             previous_noise=float(strongest[robust.PREVIOUS]))
+                             previous_noise=float(strongest[robust.PREVIOUS]), previous=previous)
     return RobustResults(selection, look, reference, numbers)
 
 

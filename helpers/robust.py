@@ -331,11 +331,15 @@ def noise_table(look: TestLook, reference: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_noise: float) -> dict[str, object]:
+def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_noise: float,
+            previous: Sequence[Run]) -> dict[str, object]:
     """What the chapter and ``summary --json`` quote about the third round. ``paper_noise`` and
-    ``previous_noise``: the test error (%) at sigma = 0.4 of the paper's network and of B (seed 0 each)."""
+    ``previous_noise``: the test error (%) at sigma = 0.4 of the paper's network and of B (seed 0 each);
+    ``previous``: B's runs on all training images (the second round's, read as its cross-validation chose)."""
     c, n_cv = selection.candidates, len(selection.reference.labels)
     rates = look.single_rates
+    previous_rates = [100 * int((read(r, c[PREVIOUS].reading).argmax(1) != r.labels).sum()) / len(r.labels)
+                      for r in previous]
     low, high = stats.mean_interval(rates)
     noise = 100 * np.array(look.noise_errors(NOISE)) / look.n
     ensemble = 100 * look.ensemble_errors / look.n
@@ -372,6 +376,9 @@ def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_n
         "r3_target_single": TARGETS["single"], "r3_target_ensemble": TARGETS["ensemble"],
         "r3_single_gap": float(rates.mean()) - TARGETS["single"], "r3_ensemble_gap": ensemble - TARGETS["ensemble"],
         "r3_noise_gap": float(noise.mean()) - paper_noise,
+        "r3_prev_mean": float(np.mean(previous_rates)), "r3_prev_seeds": len(previous_rates),
+        "r3_vs_prev": float(rates.mean() - np.mean(previous_rates)),
+        "r3_vs_prev_p": stats.welch_p(rates, previous_rates),
     }
 
 

@@ -41,6 +41,11 @@ def t_test_p(values: Sequence[float], value: float) -> float:
     return float(stats.ttest_1samp(np.asarray(values, dtype=float), value).pvalue)
 
 
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of Welch's t-test that the means of ``a`` and ``b`` are equal (e.g. two models' seeds)."""
+    return float(stats.ttest_ind(np.asarray(a, dtype=float), np.asarray(b, dtype=float), equal_var=False).pvalue)
+
+
 def mcnemar_p(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> float:
     """Exact McNemar test of two models' predictions ``a`` and ``b`` of the same images."""
     right_a, right_b = a == labels, b == labels

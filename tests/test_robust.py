@@ -241,7 +241,11 @@ def test_the_test_look_counts_seeds_members_and_training_runs() -> None:
     assert look.ensemble_errors == int((((chosen + other) / 2).argmax(1) != labels).sum())
     table = robust.final_table(look)
     assert list(table["errors"][:5]) == [40, 38, 41, 36, 39] and len(table) == 7
-    numbers = robust.numbers(_selection_stub(), look, paper_noise=11.8, previous_noise=70.0)
+    previous = [_fake_run(Job(B, seed), look.labels, np.arange(k), [np.arange(k)] * 4, np.random.default_rng(seed))
+                for seed, k in enumerate((43, 44, 44, 42, 45))]
+    numbers = robust.numbers(_selection_stub(), look, paper_noise=11.8, previous_noise=70.0, previous=previous)
+    assert numbers["r3_prev_mean"] == pytest.approx(100 * 43.6 / len(look.labels))
+    assert numbers["r3_vs_prev"] == pytest.approx(100 * (38.8 - 43.6) / len(look.labels))
     assert numbers["r3_mean"] == pytest.approx(100 * 38.8 / len(labels))
     assert numbers["r3_noise_gap"] == pytest.approx(100 * 38.8 / len(labels) - 11.8)
     assert numbers["r3_ensemble_runs"] == 8 and numbers["r3_seeds"] == 5

@@ -40,3 +40,13 @@ def test_t_test_against_the_paper_is_scipys() -> None:
     errors = [100 * e / 2007 for e in (76, 75, 78, 83, 78)]
     assert hstats.t_test_p(errors, 2.89) == pytest.approx(stats.ttest_1samp(errors, 2.89).pvalue)
     assert hstats.t_test_p([2.8, 3.0, 2.9], 2.9) == pytest.approx(1.0)
+
+
+def test_welch_p_from_its_formula() -> None:
+    a = np.array([49, 45, 45, 43, 49]) / 2007 * 100  # two models' seeds, test error (%)
+    b = np.array([43, 44, 44, 42, 45]) / 2007 * 100
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    assert hstats.welch_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), df))
+    assert hstats.welch_p(a, a) == pytest.approx(1.0)
