@@ -81,8 +81,13 @@ ARRAYS = {"plain": "probabilities", "shifts": "tta", "shifts and rotations": "tt
 NOISE_LEVELS, NOISE = (0.1, 0.2, 0.3, 0.4), 0.4
 R3_FOLDS, R3_FOLD_SEED, R3_SEEDS, R3_MEMBER_SEEDS = 3, 1, 5, 3
 R3_TARGETS = (1.8, 1.5)  # single model (mean of seeds), ensemble (%)
+PROTOCOL = REPO / "protocols" / "accurate-and-robust.md"
 NOISY = {"augment_noise": 0.5}
 WIDER = {"filters": 64, "second_block_filters": 128, "dense_units": 256}
+# The introduction's summary quotes these numbers of the third round (the best-published chapter's).
+INTRO_R3 = ("r3_chosen", "r3_reading", "r3_seeds", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
+            "r3_previous_noise", "r3_ensemble", "r3_ensemble_errors", "r3_ensemble_runs", "r3_ensemble_low",
+            "r3_ensemble_high", "r3_target_single", "r3_target_ensemble", "r3_protocol")
 R3_NAMES = ("the paper's network", "B (the previous best)", "B + pixel noise", "B + pixel noise, wider",
             "B + pixel noise, wider, twice the epochs", "B + pixel noise, third block")
 
@@ -206,6 +211,16 @@ def mcnemar_p(wrong_a: np.ndarray, wrong_b: np.ndarray) -> float:
     """Exact (binomial) McNemar test on the discordant pairs."""
     b, c = int((wrong_a & ~wrong_b).sum()), int((~wrong_a & wrong_b).sum())
     return min(1.0, 2 * float(stats.binom.cdf(min(b, c), b + c, 0.5))) if b + c else 1.0
+
+
+def welch_p(a, b) -> float:
+    """Two-sided Welch's t-test (unequal variances) of two samples."""
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def protocol_budget() -> int:
+    """The third round's training budget in minutes, as its protocol states it ("At most N minutes")."""
+    return int(re.search(r"At most (\d+) minutes", " ".join(PROTOCOL.read_text().split())).group(1))
 
 
 def spearman(x, y) -> float:
@@ -688,7 +703,14 @@ def third_round(L: Ledger, previous: Candidate) -> tuple[dict, dict]:
            "r3_chosen": chosen.name, "r3_reading": chosen.reading, "r3_chosen_score": chosen.score,
            "r3_chosen_noise_errors": chosen.noise[NOISE], "r3_members": len(members),
            "r3_member_names": ", ".join(c.name for c in members), "r3_ensemble_cv_errors": joins[-1],
-           "r3_target_single": R3_TARGETS[0], "r3_target_ensemble": R3_TARGETS[1]}
+           "r3_target_single": R3_TARGETS[0], "r3_target_ensemble": R3_TARGETS[1],
+           # B read with rotations (not its reading: its test runs store none), the noise errors in % of
+           # the held-out images, and McNemar of the chosen model against B, each read in its reading
+           "r3_prev_rotations": by[1].errors["shifts and rotations"],
+           "r3_ref_noise_pct": pct(ref.noise[NOISE], len(ref.labels)),
+           "r3_prev_noise_pct": pct(by[1].noise[NOISE], len(ref.labels)),
+           "r3_chosen_p": mcnemar_p(chosen.probs().argmax(1) != chosen.labels, by[1].probs().argmax(1) != ref.labels),
+           "r3_budget": protocol_budget()}
     extra = {"candidates": cands, "chosen": chosen, "member_candidates": members, "joins": joins,
              "protocol": ref.runs[0].record["protocol"], "final": False}
     # the final runs on all training images (the one look at the test set)
@@ -727,10 +749,29 @@ def third_round(L: Ledger, previous: Candidate) -> tuple[dict, dict]:
             "r3_ensemble_runs": len(trainings), "r3_ensemble_sets": len(flat), "r3_plain_ensemble_errors": plain,
             "r3_single_gap": mean - R3_TARGETS[0], "r3_ensemble_gap": pct(ens) - R3_TARGETS[1]}
     out["r3_noise_gap"] = out["r3_noise_mean"] - out["r3_paper_noise"]
+    # B on clean test digits: its second-round test runs (seeds 0-4) read in its third-round reading
+    prev_runs = L.find("test", B, list(range(R3_SEEDS)))
+    prev_rates = [pct(int((r.read(by[1].reading).argmax(1) != labels).sum())) for r in prev_runs]
+    out |= {"r3_prev_mean": float(np.mean(prev_rates)), "r3_prev_seeds": len(prev_runs),
+            "r3_vs_prev": mean - float(np.mean(prev_rates)), "r3_vs_prev_p": welch_p(rates, prev_rates)}
     extra |= {"final": True, "runs": runs, "ensemble_runs": [r for _, rs in sets.values() for r in rs], "errors": errors, "noise": noise, "reference": reference,
               "members": [{"name": c.name, "reading": c.reading, "seeds": [r.seed for r in rs],
                            "weight": 1 / len(sets) / len(rs)} for c, rs in sets.values()]}
     return out, extra
+
+
+def third_round_cost(earlier: dict, x3: dict) -> dict:
+    """The cost over every group of the chapter (``cost_*``) and over the third round's two groups
+    (``r3_cost_*``: its cross-validation runs, then the chosen model's and the members' final runs),
+    a run counted once, in the first group that lists it; wall minutes on two cores."""
+    new = {}
+    for group in ([r for c in x3["candidates"] for r in c.runs], x3["ensemble_runs"]):
+        new |= {r.folder.name: r for r in group if r.folder.name not in earlier and r.folder.name not in new}
+    out = {}
+    for prefix, runs in (("cost", earlier | new), ("r3_cost", new)):
+        minutes = sum(r.seconds for r in runs.values()) / 60
+        out |= {f"{prefix}_runs": len(runs), f"{prefix}_minutes": minutes, f"{prefix}_wall_minutes": minutes / 2}
+    return out
 
 
 def demo(L: Ledger, chosen: Candidate | Candidate3) -> dict:
@@ -856,10 +897,36 @@ def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None) -> 
     return out
 
 
-def prose(E: dict) -> dict:
+def prose(E: dict, third: tuple | None = None) -> dict:
     """Verdicts the chapters now write as fixed words: {(chapter, phrase): does it hold?}."""
     ev, var, dis, hl, bp = (E[c] for c in ("evaluation", "variance", "discussion", "human-level", "best-published"))
-    return {
+    r3 = {}
+    if third is not None:
+        cands = third[1]["candidates"]
+        r3 |= {
+            ("best-published", "Noise in training removes the fragility: every noise-trained candidate is robust"):
+                all(c.robust for c in cands[2:]),
+            ("best-published", "B itself is not"): not cands[1].robust,
+            ("best-published", "Its lead over B is not significant"): bp["r3_chosen_p"] >= 0.05,
+            ("best-published", "Test-time rotations help none of the noise-trained candidates; B alone would read "
+                               "best with them"):
+                all(c.reading != "shifts and rotations" for c in cands[2:])
+                and cands[1].errors["shifts and rotations"] < cands[1].score,
+            ("best-published", "Forward selection finds no candidate"): bp["r3_members"] == 1}
+    if third is not None and third[1]["final"]:
+        r3 |= {
+            ("best-published", "on clean digits it is no better than B"): bp["r3_vs_prev"] >= 0,
+            ("best-published", "the robustness condition holds for every seed"):
+                bp["r3_noise_max"] <= bp["r3_paper_noise"],
+            ("best-published", "Its seeds' ensemble, which is the protocol's ensemble here"):
+                bp["r3_ensemble_errors"] == bp["r3_seed_ensemble_errors"],
+            ("best-published", "and does not reach the second round's ensemble"): bp["r3_ensemble"] > bp["ensemble"],
+            ("best-published", "**misses the {glue:text}`r3_target_single` % target"): bp["r3_single_gap"] > 0,
+            ("best-published", "**misses the {glue:text}`r3_target_ensemble` % target"): bp["r3_ensemble_gap"] > 0,
+            ("introduction", "robust, but not more accurate, and short of the round's targets"):
+                bp["r3_noise_mean"] <= bp["r3_paper_noise"] and bp["r3_mean"] >= bp["best_mean"]
+                and bp["r3_single_gap"] > 0 and bp["r3_ensemble_gap"] > 0}
+    return r3 | {
         ("evaluation", "lies outside the paper's 95 % interval"): ev["ours_in_paper"].holds,
         ("evaluation", "and the paper's lies outside ours"): ev["paper_in_ours"].holds,
         ("variance", "lies below the range of our runs"): PAPER_ERROR < var["seed_min"],
@@ -920,24 +987,22 @@ def recompute() -> dict:
         checks["the third round's stored noisy test predictions equal the forward pass on the same noise draws"] = (
             bool(kept) and all(int((weights_predict(r, s) != r.npz["noisy"][i]).sum()) <= 1
                                for r in kept for i, s in enumerate(NOISE_LEVELS)))
-    # Not compared (the book's cost table may or may not count the third round yet): the chapter's
-    # cost with the third round's cross-validation and final runs added.
+    # The chapter's cost table counts the third round's two groups after the earlier ones; a run
+    # listed by an earlier group (B's test seeds, by the second round) counts there only.
     notes = {}
     if third and third[1]["final"]:
-        runs3 = extra["cost_runs"] | {r.folder.name: r for c in third[1]["candidates"] for r in c.runs} | {
-            r.folder.name: r for r in third[1]["ensemble_runs"]}
-        minutes = sum(r.seconds for r in runs3.values()) / 60
-        notes["cost with the third round (runs, minutes, wall minutes)"] = (len(runs3), minutes, minutes / 2)
+        best |= third_round_cost(extra["cost_runs"], third[1])
         own = [r for r in L.runs if r.record.get("protocol") == third[1]["protocol"]]
         minutes = sum(r.seconds for r in own) / 60
         notes["the third round's own runs (runs, minutes, wall minutes on 2 cores; budget 240)"] = (
             len(own), minutes, minutes / 2)
     out = {"eda": eda(), "model": model(L), "training": training(L), "evaluation": evaluation(L),
            "variance": variance(L), "discussion": disc, "ablations": ablations(L), "human-level": human_level(L),
-           "best-published": best, "reproducibility": reproducibility(L),
+           "best-published": best, "introduction": {k: best[k] for k in INTRO_R3 if k in best},
+           "reproducibility": reproducibility(L),
            "demo": demo(L, third[1]["chosen"] if third and third[1]["final"] else extra["chosen"]),
            "cli": cli(L, best, extra, disc, third), "checks": checks, "notes": notes}
-    return out | {"prose": prose(out)}
+    return out | {"prose": prose(out, third)}
 
 
 if __name__ == "__main__":
