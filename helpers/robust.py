@@ -305,7 +305,7 @@ def final_table(look: TestLook) -> pd.DataFrame:
             look.ensemble_errors, sum(look.runs.values(), []))
     for name, (errors, group) in groups.items():
         rows.append({"model": name, "errors": errors, "error (%)": round(100 * errors / look.n, 2),
-                     "95 % interval (%)": _wilson(errors, look.n), f"error at noise {NOISE} (%)": None,
+                     "95 % interval (%)": _wilson(errors, look.n), f"error at noise {NOISE} (%)": "",
                      "training time (s)": round(sum(r.seconds for r in group))})
     return pd.DataFrame(rows).set_index("model")
 

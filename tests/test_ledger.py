@@ -221,15 +221,18 @@ def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:
 
 
 def test_environments_are_labelled_in_order_of_training(copy: Path) -> None:
+    before = list(ledger.environments().index)  # "A", "B", ... in the order each first trained a run
+    assert before == [chr(ord("A") + i) for i in range(len(before))]
     first, second = ledger.entries()[:2]
     rec = json.loads((second / "record.json").read_text())
     rec["environment"] = {**rec["environment"], "tensorflow": "9.9.9"}
-    rec["trained"] = "2099-01-01 00:00:00 UTC"  # trained last: the new environment is "B"
+    rec["trained"] = "2099-01-01 00:00:00 UTC"  # trained last: the new environment gets the next label
     (second / "record.json").write_text(json.dumps(rec))
     envs = ledger.environments()
-    assert list(envs.index) == ["A", "B"] and envs.loc["B", "tensorflow"] == "9.9.9"
-    assert envs.loc["B", "runs"] == 1 and envs["runs"].sum() == len(ledger.entries())
-    assert ledger.listing().loc[second.name, "environment"] == "B"
+    new = chr(ord("A") + len(before))
+    assert list(envs.index)[-1] == new and envs.loc[new, "tensorflow"] == "9.9.9"
+    assert envs.loc[new, "runs"] == 1 and envs["runs"].sum() == len(ledger.entries())
+    assert ledger.listing().loc[second.name, "environment"] == new
     (copy / "VERIFY.md").unlink()  # no report yet: nothing is verified, and the manifest does not list it
     table, numbers = ledger.overview()
     assert numbers["verified_pending"] == len(table) and set(table["make retrain"]) == {"not yet"}
