@@ -56,7 +56,8 @@ def _summary() -> dict[str, Any]:
         "paper_model_mean_error": float(np.mean([1 - r.accuracy for r in seeds])),
         "paper_model_std_error": float(np.std([1 - r.accuracy for r in seeds], ddof=1)),
         # the book's best single model and ensemble: the third round's, chosen by its committed protocol
-        "best_single_name": f"{look.chosen}, read {r3['r3_reading']}",
+        # (until 2026-12-01 these fields were the second round's; those are now under "second_round")
+        "best_single_round": "third", "best_single_name": f"{look.chosen}, read {r3['r3_reading']}",
         "best_single_candidate": look.chosen,
         "best_single_reading": r3["r3_reading"],
         "best_single_error": r3["r3_mean"] / 100,

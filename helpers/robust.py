@@ -4,6 +4,8 @@ The protocol (``protocols/accurate-and-robust.md``) was committed before any of 
 was trained, and every run records that commit (:data:`PROTOCOL_COMMIT`). This module carries it
 out: the candidates (:func:`candidates`), 3-fold cross-validation on new folds (:data:`FOLD_SEED`)
 with predictions of the held-out images plain, shifted, shifted and turned, and under pixel noise
+(:func:`helpers.data.add_noise`, draw seed 0 over each fold's held-out images: folds of the same size
+get the same noise pattern, and every candidate the same noisy images)
 (:func:`cross_validate`), the rule (:class:`Selection`), the final runs (:func:`final_jobs`) and the
 one look at the test set (:func:`test_results`). The statistics are :mod:`helpers.stats`'.
 """
@@ -20,6 +22,7 @@ from helpers import data, stats
 from helpers.best_published import training_identity
 from helpers.config import Config
 from helpers.runs import Job, Run, run_many
+from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
 
 PROTOCOL = "protocols/accurate-and-robust.md"
 #: The commit of the protocol's last change, made before any of this round's runs was trained.
@@ -43,6 +46,8 @@ DEEPER = "B + pixel noise, third block"
 READINGS = {"plain": "probabilities", "shifts": "tta", "shifts and rotations": "tta_rotations"}
 #: B's earlier runs on all training images store no rotated predictions (the protocol's amendment).
 PREVIOUS_READINGS = ("plain", "shifts")
+#: The candidate each one changes, for the McNemar test of that one change.
+PARENT = {NOISY: PREVIOUS, WIDER: NOISY, LONGER: WIDER, DEEPER: NOISY}
 
 
 def candidates(previous: Config, paper: Config) -> dict[str, Config]:
@@ -103,7 +108,9 @@ def out_of_fold(name: str, config: Config, runs: Sequence[Run]) -> Candidate:
     noisy = np.zeros((len(data.NOISE_LEVELS), len(labels)), np.int64)
     seen = np.zeros(len(labels), dtype=bool)
     for result in runs:
-        _, held = data.fold_split(labels, FOLDS, int(result.job.split.split("-")[1]), seed=result.job.seed)
+        if result.job.seed != FOLD_SEED:
+            raise ValueError(f"run {result.key} has seed {result.job.seed}; the protocol's folds are drawn with {FOLD_SEED}")
+        _, held = data.fold_split(labels, FOLDS, int(result.job.split.split("-")[1]), seed=FOLD_SEED)
         if not np.array_equal(labels[held], result.labels):
             raise ValueError(f"run {result.key} does not predict the images of its fold")
         for reading, stored in READINGS.items():
@@ -187,6 +194,9 @@ def cv_table(selection: Selection) -> pd.DataFrame:
                 "robust": "reference" if name == REFERENCE else ("yes" if selection.robust(name) else "no"),
                 "McNemar p vs B": "" if name in (REFERENCE, PREVIOUS) else _two_digits(stats.mcnemar_p(
                     c.probabilities.argmax(1), previous.probabilities.argmax(1), c.labels)),
+                "builds on": PARENT.get(name, ""),
+                "McNemar p vs that": "" if name not in PARENT else _two_digits(stats.mcnemar_p(
+                    c.probabilities.argmax(1), selection.candidates[PARENT[name]].probabilities.argmax(1), c.labels)),
                 "training time, 3 folds (s)": round(c.seconds)}
         rows.append(row)
     return pd.DataFrame(rows).set_index("candidate")
@@ -297,7 +307,7 @@ def final_table(look: TestLook) -> pd.DataFrame:
     for result, errors, noisy in zip(look.runs[look.chosen], look.single_errors, look.noise_errors(NOISE)):
         rows.append({"model": f"{look.chosen}, seed {result.job.seed}", "errors": errors,
                      "error (%)": round(100 * errors / look.n, 2), "95 % interval (%)": _wilson(errors, look.n),
-                     f"error at noise {NOISE} (%)": round(100 * noisy / look.n, 1),
+                     f"error at noise {NOISE} (%), plain": round(100 * noisy / look.n, 1),
                      "training time (s)": round(result.seconds)})
     groups = {f"ensemble of its {len(look.runs[look.chosen])} seeds": (look.seed_ensemble_errors, look.runs[look.chosen])}
     if len(look.runs) > 1:  # forward selection added members
@@ -305,9 +315,11 @@ def final_table(look: TestLook) -> pd.DataFrame:
             look.ensemble_errors, sum(look.runs.values(), []))
     for name, (errors, group) in groups.items():
         rows.append({"model": name, "errors": errors, "error (%)": round(100 * errors / look.n, 2),
-                     "95 % interval (%)": _wilson(errors, look.n), f"error at noise {NOISE} (%)": "",
+                     "95 % interval (%)": _wilson(errors, look.n), f"error at noise {NOISE} (%), plain": "",
                      "training time (s)": round(sum(r.seconds for r in group))})
-    return pd.DataFrame(rows).set_index("model")
+    table = pd.DataFrame(rows).set_index("model")
+    return table.rename(columns={"errors": f"errors, {look.readings[look.chosen]}",
+                                 "error (%)": f"error (%), {look.readings[look.chosen]}"})
 
 
 def _wilson(errors: int, n: int) -> str:
@@ -354,6 +366,13 @@ def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_n
         "r3_noise_cost": c[NOISY].score - c[PREVIOUS].score,
         "r3_wider_score": c[WIDER].score, "r3_longer_score": c[LONGER].score, "r3_deeper_score": c[DEEPER].score,
         "r3_prev_rotations": c[PREVIOUS].errors("shifts and rotations"),
+        "r3_lead": c[PREVIOUS].score - selection.chosen.score,
+        "r3_train_noise": c[NOISY].config.augment_noise, "r3_rotation": max(TTA_ROTATIONS),
+        "r3_copies": len(TTA_ROTATIONS) * len(TTA_SHIFTS), "r3_level_min": min(data.NOISE_LEVELS),
+        "r3_level_max": max(data.NOISE_LEVELS), "r3_filters": c[WIDER].config.filters,
+        "r3_filters_2": c[WIDER].config.second_block_filters, "r3_dense": c[WIDER].config.dense_units,
+        "r3_binomial_half": 100 * float(np.diff(stats.wilson_interval(round(float(np.mean(look.single_errors))),
+                                                                     look.n))[0]) / 2,
         "r3_ref_noise_pct": 100 * selection.reference.noise_errors() / n_cv,
         "r3_prev_noise_pct": 100 * c[PREVIOUS].noise_errors() / n_cv,
         "r3_chosen_p": stats.mcnemar_p(selection.chosen.probabilities.argmax(1),
@@ -388,7 +407,8 @@ def candidate_table(configs: Mapping[str, Config]) -> pd.DataFrame:
     rows = []
     for name, config in configs.items():
         if name == REFERENCE:
-            changes = "the paper's recipe: one 5x5 block of 32 filters, 128 dense units, 100 epochs, no augmentation"
+            changes = "the paper's recipe: " + ", ".join(f"{k} = {getattr(config, k)}" for k in (
+                "filters", "kernel_size", "dense_units", "dropout", "epochs", "batch_size")) + ", no augmentation"
         elif name == PREVIOUS:
             changes = "the second round's choice: " + ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
                                                                 for k, v in config.as_dict().items()

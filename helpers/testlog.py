@@ -74,7 +74,8 @@ LOOKS: dict[str, Look] = {
         "training images only", "the third round's candidates on new folds (fold seed 1), clean and under pixel noise",
         "the chosen model and the ensemble's members, by the committed protocol"),
     "third round: the chosen model and the ensemble's members (best-published chapter)": Look(
-        "report", "the protocol's one look: the chosen model's five seeds, the ensemble, noise sigma 0.1 to 0.4",
+        "report", "the protocol's one look: the chosen model's five seeds, the ensemble, noise sigma 0.1 to 0.4 "
+        "(and the paper's network and B, seed 0 each from stored weights, newly read under sigma 0.1 to 0.3)",
         "nothing chosen: the protocol allows no other look"),
 }
 
