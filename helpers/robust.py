@@ -182,24 +182,32 @@ class Selection:
 
 
 def cv_table(selection: Selection) -> pd.DataFrame:
-    """Each candidate's clean errors in every reading, its noise errors at every level and whether it is robust."""
+    """Each candidate's clean out-of-fold errors in every reading, its score, and McNemar tests against B and
+    against the candidate it changes (:data:`PARENT`, named by its number in the table)."""
     rows = []
-    n, previous = len(selection.reference.labels), selection.candidates[PREVIOUS]
+    previous, number = selection.candidates[PREVIOUS], {name: i for i, name in enumerate(selection.candidates)}
     for name, c in selection.candidates.items():
-        row = {"candidate": name, **{f"CV errors, {r}": c.errors(r) for r in READINGS},
-               "reading": "" if name == REFERENCE else c.reading, "clean score": c.score,
-               "clean score (%)": round(100 * c.score / n, 2)}
-        row |= {f"noise {level}": c.noise_errors(level) for level in data.NOISE_LEVELS}
-        row |= {f"noise {NOISE} (%)": round(100 * c.noise_errors() / n, 1),
-                "robust": "reference" if name == REFERENCE else ("yes" if selection.robust(name) else "no"),
-                "McNemar p vs B": "" if name in (REFERENCE, PREVIOUS) else _two_digits(stats.mcnemar_p(
-                    c.probabilities.argmax(1), previous.probabilities.argmax(1), c.labels)),
-                "builds on": PARENT.get(name, ""),
-                "McNemar p vs that": "" if name not in PARENT else _two_digits(stats.mcnemar_p(
-                    c.probabilities.argmax(1), selection.candidates[PARENT[name]].probabilities.argmax(1), c.labels)),
-                "training time, 3 folds (s)": round(c.seconds)}
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("candidate")
+        rows.append({"#": number[name], "candidate": name, **{f"CV errors, {r}": c.errors(r) for r in READINGS},
+                     "reading": "" if name == REFERENCE else c.reading, "clean score": c.score,
+                     "McNemar p vs B": "" if name in (REFERENCE, PREVIOUS) else _two_digits(stats.mcnemar_p(
+                         c.probabilities.argmax(1), previous.probabilities.argmax(1), c.labels)),
+                     "changes": number[PARENT[name]] if name in PARENT else "",
+                     "McNemar p vs it": "" if name not in PARENT else _two_digits(stats.mcnemar_p(
+                         c.probabilities.argmax(1), selection.candidates[PARENT[name]].probabilities.argmax(1),
+                         c.labels)),
+                     "training time, 3 folds (s)": round(c.seconds)})
+    return pd.DataFrame(rows).set_index("#")
+
+
+def noise_cv_table(selection: Selection) -> pd.DataFrame:
+    """Each candidate's out-of-fold errors under pixel noise at every level, and whether it is robust."""
+    n = len(selection.reference.labels)
+    rows = []
+    for i, (name, c) in enumerate(selection.candidates.items()):
+        rows.append({"#": i, "candidate": name, **{f"noise {level}": c.noise_errors(level) for level in data.NOISE_LEVELS},
+                     f"noise {NOISE} (%)": round(100 * c.noise_errors() / n, 1),
+                     "robust": "reference" if name == REFERENCE else ("yes" if selection.robust(name) else "no")})
+    return pd.DataFrame(rows).set_index("#")
 
 
 def _two_digits(value: float) -> float:

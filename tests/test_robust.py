@@ -194,9 +194,12 @@ def test_the_rule_takes_the_fewest_clean_errors_among_the_robust_and_counts_out_
     # robust: noise errors at or under the paper's network's 900; LONGER (1200) and B (2700) are not
     assert [n for n in selection.choosable if selection.robust(n)] == [robust.NOISY, robust.WIDER, robust.DEEPER]
     assert selection.chosen.name == robust.WIDER  # the fewest clean errors among the robust
-    table = robust.cv_table(selection)
-    assert table.loc[robust.WIDER, "clean score"] == 33 and table.loc[robust.REFERENCE, "robust"] == "reference"
-    assert table.loc[robust.PREVIOUS, "robust"] == "no" and table.loc[robust.LONGER, "noise 0.4"] == 1200
+    table = robust.cv_table(selection).set_index("candidate")
+    assert table.loc[robust.WIDER, "clean score"] == 33 and table.loc[robust.WIDER, "changes"] == 2  # B + noise
+    assert table.loc[robust.PREVIOUS, "changes"] == "" and 0 <= table.loc[robust.WIDER, "McNemar p vs it"] <= 1
+    noise = robust.noise_cv_table(selection).set_index("candidate")
+    assert noise.loc[robust.REFERENCE, "robust"] == "reference" and noise.loc[robust.PREVIOUS, "robust"] == "no"
+    assert noise.loc[robust.LONGER, "noise 0.4"] == 1200 and noise.loc[robust.LONGER, "noise 0.1"] == 3 * (400 // 4)
 
 
 def test_without_a_robust_candidate_the_rule_takes_the_lowest_noise_score() -> None:
