@@ -182,21 +182,26 @@ class Selection:
 
 
 def cv_table(selection: Selection) -> pd.DataFrame:
-    """Each candidate's clean out-of-fold errors in every reading, its score, and McNemar tests against B and
-    against the candidate it changes (:data:`PARENT`, named by its number in the table)."""
+    """Each candidate's clean out-of-fold errors in every reading (columns named by the reading), its score,
+    and McNemar tests against B and against the candidate it changes (:data:`PARENT`, by its number ``#``)."""
     rows = []
     previous, number = selection.candidates[PREVIOUS], {name: i for i, name in enumerate(selection.candidates)}
     for name, c in selection.candidates.items():
-        rows.append({"#": number[name], "candidate": name, **{f"CV errors, {r}": c.errors(r) for r in READINGS},
-                     "reading": "" if name == REFERENCE else c.reading, "clean score": c.score,
-                     "McNemar p vs B": "" if name in (REFERENCE, PREVIOUS) else _two_digits(stats.mcnemar_p(
+        rows.append({"#": number[name], "candidate": name, **{r: c.errors(r) for r in READINGS},
+                     "reading": "" if name == REFERENCE else c.reading, "score": c.score,
+                     "p vs B": "" if name in (REFERENCE, PREVIOUS) else _p(stats.mcnemar_p(
                          c.probabilities.argmax(1), previous.probabilities.argmax(1), c.labels)),
-                     "changes": number[PARENT[name]] if name in PARENT else "",
-                     "McNemar p vs it": "" if name not in PARENT else _two_digits(stats.mcnemar_p(
+                     "changes #": number[PARENT[name]] if name in PARENT else "",
+                     "p vs it": "" if name not in PARENT else _p(stats.mcnemar_p(
                          c.probabilities.argmax(1), selection.candidates[PARENT[name]].probabilities.argmax(1),
                          c.labels)),
-                     "training time, 3 folds (s)": round(c.seconds)})
+                     "3 folds (s)": round(c.seconds)})
     return pd.DataFrame(rows).set_index("#")
+
+
+def _p(value: float) -> str:
+    """A p-value to two significant digits, or "< 0.001"."""
+    return "< 0.001" if value < 0.001 else f"{value:.2g}"
 
 
 def noise_cv_table(selection: Selection) -> pd.DataFrame:
@@ -208,10 +213,6 @@ def noise_cv_table(selection: Selection) -> pd.DataFrame:
                      f"noise {NOISE} (%)": round(100 * c.noise_errors() / n, 1),
                      "robust": "reference" if name == REFERENCE else ("yes" if selection.robust(name) else "no")})
     return pd.DataFrame(rows).set_index("#")
-
-
-def _two_digits(value: float) -> float:
-    return float(f"{value:.2g}")
 
 
 def final_jobs(selection: Selection) -> dict[str, list[Job]]:

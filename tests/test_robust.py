@@ -195,8 +195,10 @@ def test_the_rule_takes_the_fewest_clean_errors_among_the_robust_and_counts_out_
     assert [n for n in selection.choosable if selection.robust(n)] == [robust.NOISY, robust.WIDER, robust.DEEPER]
     assert selection.chosen.name == robust.WIDER  # the fewest clean errors among the robust
     table = robust.cv_table(selection).set_index("candidate")
-    assert table.loc[robust.WIDER, "clean score"] == 33 and table.loc[robust.WIDER, "changes"] == 2  # B + noise
-    assert table.loc[robust.PREVIOUS, "changes"] == "" and 0 <= table.loc[robust.WIDER, "McNemar p vs it"] <= 1
+    assert table.loc[robust.WIDER, "score"] == 33 and table.loc[robust.WIDER, "changes #"] == 2  # B + noise
+    assert table.loc[robust.WIDER, "shifts"] == 33 and table.loc[robust.PREVIOUS, "changes #"] == ""
+    assert table.loc[robust.WIDER, "p vs it"] == "< 0.001" or 0 <= float(table.loc[robust.WIDER, "p vs it"]) <= 1
+    assert robust._p(0.00001) == "< 0.001" and robust._p(0.0037) == "0.0037" and robust._p(0.71) == "0.71"
     noise = robust.noise_cv_table(selection).set_index("candidate")
     assert noise.loc[robust.REFERENCE, "robust"] == "reference" and noise.loc[robust.PREVIOUS, "robust"] == "no"
     assert noise.loc[robust.LONGER, "noise 0.4"] == 1200 and noise.loc[robust.LONGER, "noise 0.1"] == 3 * (400 // 4)
