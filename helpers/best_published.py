@@ -541,6 +541,16 @@ def training_identity(result: Run) -> tuple[Config, int, str]:
     return result.job.config.with_(weight_average=0.0), result.job.seed, result.job.split
 
 
+def prediction_sets(runs: Mapping[str, Sequence[Run]]) -> int:
+    """How many runs' predictions an ensemble of these members averages."""
+    return sum(len(group) for group in runs.values())
+
+
+def training_runs(runs: Mapping[str, Sequence[Run]]) -> int:
+    """How many independent training runs those predictions come from (:func:`training_identity`)."""
+    return len({training_identity(r) for group in runs.values() for r in group})
+
+
 @dataclass(frozen=True)
 class Ensemble:
     """The ensemble chosen by cross-validation, on the test set.
@@ -572,12 +582,12 @@ class Ensemble:
     @property
     def prediction_sets(self) -> int:
         """How many runs' predictions enter the average (two may come from one training run)."""
-        return sum(len(group) for group in self.runs.values())
+        return prediction_sets(self.runs)
 
     @property
     def training_runs(self) -> int:
         """How many independent training runs the ensemble's predictions come from."""
-        return len({training_identity(r) for group in self.runs.values() for r in group})
+        return training_runs(self.runs)
 
     def weights(self) -> list[dict[str, Any]]:
         """Each member with its seeds and the weight of each of its runs in the average."""

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, stats
-from helpers.best_published import training_identity
+from helpers.best_published import prediction_sets, training_runs
 from helpers.config import Config
 from helpers.runs import Job, Run, run_many
 from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
@@ -295,12 +295,12 @@ class TestLook:
 
     @property
     def prediction_sets(self) -> int:
-        return sum(len(group) for group in self.runs.values())
+        return prediction_sets(self.runs)
 
     @property
     def training_runs(self) -> int:
         """Independent training runs (weight averaging reads one training run with other weights)."""
-        return len({training_identity(r) for group in self.runs.values() for r in group})
+        return training_runs(self.runs)
 
 
 def test_look(selection: Selection, workers: int = 2) -> TestLook:
