@@ -226,21 +226,25 @@ def oof(result: CVResult) -> np.ndarray:
 
 
 def greedy_ensemble(pool: Mapping[str, CVResult], start: str) -> list[tuple[str, int]]:
-    """Ensemble members chosen by cross-validation (forward selection, Caruana et al. 2004).
+    """Ensemble members chosen by cross-validation (:func:`forward_selection` on each candidate's
+    out-of-fold probabilities, test-time shifted where that lowered its errors)."""
+    return forward_selection({name: oof(r) for name, r in pool.items()}, pool[start].labels, start)
 
-    Start from ``start``; add the candidate whose out-of-fold probabilities lower the averaged
-    ensemble's cross-validated errors most; stop when no candidate lowers them. Returns each
-    member with the ensemble's errors once it joined.
+
+def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarray, start: str) -> list[tuple[str, int]]:
+    """Forward selection of an ensemble (Caruana et al. 2004) on out-of-fold probabilities.
+
+    Start from ``start``; add the candidate whose probabilities lower the averaged ensemble's
+    errors most (a tie takes the earlier candidate); stop when no candidate lowers them. Returns
+    each member with the ensemble's errors once it joined.
     """
-    labels = pool[start].labels
-
     def errors(names: list[str]) -> int:
-        return int((np.mean([oof(pool[n]) for n in names], axis=0).argmax(1) != labels).sum())
+        return int((np.mean([probabilities[n] for n in names], axis=0).argmax(1) != labels).sum())
 
     members = [(start, errors([start]))]
     while True:
         names = [n for n, _ in members]
-        options = [(errors(names + [n]), i, n) for i, n in enumerate(pool) if n not in names]
+        options = [(errors(names + [n]), i, n) for i, n in enumerate(probabilities) if n not in names]
         if not options or min(options)[0] >= members[-1][1]:
             return members
         count, _, name = min(options)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, stats
-from helpers.best_published import prediction_sets, training_runs
+from helpers.best_published import forward_selection, prediction_sets, training_runs
 from helpers.config import Config
 from helpers.runs import Job, Run, run_many
 from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
@@ -165,20 +165,8 @@ class Selection:
     @property
     def members(self) -> list[tuple[str, int]]:
         """Forward selection from the chosen model: each member with the ensemble's out-of-fold errors once it joined."""
-        pool = self.choosable
-        labels = self.chosen.labels
-
-        def errors(names: list[str]) -> int:
-            return int((np.mean([pool[n].probabilities for n in names], axis=0).argmax(1) != labels).sum())
-
-        members = [(self.chosen.name, errors([self.chosen.name]))]
-        while True:
-            names = [n for n, _ in members]
-            options = [(errors(names + [n]), i, n) for i, n in enumerate(pool) if n not in names]
-            if not options or min(options)[0] >= members[-1][1]:
-                return members
-            count, _, name = min(options)
-            members.append((name, count))
+        return forward_selection({name: c.probabilities for name, c in self.choosable.items()},
+                                 self.chosen.labels, self.chosen.name)
 
 
 def cv_table(selection: Selection) -> pd.DataFrame:
