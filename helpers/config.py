@@ -52,6 +52,10 @@ class Config:
     third_block_filters: int = 0  # a third 3x3 convolution block when > 0 (after the second)
     weight_average: float = 0.0  # when > 0: predict with an exponential moving average of the weights (its momentum)
     augment_noise: float = 0.0  # Gaussian pixel noise in training: each image's sigma uniform in [0, this]
+    # Distillation (off when 0): the share of the teachers' tempered probabilities in the soft targets a
+    # student is trained on, and their temperature. The teachers are named by the job (`runs.Job.teachers`).
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
 
     def with_(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
@@ -66,7 +70,7 @@ class Config:
 #: Fields added after the ledger's first runs, with the defaults that leave them out of a run's name.
 LATE_FIELDS: dict[str, Any] = {"augment_zoom": 0.0, "augment_shear": 0.0, "augment_elastic": 0.0,
                                "label_smoothing": 0.0, "third_block_filters": 0, "weight_average": 0.0,
-                               "augment_noise": 0.0}
+                               "augment_noise": 0.0, "distill_weight": 0.0, "distill_temperature": 1.0}
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,8 @@ def build_model(config: Config, steps_per_epoch: int = 1) -> keras.Model:
     loss: str | keras.losses.Loss = "sparse_categorical_crossentropy"
     if config.label_smoothing:
         loss = SmoothedSparseCrossentropy(config.label_smoothing)
+    if config.distill_weight:  # soft targets (n x 10), see helpers.train.soft_targets
+        loss = keras.losses.CategoricalCrossentropy()
     model.compile(optimizer=_optimizer(config, steps_per_epoch * config.epochs), loss=loss, metrics=["accuracy"])
     return model
 

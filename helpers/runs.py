@@ -52,7 +52,7 @@ from helpers._tf import THREADS, keras, tf
 from helpers.config import BASELINE, Config
 from helpers.data import sha256_of
 from helpers.model import ElasticDistortion, PixelNoise, SmoothedSparseCrossentropy, build_model
-from helpers.train import DEFAULT_SEED, _predict, fit, predict_tta, predict_tta_rotations, set_seed
+from helpers.train import DEFAULT_SEED, _predict, fit, predict_tta, predict_tta_rotations, set_seed, soft_targets
 
 ENV_TRAINING = "USPS_TRAINING"
 ENV_LEDGER = "USPS_LEDGER_DIR"
@@ -102,14 +102,22 @@ class Job:
     split: str = "test"
     #: The commit of the protocol a run was trained under (recorded, not part of its name).
     protocol: str = field(default="", compare=False)
+    #: A distilled student's teachers: the ledger keys of runs trained on exactly its training images
+    #: (part of its name; see :func:`training_arrays`).
+    teachers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.split not in ("test", "holdout") and split_parts(self.split) is None:
             raise ValueError(f"split must be 'test', 'holdout' or 'cv<k>-<fold>', not {self.split!r}")
+        if bool(self.config.distill_weight) != bool(self.teachers):
+            raise ValueError("a distilled configuration (distill_weight > 0) needs teachers, and only it: "
+                             f"distill_weight = {self.config.distill_weight}, {len(self.teachers)} teachers")
 
     def identity(self) -> dict[str, Any]:
-        """What names the run: configuration, seed, split and the data's published checksums."""
-        return {"config": self.config.as_dict(), "seed": self.seed, "split": self.split, "data": dict(data.SHA256)}
+        """What names the run: configuration, seed, split, the data's published checksums and its teachers."""
+        teachers = {"teachers": list(self.teachers)} if self.teachers else {}
+        return {"config": self.config.as_dict(), "seed": self.seed, "split": self.split, **teachers,
+                "data": dict(data.SHA256)}
 
     def key(self) -> str:
         """The run's name in the ledger."""
@@ -135,6 +143,51 @@ def arrays(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     else:
         fit_idx, held_idx = data.validation_split(y, seed=job.seed)
     return x[fit_idx], y[fit_idx], x[held_idx], y[held_idx]
+
+
+def training_arrays(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`arrays` gives, with a distilled student's labels replaced by its soft targets
+    (:func:`helpers.train.soft_targets` of its teachers' probabilities, :func:`teacher_probabilities`)."""
+    x, y, xp, yp = arrays(job)
+    if not job.teachers:
+        return x, y, xp, yp
+    targets = soft_targets(teacher_probabilities(job, x), y, job.config.distill_weight, job.config.distill_temperature)
+    return x, targets, xp, yp
+
+
+def teacher_probabilities(job: Job, x: np.ndarray) -> np.ndarray:
+    """The mean of the teachers' probabilities of ``x`` (the student's training images), each read with
+    test-time shifts, from their stored weights (:func:`teacher_model`).
+
+    Every teacher must be a current ledger entry trained on exactly ``x``.
+    """
+    found = []
+    for key in job.teachers:
+        entry = root() / KIND / key
+        if not entry.is_dir():
+            raise LedgerError(f"teacher {key} of {job.describe()} is not in the results ledger ({root()}): "
+                              f"run `make results`, which trains the teachers before their students.")
+        teacher = _job_of(record(entry))
+        if find(teacher) is None or not np.array_equal(arrays(teacher)[0], x):
+            raise ValueError(f"teacher {key} was not trained on the student's training images ({job.describe()})")
+        background = 0.0 if teacher.config.scale == "unit" else -1.0
+        found.append(predict_tta(teacher_model(load_entry(teacher, entry, "ledger")), x, background))
+    return np.mean(found, axis=0)
+
+
+def teacher_model(result: Run) -> keras.Model:
+    """A teacher's model from its weights: kept in the ledger, else in the per-user pool of
+    ``make results`` (:func:`weights_pool`), else retrained into the pool (a line says so)."""
+    if result.weights is None:
+        pool = weights_pool() / f"{result.key}-{result.record['code']}-{WEIGHTS}"
+        if not pool.is_file():
+            print(f"Retraining teacher {result.key} ({result.job.describe()}): its weights are not stored here.",
+                  flush=True)
+            files = entry_files(result.job, arrays(result.job))
+            pool.parent.mkdir(parents=True, exist_ok=True)
+            pool.write_bytes(files[WEIGHTS])
+        return load_model(result, weights=pool, check=False)
+    return load_model(result)
 
 
 # ----------------------------------------------------------- what determines a model
@@ -175,6 +228,9 @@ def code_hash(config: Config = BASELINE) -> str:
         extra += inspect.getsource(SmoothedSparseCrossentropy)
     if config.augment_noise:
         extra += inspect.getsource(PixelNoise)
+    if config.distill_weight:
+        extra += "".join(inspect.getsource(f) for f in (training_arrays, teacher_probabilities, soft_targets,
+                                                         predict_tta))
     digest = hashlib.sha256((_training_sources() + built + extra).encode())
     return digest.hexdigest()[:16]
 
@@ -264,13 +320,13 @@ class Run:
 
 def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> None:
     """Train ``job`` and write its evidence into ``folder``: record, predictions and weights."""
-    write_files(folder, entry_files(job, arrays(job), progress_every=progress_every))
+    write_files(folder, entry_files(job, training_arrays(job), progress_every=progress_every))
 
 
 def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *,
                 progress_every: int | None = None, key: str | None = None,
                 checksums: dict[str, str] | None = None) -> dict[str, bytes]:
-    """Train ``job`` on ``xs`` (what :func:`arrays` gives for it) and return its entry's files as bytes.
+    """Train ``job`` on ``xs`` (what :func:`training_arrays` gives for it) and return its entry's files as bytes.
 
     ``key`` and ``checksums`` default to the job's key and the data's checksums here; a cluster
     worker, which has no data folder, is given the client's (:mod:`helpers.cluster`). The record
@@ -280,7 +336,9 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     if progress_every:
         print(f"Training {job.config.epochs} epochs on {len(y)} images (seed {job.seed}); "
               f"no stored result exists for this configuration.", flush=True)
-    validation = (xp, yp) if job.split == "test" else None  # the curves of the paper's Figure 7
+    validation = None
+    if job.split == "test":  # the curves of the paper's Figure 7 (one-hot for a student's soft-target loss)
+        validation = (xp, np.eye(10, dtype=np.float32)[yp] if y.ndim == 2 else yp)
     model, history, seconds = fit(job.config, x, y, seed=job.seed, validation=validation,
                                   progress_every=progress_every)
     probabilities = _predict(model, xp)
@@ -291,7 +349,8 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     if job.config.scale == "unit":  # the noise is defined on images in [0, 1]
         extra["noisy"] = np.array([_predict(model, data.add_noise(xp, level)).argmax(1)
                                    for level in data.NOISE_LEVELS], dtype=np.int8)
-    record = {"job": {"config": job.config.as_dict(), "seed": job.seed, "split": job.split},
+    teachers = {"teachers": list(job.teachers)} if job.teachers else {}
+    record = {"job": {"config": job.config.as_dict(), "seed": job.seed, "split": job.split, **teachers},
               "key": key or job.key(), "code": code_hash(job.config), "data": checksums or data.checksums(),
               "labels_sha256": hashlib.sha256(yp.astype(np.int64).tobytes()).hexdigest(),
               "n_train": int(len(y)), "n_predicted": int(len(yp)), "errors": int((probabilities.argmax(1) != yp).sum()),
@@ -300,6 +359,8 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
               "trained": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "history": history}
     if job.protocol:
         record["protocol"] = job.protocol
+    if y.ndim == 2:  # a distilled student: the checksum of the soft targets it was trained on
+        record["targets_sha256"] = hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).tobytes()).hexdigest()
     return {"predictions.npz": _npz(probabilities=probabilities, labels=yp.astype(np.int8), tta=tta.astype(np.float32),
                                     **extra),
             WEIGHTS: _npz(*model.get_weights()), "record.json": json.dumps(record, indent=1).encode()}
@@ -351,7 +412,7 @@ def record(entry: Path) -> dict[str, Any]:
 
 def _job_of(rec: dict[str, Any]) -> "Job":  # noqa: F821
     job = rec["job"]
-    return Job(Config(**job["config"]), job["seed"], job["split"])
+    return Job(Config(**job["config"]), job["seed"], job["split"], teachers=tuple(job.get("teachers", ())))
 
 
 def stale_reason(entry: Path) -> str | None:
@@ -549,7 +610,7 @@ def run_many(jobs: Sequence[Job], *, workers: int = 2,
     if missing and training_mode() == "forbid":
         run(missing[0])  # raises TrainingForbidden with the message that says what to do
     if missing and (cluster.address() or (workers > 1 and len(missing) > 1)):
-        cluster.train(missing, total=len(set(jobs)), workers=workers, describe=describe, arrays=arrays,
+        cluster.train(missing, total=len(set(jobs)), workers=workers, describe=describe, arrays=training_arrays,
                       code_of=code_hash, build=entry_files, store=_store, estimate=estimate_seconds)
     elif missing:
         print(f"Training {len(missing)} of {len(set(jobs))} runs here, one at a time; the others are stored.",
@@ -578,24 +639,29 @@ class TrainedModel:
         return self.seconds / self.config.epochs
 
 
-def load_model(result: Run) -> keras.Model:
-    """The Keras model of a run, rebuilt from its configuration and stored weights.
+def load_model(result: Run, *, weights: Path | None = None, check: bool = True) -> keras.Model:
+    """The Keras model of a run, rebuilt from its configuration and stored weights (``weights``: another file).
 
     The weights are checked against the run's stored predictions: a model that does not
-    reproduce them exactly (to float32 rounding) is refused.
+    reproduce them exactly (to float32 rounding) is refused. ``check=False``: weights retrained
+    elsewhere may differ from the ledger's by the machine-to-machine spread.
     """
-    if result.weights is None:
+    weights = weights or result.weights
+    if weights is None:
         raise FileNotFoundError(
             f"The stored run {result.key} ({result.job.describe()}) keeps no weights. "
             f"Run `make results`, which stores the weights the book's chapters need.")
     keras.backend.clear_session()
     model = build_model(result.job.config)
-    with np.load(result.weights) as stored:
+    with np.load(weights) as stored:
         model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
     *_, images, _ = arrays(result.job)
     again = _predict(model, images)
     if not np.allclose(again, result.probabilities, atol=1e-5):
-        raise ValueError(f"{result.weights} does not reproduce the stored predictions of {result.key}.")
+        if check:
+            raise ValueError(f"{weights} does not reproduce the stored predictions of {result.key}.")
+        print(f"Teacher {result.key}: weights retrained here; they differ from the ledger's run "
+              f"(largest probability difference {np.abs(again - result.probabilities).max():.2g}).", flush=True)
     return model
 
 

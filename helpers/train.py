@@ -82,6 +82,17 @@ def predict_tta_rotations(model: keras.Model, images: np.ndarray, background: fl
                     for angle in TTA_ROTATIONS for dy, dx in TTA_SHIFTS], axis=0)
 
 
+def soft_targets(teachers: np.ndarray, labels: np.ndarray, weight: float, temperature: float) -> np.ndarray:
+    """Distillation targets: ``weight`` times the teachers' probabilities tempered by ``temperature``
+    (proportional to ``p ** (1 / temperature)``) plus ``1 - weight`` times the one-hot labels (n x 10, float32)."""
+    if teachers.shape != (len(labels), 10):
+        raise ValueError(f"teacher probabilities of shape {teachers.shape}, expected {(len(labels), 10)}")
+    tempered = np.power(np.clip(teachers.astype(np.float64), 1e-12, 1.0), 1.0 / temperature)
+    tempered /= tempered.sum(axis=1, keepdims=True)
+    one_hot = np.eye(10)[np.asarray(labels, dtype=np.int64)]
+    return (weight * tempered + (1.0 - weight) * one_hot).astype(np.float32)
+
+
 class Progress(keras.callbacks.Callback):
     """Prints one short line every ``every`` epochs instead of Keras' progress bars."""
 
