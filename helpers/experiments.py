@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, data, evaluate, ledger, recipe, robust, runs, stats
+from helpers import baselines, best_published, data, distill, evaluate, ledger, recipe, robust, runs, stats
 from helpers.config import beyond, Config, DECISIONS, LADDER, profile, READINGS
 from helpers.runs import Job, Run, holdout_errors, run_many
 from helpers.recipe import decision_jobs, paper_config, paper_job
@@ -230,6 +230,7 @@ def jobs() -> dict[str, list[Job]]:
         **best_published.test_jobs(selection),
         "third round: cross-validation": [r.job for c in third.candidates.values() for r in c.runs],
         "third round: the chosen model and the ensemble's members": sum(robust.final_jobs(third).values(), []),
+        **fourth_round_jobs(third),
     }
     return {name if "chapter)" in name else f"{name} (best-published chapter)": group
             for name, group in registry.items()}
@@ -388,6 +389,42 @@ def robust_job() -> Job:
     """The third round's chosen model, seed 0 (its weights are kept for the noise table and the demo)."""
     third = third_round()
     return robust.final_jobs(third)[third.chosen.name][0]
+
+
+def fourth_round(third: robust.Selection | None = None) -> distill.Round:
+    """The fourth round's students, cross-validated as its protocol says (:mod:`helpers.distill`), taught by
+    the third round's choice (``third``: read from the ledger when not given)."""
+    third = third or third_round()
+    return distill.Round(third, distill.cross_validate(third, workers=beyond().workers))
+
+
+def fourth_round_jobs(third: robust.Selection) -> dict[str, list[Job]]:
+    """The fourth round's groups of the registry: its cross-validation, then the chosen student's final runs
+    (after the third round's final runs, their teachers)."""
+    fourth = fourth_round(third)
+    return {"fourth round: cross-validation of the distilled students":
+            [r.job for c in fourth.students.values() for r in c.runs],
+            "fourth round: the distilled student": distill.final_jobs(fourth)}
+
+
+@dataclass(frozen=True)
+class DistillResults:
+    """The fourth round as the chapter and ``summary --json`` report it."""
+
+    round: distill.Round
+    look: robust.TestLook  # the student's final runs
+    teacher_look: robust.TestLook  # W's final runs (the third round's look)
+    numbers: dict[str, Any]
+
+
+def distill_results() -> DistillResults:
+    """The fourth round's cross-validation and its one look at the test set, beside the third round's."""
+    third = third_round()
+    fourth = fourth_round(third)
+    teacher_look = robust.test_look(third, workers=beyond().workers)
+    look = distill.test_look(fourth, teacher_look, workers=beyond().workers)
+    seconds = [r.seconds for c in fourth.students.values() for r in c.runs] + [r.seconds for r in look.runs[look.chosen]]
+    return DistillResults(fourth, look, teacher_look, distill.numbers(fourth, look, teacher_look, seconds))
 
 
 @dataclass(frozen=True)

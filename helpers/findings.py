@@ -45,6 +45,7 @@ class Results:
     final_runs: list[Run]
     ensemble: best_published.Ensemble                # the ensemble chosen by cross-validation
     third: experiments.RobustResults                 # the third round: accurate and robust (its protocol)
+    fourth: experiments.DistillResults               # the fourth round: distillation (its protocol)
     ledger_seconds: list[float] = field(default_factory=list)  # ``record["seconds"]`` of every ledger entry
     workers: int = 2                       # training processes side by side (two cores)
 
@@ -55,7 +56,9 @@ class Results:
                 + [r for rung in self.rungs for r in rung.runs] + cv + list(self.final_runs)
                 + [r for runs in self.ensemble.runs.values() for r in runs]
                 + [r for c in self.third.selection.candidates.values() for r in c.runs]
-                + [r for runs in self.third.look.runs.values() for r in runs])
+                + [r for runs in self.third.look.runs.values() for r in runs]
+                + [r for c in self.fourth.round.students.values() for r in c.runs]
+                + [r for runs in self.fourth.look.runs.values() for r in runs])
 
 
 def gather() -> Results:
@@ -71,7 +74,7 @@ def gather() -> Results:
     return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
                    rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
                    final_runs=final_runs, ensemble=best_published.ensemble(selection),
-                   third=experiments.robust_results(),
+                   third=experiments.robust_results(), fourth=experiments.distill_results(),
                    ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
                    workers=beyond().workers)
 
@@ -141,6 +144,9 @@ def numbers(results: Results) -> dict[str, Any]:
         "r3_chosen", "r3_reading", "r3_seeds", "r3_noise", "r3_binomial_half", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
         "r3_previous_noise", "r3_ensemble", "r3_ensemble_errors", "r3_ensemble_runs", "r3_ensemble_low",
         "r3_ensemble_high", "r3_target_single", "r3_target_ensemble", "r3_protocol")}
+    out |= {key: results.fourth.numbers[key] for key in (
+        "r4_protocol", "r4_student", "r4_seeds", "r4_mean", "r4_low", "r4_high", "r4_noise_mean", "r4_replaces",
+        "r4_vs_teacher", "r4_student_score", "r4_teacher_score", "r4_single_gap")}
     hours = sum(results.ledger_seconds) / 3600
     out |= {"ledger_runs": len(results.ledger_seconds), "train_hours": hours,
             "retrain_wall_hours": hours / results.workers, "retrain_workers": results.workers}
@@ -203,6 +209,9 @@ def points(results: Results) -> list[Row]:
                  tuple(float(x) for x in look.single_rates)),
              Row("this book's best", f"third round: ensemble of {look.training_runs} training runs",
                  (100 * look.ensemble_errors / look.n,))]
+    student = results.fourth.look
+    rows.append(Row("this book's best", f"fourth round: distilled ({student.chosen.removeprefix('distilled, ')}), "
+                    f"{len(student.single_errors)} seeds", tuple(float(x) for x in student.single_rates)))
     human = {"bromley1991", "chaaban2007"}
     rows += [Row("published on this split", short_citation(name), (error,))
              for key, (name, error) in sorted(paper.LITERATURE.items(), key=lambda item: -item[1][1])

@@ -77,6 +77,12 @@ LOOKS: dict[str, Look] = {
         "report", "the protocol's one look: the chosen model's five seeds, the ensemble, noise sigma 0.1 to 0.4 "
         "(and the paper's network and B, seed 0 each from stored weights, newly read under sigma 0.1 to 0.3)",
         "nothing chosen: the protocol allows no other look"),
+    "fourth round: cross-validation of the distilled students (best-published chapter)": Look(
+        "training images only", "two distilled students of the third round's choice on its folds (fold seed 1)",
+        "the student whose final runs are reported, by the committed protocol"),
+    "fourth round: the distilled student (best-published chapter)": Look(
+        "report", "the distillation protocol's one look: the chosen student's five seeds and their error under "
+        "pixel noise sigma 0.1 to 0.4", "nothing chosen: the protocol allows no other look"),
 }
 
 BASELINES = Look("report", "k-nearest neighbours, logistic regression and an RBF SVM, each parameter chosen on "

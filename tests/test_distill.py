@@ -1,0 +1,209 @@
+"""The fourth round (#26, distillation): the protocol as committed, the soft targets, students named by
+their teachers, the check that a teacher saw exactly the student's images, a tiny teacher and student
+trained end to end, and the rule of helpers.distill on realistic inputs (10 digits, 5 seeds)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import softmax
+
+from helpers import data, distill, robust, runs, train
+from helpers.config import BASELINE
+from helpers.runs import Job, Run
+
+from conftest import REPO, need_real_data
+from test_robust import B, _fake_run, _history_or_skip, _git
+
+W = robust.candidates(B, BASELINE)[robust.WIDER]
+
+
+# ------------------------------------------------------------------ the protocol
+
+
+def test_the_protocol_names_the_candidates_and_budget_the_code_uses() -> None:
+    text = (REPO / distill.PROTOCOL).read_text()
+    listed = re.findall(r"^\d\. \*\*(.+?)\*\*", text, flags=re.M)
+    assert listed == list(distill.CANDIDATES)
+    for name, (weight, temperature) in distill.CANDIDATES.items():
+        assert name == f"distilled, a = {weight:g}, T = {temperature:g}"
+    assert f"at most **{distill.BUDGET_MINUTES} minutes**" in text and "**One look**" in text
+    assert f"fold seed {robust.FOLD_SEED}" in text and f"seeds 0-{max(distill.FINAL_SEEDS)}" in text
+    assert "`t = a * q + (1 - a) * onehot(label)`" in text and "p ** (1 / T)" in text
+
+
+def test_the_rounds_runs_record_the_protocol_and_started_after_it() -> None:
+    _history_or_skip()
+    assert _git("log", "-1", "--format=%H", "--", distill.PROTOCOL) == distill.PROTOCOL_COMMIT
+    assert subprocess.run(["git", "diff", "--quiet", distill.PROTOCOL_COMMIT, "--", distill.PROTOCOL],
+                          cwd=REPO).returncode == 0, "the protocol was edited after its commit"
+    committed = int(_git("log", "-1", "--format=%ct", distill.PROTOCOL_COMMIT))
+    found = 0
+    for entry in runs.entries():
+        record = runs.record(entry)
+        if not record["job"]["config"].get("distill_weight"):
+            continue
+        found += 1
+        assert record.get("protocol") == distill.PROTOCOL_COMMIT and record["job"]["teachers"], entry.name
+        ended = pd.Timestamp(record["trained"])
+        ended = (ended if ended.tzinfo else ended.tz_localize("UTC")).timestamp()
+        assert ended - record["seconds"] >= committed, f"{entry.name} started training before the protocol's commit"
+        added = _git("log", "--diff-filter=A", "--format=%H", "--", str((entry / "record.json").relative_to(REPO)))
+        if added:
+            assert subprocess.run(["git", "merge-base", "--is-ancestor", distill.PROTOCOL_COMMIT,
+                                   added.splitlines()[-1]], cwd=REPO).returncode == 0, entry.name
+    assert found >= robust.FOLDS * len(distill.CANDIDATES), f"only {found} runs of the round in the ledger"
+
+
+# ------------------------------------------------------------------ soft targets
+
+
+def test_soft_targets_temper_mix_and_sum_to_one_on_ten_digits() -> None:
+    rng = np.random.default_rng(4)
+    labels = np.tile(np.arange(10), 50)  # 500 images, every digit
+    teachers = softmax(rng.normal(0, 3, (500, 10)), axis=1).astype(np.float32)
+    # a = 1, T = 1: the teachers' probabilities as they are
+    np.testing.assert_allclose(train.soft_targets(teachers, labels, 1.0, 1.0), teachers, atol=1e-6)
+    # a = 0: the one-hot labels
+    assert np.array_equal(train.soft_targets(teachers, labels, 0.0, 2.0), np.eye(10, dtype=np.float32)[labels])
+    # a = 0.5, T = 2: half the labels, half softmax(log p / 2), written out another way
+    expected = 0.5 * softmax(np.log(teachers.astype(np.float64)) / 2, axis=1) + 0.5 * np.eye(10)[labels]
+    found = train.soft_targets(teachers, labels, 0.5, 2.0)
+    np.testing.assert_allclose(found, expected, atol=1e-6)
+    np.testing.assert_allclose(found.sum(1), 1.0, atol=1e-6)
+    assert found.dtype == np.float32 and (found[np.arange(500), labels] >= 0.5).all()
+    # tempering keeps each row's order and flattens it
+    tempered = train.soft_targets(teachers, labels, 1.0, 2.0)
+    assert np.array_equal(tempered.argmax(1), teachers.argmax(1)) and (tempered.max(1) <= teachers.max(1) + 1e-6).all()
+    with pytest.raises(ValueError, match="expected"):
+        train.soft_targets(teachers[:, :9], labels, 1.0, 1.0)
+
+
+# ------------------------------------------------------------------ students and their names
+
+
+def test_a_student_is_named_by_its_teachers_and_old_runs_keep_their_names() -> None:
+    student = distill.student_config(W, 0.5, 2.0)
+    assert student.label_smoothing == 0.0 and (student.distill_weight, student.distill_temperature) == (0.5, 2.0)
+    assert "distill_weight" not in W.as_dict() and "distill_temperature" not in W.as_dict()
+    a, b = Job(student, 1, "cv3-0", teachers=("aaaa",)), Job(student, 1, "cv3-0", teachers=("bbbb",))
+    assert a.key() != b.key() and a.identity()["teachers"] == ["aaaa"]
+    assert "teachers" not in Job(W, 1, "cv3-0").identity()
+    with pytest.raises(ValueError, match="needs teachers"):
+        Job(student, 1, "cv3-0")
+    with pytest.raises(ValueError, match="needs teachers"):
+        Job(W, 1, "cv3-0", teachers=("aaaa",))
+    assert runs.code_hash(student) != runs.code_hash(W.with_(label_smoothing=0.0))
+
+
+def test_a_teacher_trained_on_other_images_is_refused() -> None:
+    need_real_data()
+    third_w = [e for e in runs.entries() if runs.record(e)["job"]["config"] == W.as_dict()
+               and runs.record(e)["job"]["split"].startswith("cv3-") and runs.record(e)["job"]["seed"] == robust.FOLD_SEED]
+    if len(third_w) < robust.FOLDS:
+        pytest.skip("the third round's runs of W are not in this ledger")
+    by_fold = {runs.record(e)["job"]["split"]: e.name for e in third_w}
+    student = distill.student_config(W, 1.0, 1.0)
+    wrong = Job(student, robust.FOLD_SEED, "cv3-1", teachers=(by_fold["cv3-0"],))  # fold 0's run, fold 1's images
+    with pytest.raises(ValueError, match="not trained on the student's training images"):
+        runs.training_arrays(wrong)
+    with pytest.raises(runs.LedgerError, match="not in the results ledger"):
+        runs.training_arrays(Job(student, robust.FOLD_SEED, "cv3-1", teachers=("0" * 20,)))
+
+
+def test_a_tiny_teacher_and_student_train_end_to_end(tmp_path, monkeypatch) -> None:
+    need_real_data()
+    monkeypatch.setenv(runs.ENV_LEDGER, str(tmp_path / "ledger"))
+    monkeypatch.setenv(runs.ENV_TRAINING, "ledger")
+    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path / "cache"))
+    tiny = BASELINE.with_(epochs=1, filters=4, dense_units=8, augment_noise=0.5)
+    teacher = runs.run(Job(tiny, 1, "cv3-2"))
+    student_job = Job(distill.student_config(tiny, 0.5, 2.0), 1, "cv3-2", protocol="x" * 40, teachers=(teacher.key,))
+    x, targets, _, _ = runs.training_arrays(student_job)
+    _, y, _, _ = runs.arrays(student_job)
+    # the targets are the teacher's shifted reading of the student's own images, tempered and mixed
+    model = runs.load_model(teacher, weights=runs.weights_pool() / f"{teacher.key}-{teacher.record['code']}-{runs.WEIGHTS}")
+    expected = train.soft_targets(train.predict_tta(model, x, 0.0), y, 0.5, 2.0)
+    np.testing.assert_allclose(targets, expected, atol=1e-6)
+    student = runs.run(student_job)
+    assert student.record["job"]["teachers"] == [teacher.key] and student.record["protocol"] == "x" * 40
+    assert len(student.record["targets_sha256"]) == 64 and student.record["n_train"] == len(y)
+    assert runs.stale_reason(student.entry) is None and runs._job_of(student.record) == student_job
+    assert student.noisy is not None and student.tta_rotations is not None
+
+
+# ------------------------------------------------------------------ the rule
+
+
+def _candidate(name: str, config, errors: int, noise: int, labels: np.ndarray) -> robust.Candidate:
+    p = np.full((len(labels), 10), 0.01, np.float32)
+    p[np.arange(len(labels)), labels] = 0.91
+    p[:errors] = np.roll(p[:errors], 1, axis=1)
+    noisy = np.array([labels] * len(data.NOISE_LEVELS))
+    noisy[:, :noise] = (labels[:noise] + 1) % 10
+    return robust.Candidate(name, config, [], labels, {r: p for r in robust.READINGS}, noisy)
+
+
+def _round(teacher: int, students: tuple[tuple[int, int], ...], reference_noise: int = 700) -> distill.Round:
+    labels = np.tile(np.arange(10), 730)[:7291]
+    third = {robust.REFERENCE: _candidate(robust.REFERENCE, BASELINE, 86, reference_noise, labels),
+             robust.WIDER: _candidate(robust.WIDER, W, teacher, 150, labels)}
+    made = {name: _candidate(name, distill.student_config(W, *ta), e, n, labels)
+            for (name, ta), (e, n) in zip(distill.CANDIDATES.items(), students)}
+    return distill.Round(robust.Selection(third), made)
+
+
+def test_the_student_replaces_its_teacher_only_with_fewer_errors_and_robust() -> None:
+    first, second = distill.CANDIDATES
+    chosen = _round(37, ((36, 160), (35, 140)))
+    assert chosen.teacher.name == robust.WIDER and chosen.student.name == second and chosen.replaces
+    tie = _round(37, ((37, 160), (38, 140)))
+    assert tie.student.name == first and not tie.replaces  # equal to the teacher: W stays
+    fragile = _round(37, ((30, 900), (35, 800)))
+    assert not fragile.robust(first) and fragile.student.name == second and not fragile.replaces
+    table = distill.cv_table(chosen)
+    assert list(table.index) == [distill.TEACHER, first, second]
+    assert list(table["score"]) == [37, 36, 35] and list(table["noise 0.4"]) == [150, 160, 140]
+    assert table.loc[distill.TEACHER, "p vs W"] == "" and float(table.loc[second, "p vs W"]) == pytest.approx(0.5)
+
+
+def test_final_jobs_are_five_seeds_taught_by_ws_five_final_runs() -> None:
+    selected = _round(37, ((36, 160), (35, 140)))
+    jobs = distill.final_jobs(selected)
+    teachers = [j.key() for j in robust.final_jobs(selected.third)[robust.WIDER]]
+    assert [j.seed for j in jobs] == [0, 1, 2, 3, 4] and all(j.split == "test" for j in jobs)
+    assert all(j.teachers == tuple(teachers) and j.protocol == distill.PROTOCOL_COMMIT for j in jobs)
+    assert len(set(teachers)) == 5 and jobs[0].config == selected.student.config
+
+
+def _look(name: str, config, errors: list[int], noise: list[int], labels: np.ndarray) -> robust.TestLook:
+    rng = np.random.default_rng(len(name))
+    found: list[Run] = []
+    for seed, (k, m) in enumerate(zip(errors, noise)):
+        wrong = rng.choice(len(labels), max(k, m), replace=False)
+        found.append(_fake_run(Job(config, seed, teachers=("t",) if config.distill_weight else ()), labels,
+                               wrong[:k], [wrong[:m // 4], wrong[:m // 2], wrong[:3 * m // 4], wrong[:m]], rng))
+    return robust.TestLook(name, {name: "shifts"}, {name: found})
+
+
+def test_the_look_compares_the_student_with_its_teacher_seed_by_seed() -> None:
+    need_real_data()
+    labels = data.load_usps("test")[1].astype(np.int64)
+    selected = _round(37, ((36, 160), (35, 140)))
+    teacher = _look(robust.WIDER, W, [49, 45, 45, 43, 49], [70, 72, 68, 71, 69], labels)
+    look = _look(selected.student.name, selected.student.config, [44, 46, 41, 47, 42], [60, 61, 66, 59, 63], labels)
+    table = distill.final_table(look, teacher)
+    assert list(table["student errors"][:5]) == [44, 46, 41, 47, 42] and list(table["W errors"][:5]) == [49, 45, 45, 43, 49]
+    assert table.loc["0", "student at noise 0.4 (%)"] == round(100 * 60 / 2007, 2)
+    numbers = distill.numbers(selected, look, teacher, seconds=[600.0] * 11)
+    assert numbers["r4_mean"] == pytest.approx(100 * 44 / 2007) and numbers["r4_teacher_mean"] == pytest.approx(100 * 46.2 / 2007)
+    assert numbers["r4_vs_teacher"] == pytest.approx(100 * (44 - 46.2) / 2007)
+    assert numbers["r4_noise_mean"] == pytest.approx(100 * 61.8 / 2007) and numbers["r4_minutes"] == pytest.approx(110)
+    assert numbers["r4_seed_ensemble_runs"] == 10 and numbers["r4_replaces"] and numbers["r4_cv_gain"] == 2
+    noise = distill.noise_table(look, teacher)
+    assert noise.loc[0.4, "student, mean of 5 seeds"] == pytest.approx(100 * 61.8 / 2007)
+    assert noise.loc[0.0, "W, mean of 5 seeds"] == pytest.approx(100 * 46.2 / 2007)  # plain = shifts here
