@@ -48,11 +48,12 @@ def test_committed_ledger_is_intact_current_and_small(committed: Path) -> None:
     assert ledger.stale_entries() == [], "stale entries: run `make results`"
     assert ledger.check() == []
     size = sum(p.stat().st_size for p in committed.rglob("*") if p.is_file())
-    # Budget 30 MB: 20 MB (#9) plus the four test-scored runs of the first round's choice that were
+    # Budget 32.5 MB: 20 MB (#9) plus the four test-scored runs of the first round's choice that were
     # pruned once and restored (#22): a run scored on the test set is evidence and is never removed;
     # plus the third round (#26): about 30 runs of about 230 kB (each also stores its shifted-and-rotated
-    # predictions, in half precision, and the digits it reads under four noise levels) and one model's weights.
-    assert size <= 30e6, f"the ledger holds {size / 1e6:.1f} MB (budget 30 MB)"
+    # predictions, in half precision, and the digits it reads under four noise levels) and one model's weights;
+    # plus the fourth round (#26, distillation): 11 runs of about 220 kB.
+    assert size <= 32.5e6, f"the ledger holds {size / 1e6:.1f} MB (budget 32.5 MB)"
 
 
 def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: Path) -> None:
