@@ -18,14 +18,15 @@ Training and its evidence:
 - :mod:`helpers.recipe`: the paper's open choices, made on holdout splits.
 - :mod:`helpers.baselines`: k-nearest neighbours, logistic regression, an RBF SVM.
 - :mod:`helpers.ledger`: the committed results ledger as a whole: checks, pruning, retrain comparison.
+- :mod:`helpers.robust`, :mod:`helpers.distill`: the best-published chapter's third and fourth rounds, as
+  their committed protocols (``protocols/``) say (:mod:`helpers.best_published` holds the first two).
 - :mod:`helpers.experiments`: what the book trains, with the one registry of its runs.
 
 For the chapters and the command line:
 
 - :mod:`helpers.evaluate`: metrics, intervals and comparison tables; :mod:`helpers.plots`: the figures.
 - :mod:`helpers.discussion`, :mod:`helpers.best_published`, :mod:`helpers.findings` (the introduction's
-  summary), :mod:`helpers.testlog`, :mod:`helpers.demo`: one chapter each; :mod:`helpers.robust`: the
-  best-published chapter's third round, as its committed protocol (``protocols/``) says.
+  summary), :mod:`helpers.testlog`, :mod:`helpers.demo`: one chapter each.
 - :mod:`helpers.book`: glue, provenance, guarded claims and the setup cell; :mod:`helpers.notebooks`
   and :mod:`helpers.stamp`: the notebooks' code stamp; ``python -m helpers``: the command line.
 """

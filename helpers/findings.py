@@ -145,8 +145,7 @@ def numbers(results: Results) -> dict[str, Any]:
         "r3_previous_noise", "r3_ensemble", "r3_ensemble_errors", "r3_ensemble_runs", "r3_ensemble_low",
         "r3_ensemble_high", "r3_target_single", "r3_target_ensemble", "r3_protocol")}
     out |= {key: results.fourth.numbers[key] for key in (
-        "r4_protocol", "r4_student", "r4_seeds", "r4_mean", "r4_low", "r4_high", "r4_noise_mean", "r4_replaces",
-        "r4_vs_teacher", "r4_student_score", "r4_teacher_score", "r4_single_gap")}
+        "r4_protocol", "r4_seeds", "r4_mean", "r4_replaces", "r4_student_score", "r4_teacher_score")}
     hours = sum(results.ledger_seconds) / 3600
     out |= {"ledger_runs": len(results.ledger_seconds), "train_hours": hours,
             "retrain_wall_hours": hours / results.workers, "retrain_workers": results.workers}
