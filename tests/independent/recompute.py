@@ -88,6 +88,8 @@ WIDER = {"filters": 64, "second_block_filters": 128, "dense_units": 256}
 INTRO_R3 = ("r3_chosen", "r3_reading", "r3_seeds", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
             "r3_previous_noise", "r3_ensemble", "r3_ensemble_errors", "r3_ensemble_runs", "r3_ensemble_low",
             "r3_ensemble_high", "r3_target_single", "r3_target_ensemble", "r3_protocol", "r3_noise", "r3_binomial_half")
+# ... and these of the fourth round (distillation).
+INTRO_R4 = ("r4_protocol", "r4_student_score", "r4_teacher_score", "r4_mean", "r4_seeds")
 R3_NAMES = ("the paper's network", "B (the previous best)", "B + pixel noise", "B + pixel noise, wider",
             "B + pixel noise, wider, twice the epochs", "B + pixel noise, third block")
 
@@ -771,8 +773,108 @@ def third_round_cost(earlier: dict, x3: dict) -> dict:
     new = {}
     for group in ([r for c in x3["candidates"] for r in c.runs], x3["ensemble_runs"]):
         new |= {r.folder.name: r for r in group if r.folder.name not in earlier and r.folder.name not in new}
+    x3["cost_runs"] = earlier | new  # the fourth round's groups come after these
     out = {}
     for prefix, runs in (("cost", earlier | new), ("r3_cost", new)):
+        minutes = sum(r.seconds for r in runs.values()) / 60
+        out |= {f"{prefix}_runs": len(runs), f"{prefix}_minutes": minutes, f"{prefix}_wall_minutes": minutes / 2}
+    return out
+
+
+# ---------------------------------------------------------------- fourth round (distillation)
+
+R4_PROTOCOL = REPO / "protocols" / "distillation.md"
+# protocols/distillation.md, "Candidates": W with label smoothing replaced by soft targets (a, T), in order
+R4_STUDENTS = {"distilled, a = 1, T = 1": (1.0, 1.0), "distilled, a = 0.5, T = 2": (0.5, 2.0)}
+R4_SEEDS, R4_TARGET_SINGLE = 5, 1.8  # final runs (seeds 0-4); the chapter's single-model target (%)
+# A record leaves out a late setting at its "off" value (no label smoothing, no distillation, T = 1: the
+# students' records of a = 1, T = 1 hold neither label_smoothing nor distill_temperature).
+R4_OFF = {"label_smoothing": 0.0, "distill_weight": 0.0, "distill_temperature": 1.0}
+
+
+def distill_budget() -> int:
+    """The fourth round's training budget in minutes, as its protocol states it ("at most N minutes")."""
+    text = " ".join(R4_PROTOCOL.read_text().replace("*", "").split())
+    return int(re.search(r"may use at most (\d+) minutes", text).group(1))
+
+
+def fourth_round(L: Ledger, x3: dict) -> tuple[dict, dict]:
+    """The fourth round: born-again students of the third round's choice W, taught by W's runs on the
+    same images; cross-validation on the third round's folds, its rule, and the one look."""
+    W, ref = x3["chosen"], x3["candidates"][0]
+    w_config = W.runs[0].config
+    students = []
+    for i, (name, (a, T)) in enumerate(R4_STUDENTS.items(), 1):
+        wanted = R4_OFF | w_config | {"label_smoothing": 0.0, "distill_weight": a, "distill_temperature": T}
+        found = [r for r in L.runs if R4_OFF | r.config == wanted]
+        if not found:
+            raise MissingRuns(f"no run of {name!r}")
+        change = L.diff(found[0].config)
+        assert all(L.diff(r.config) == change for r in found), f"{name}: its runs' records differ"
+        students.append(Candidate3(L, i, name, change, tuple(ARRAYS)))  # raises MissingRuns
+    assert all(np.array_equal(c.labels, W.labels) for c in students), "students predict other images than W"
+    for c in students:
+        c.robust = c.noise[NOISE] <= ref.noise[NOISE]
+    robust = [c for c in students if c.robust]
+    student = (min(robust, key=lambda c: c.score) if robust  # min keeps candidate 1 on a tie
+               else min(students, key=lambda c: c.noise[NOISE]))
+    replaces = bool(student.robust and student.score < W.score)
+    by = {c.index: c for c in students}
+    a, T = R4_STUDENTS[student.name]
+    out = {"r4_protocol": students[0].runs[0].record["protocol"][:7], "r4_budget": distill_budget(),
+           "r4_candidates": len(students), "r4_teacher_score": W.score, "r4_teacher_noise_errors": W.noise[NOISE],
+           **{f"r4_score_{i}": c.score for i, c in by.items()},
+           **{f"r4_noise_errors_{i}": c.noise[NOISE] for i, c in by.items()},
+           "r4_student": student.name, "r4_weight": a, "r4_temperature": T, "r4_reading": student.reading,
+           "r4_student_score": student.score, "r4_student_noise_errors": student.noise[NOISE],
+           "r4_robust": len(robust),
+           "r4_p": mcnemar_p(student.probs().argmax(1) != student.labels, W.probs().argmax(1) != W.labels),
+           "r4_replaces": replaces, "r4_cv_gain": W.score - student.score}
+    # each student's CV run is taught by W's run on the same fold (its ledger key)
+    teachers_ok = all(r.record["job"].get("teachers") == [w.folder.name]
+                      for c in students for r, w in zip(c.runs, W.runs))
+    extra = {"students": students, "student": student, "W": W, "replaces": replaces, "final": False,
+             "protocol": students[0].runs[0].record["protocol"], "cv_teachers_ok": teachers_ok}
+    runs = [r for r in L.runs if r.split == "test" and L.diff(r.config) == student.change and r.seed < R4_SEEDS]
+    if len(runs) < R4_SEEDS:
+        return out, extra
+    runs = L.find("test", student.change, list(range(R4_SEEDS)))
+    labels = runs[0].labels
+    errors = [int((r.read(student.reading).argmax(1) != labels).sum()) for r in runs]
+    rates = [pct(e) for e in errors]
+    mean, std = mean_std(rates)
+    low, high = t_interval(rates)
+    noise = {s: [int(r.noisy_wrong(s).sum()) for r in runs] for s in NOISE_LEVELS}
+    teacher_rates = [pct(e) for e in x3["errors"]]  # W's 5 final runs in W's reading
+    seed_ens = int(ensemble_wrong([r.read(student.reading) for r in runs], labels).sum())
+    teacher_keys = {r.folder.name for r in x3["runs"]}
+    trainings = teacher_keys | {r.folder.name for r in runs}
+    own = [r for c in students for r in c.runs] + runs
+    minutes = sum(r.seconds for r in own) / 60
+    out |= {"r4_seeds": len(runs), "r4_mean": mean, "r4_std": std, "r4_low": low, "r4_high": high,
+            "r4_min_errors": min(errors), "r4_max_errors": max(errors),
+            "r4_teacher_mean": float(np.mean(teacher_rates)), "r4_vs_teacher": mean - float(np.mean(teacher_rates)),
+            "r4_vs_teacher_p": welch_p(rates, teacher_rates),
+            "r4_noise_mean": float(np.mean([pct(e) for e in noise[NOISE]])),
+            "r4_noise_min": pct(min(noise[NOISE])), "r4_noise_max": pct(max(noise[NOISE])),
+            "r4_seed_ensemble_errors": seed_ens, "r4_seed_ensemble": pct(seed_ens),
+            "r4_seed_ensemble_runs": len(trainings), "r4_target_single": R4_TARGET_SINGLE,
+            "r4_single_gap": mean - R4_TARGET_SINGLE, "r4_runs": len(own), "r4_minutes": minutes}
+    extra |= {"final": True, "runs": runs, "errors": errors, "noise": noise, "seed_ensemble_errors": seed_ens,
+              "trainings": len(trainings),
+              "final_teachers_ok": all(sorted(r.record["job"].get("teachers") or []) == sorted(teacher_keys)
+                                       for r in runs)}
+    return out, extra
+
+
+def fourth_round_cost(earlier: dict, x4: dict) -> dict:
+    """The fourth round's two groups of the cost table (its cross-validation runs, its final runs), after
+    every earlier group: ``r4_cost_*``, and the runs they add to the chapter's ``cost_*``."""
+    new = {}
+    for group in ([r for c in x4["students"] for r in c.runs], x4["runs"]):
+        new |= {r.folder.name: r for r in group if r.folder.name not in earlier and r.folder.name not in new}
+    out = {}
+    for prefix, runs in (("cost", earlier | new), ("r4_cost", new)):
         minutes = sum(r.seconds for r in runs.values()) / 60
         out |= {f"{prefix}_runs": len(runs), f"{prefix}_minutes": minutes, f"{prefix}_wall_minutes": minutes / 2}
     return out
@@ -809,7 +911,7 @@ def baselines() -> dict:
 
 # ---------------------------------------------------------------- the CLI's JSON answers
 
-def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None) -> dict:
+def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None, fourth: tuple | None = None) -> dict:
     recipe = L.find("test", {})
     rates = [pct(r.errors) for r in recipe]
     mean, std = mean_std(rates)
@@ -864,6 +966,34 @@ def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None) -> 
         for i, m in enumerate(x3["members"]):
             out |= {f"summary.ensemble_members[{i}].{k}": m[k] for k in ("name", "reading", "weight")}
             out |= {f"summary.ensemble_members[{i}].seeds[{j}]": s for j, s in enumerate(m["seeds"])}
+    # the fourth round (distillation): its own object; best_single_* become the student's only if it replaces W
+    if fourth is not None:
+        r4, x4 = fourth
+        d, student = "summary.distillation", x4["student"]
+        out |= {f"{d}.protocol": "protocols/distillation.md", f"{d}.protocol_commit": x4["protocol"],
+                f"{d}.student": student.name, f"{d}.teacher": x4["W"].name, f"{d}.reading": student.reading,
+                f"{d}.replaces_best_single": x4["replaces"]}
+        for c in [x4["W"]] + x4["students"]:
+            key = f"{d}.cross_validation.{c.name}"
+            out |= {f"{key}.errors_{k.replace(' ', '_')}": v for k, v in c.errors.items()}
+            out |= {f"{key}.noise_errors": c.noise[NOISE], f"{key}.robust": c.robust}
+    if fourth is not None and fourth[1]["final"]:
+        out |= {f"{d}.error": r4["r4_mean"] / 100, f"{d}.noise_error": r4["r4_noise_mean"] / 100,
+                f"{d}.seed_ensemble_errors": r4["r4_seed_ensemble_errors"],
+                f"{d}.seed_ensemble_error": r4["r4_seed_ensemble_errors"] / N_TEST,
+                f"{d}.seed_ensemble_training_runs": r4["r4_seed_ensemble_runs"]}
+        for i, (r, e, ne) in enumerate(zip(x4["runs"], x4["errors"], x4["noise"][NOISE])):
+            out |= {f"{d}.seeds[{i}]": r.seed, f"{d}.errors[{i}]": e, f"{d}.noise_errors[{i}]": ne}
+        if x4["replaces"]:  # the protocol's rule: the student becomes the book's best single model
+            out |= {"summary.best_single_round": "fourth", "summary.best_single_candidate": student.name,
+                    "summary.best_single_reading": student.reading,
+                    "summary.best_single_name": f"{student.name}, read {student.reading}",
+                    "summary.best_single_error": r4["r4_mean"] / 100,
+                    "summary.test_time_shifts": student.reading != "plain",
+                    "summary.best_single_noise_error": r4["r4_noise_mean"] / 100}
+            for i, (r, e, ne) in enumerate(zip(x4["runs"], x4["errors"], x4["noise"][NOISE])):
+                out |= {f"summary.best_single_seeds[{i}]": r.seed, f"summary.best_single_errors[{i}]": e,
+                        f"summary.best_single_noise_errors[{i}]": ne}
     for c in extra["first"] + extra["second"]:
         out |= {f"summary.cross_validation.{c.name}.errors": c.errors,
                 f"summary.cross_validation.{c.name}.errors_with_test_time_shifts": c.tta_errors}
@@ -902,10 +1032,30 @@ def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None) -> 
     return out
 
 
-def prose(E: dict, third: tuple | None = None) -> dict:
+def prose(E: dict, third: tuple | None = None, fourth: tuple | None = None) -> dict:
     """Verdicts the chapters now write as fixed words: {(chapter, phrase): does it hold?}."""
     ev, var, dis, hl, bp = (E[c] for c in ("evaluation", "variance", "discussion", "human-level", "best-published"))
     r3 = {}
+    if fourth is not None:
+        r3 |= {
+            ("best-published", "Distillation makes the network worse on the training images"):
+                bp["r4_score_1"] > bp["r4_teacher_score"] and bp["r4_score_2"] > bp["r4_teacher_score"],
+            ("best-published", "They tie, so the rule reports the first"):
+                bp["r4_score_1"] == bp["r4_score_2"] and bp["r4_student"] == next(iter(R4_STUDENTS)),
+            ("best-published", "It is worse than W on the same images"):
+                bp["r4_student_score"] > bp["r4_teacher_score"] and bp["r4_p"] < 0.05,
+            ("best-published", "Both students stay robust"): bp["r4_robust"] == bp["r4_candidates"],
+            ("best-published", "By the protocol's rule W stays the book's best single model"): not bp["r4_replaces"]}
+    if fourth is not None and fourth[1]["final"]:
+        r3 |= {
+            ("best-published", "The test set agrees with the cross-validation"): bp["r4_vs_teacher"] > 0,
+            ("best-published", "**misses the {glue:text}`r4_target_single` % target"): bp["r4_single_gap"] > 0,
+            ("best-published", "It stays robust: under noise"): bp["r4_noise_max"] <= bp["r3_paper_noise"],
+            ("best-published", "more than W's seeds' ensemble"):
+                bp["r4_seed_ensemble_errors"] > bp["r3_seed_ensemble_errors"],
+            ("best-published", "It did not bring the single model nearer the target: it moved it away"):
+                bp["r4_mean"] > bp["r4_teacher_mean"],
+            ("introduction", "so the third round's model stays the book's best"): not bp["r4_replaces"]}
     if third is not None:
         cands = third[1]["candidates"]
         r3 |= {
@@ -962,6 +1112,13 @@ def recompute() -> dict:
     except MissingRuns:  # a cross-validation run of the third round is not in the ledger yet
         third = None
     best |= third[0] if third else {}
+    fourth = None
+    if third and third[1]["final"]:
+        try:
+            fourth = fourth_round(L, third[1])
+        except MissingRuns:  # a cross-validation run of the fourth round is not in the ledger yet
+            fourth = None
+    best |= fourth[0] if fourth else {}
     train_labels, test_labels = read_usps("train")[0], read_usps("test")[0]
     cv_labels = np.concatenate([r.labels for r in L.cv(LADDER["second convolution block"])])
     checks = {"every test run's labels equal zip.test.gz": all(np.array_equal(r.labels, test_labels)
@@ -1001,13 +1158,32 @@ def recompute() -> dict:
         minutes = sum(r.seconds for r in own) / 60
         notes["the third round's own runs (runs, minutes, wall minutes on 2 cores; budget 240)"] = (
             len(own), minutes, minutes / 2)
+    if third and third[1]["final"]:
+        checks |= {"every cross-validation run of the fourth round is in the ledger": fourth is not None,
+                   "every final run of the fourth round is in the ledger": bool(fourth and fourth[1]["final"])}
+    if fourth:
+        x4 = fourth[1]
+        checks |= {"every run of the fourth round records its protocol's commit": all(
+                       r.record.get("protocol") == x4["protocol"] for c in x4["students"] for r in c.runs)
+                       and all(r.record.get("protocol") == x4["protocol"] for r in x4.get("runs", [])),
+                   "each student's cross-validation run is taught by W's run on the same fold": x4["cv_teachers_ok"],
+                   "every run of the fourth round records the hash of its targets": all(
+                       r.record.get("targets_sha256") for c in x4["students"] for r in c.runs + x4.get("runs", []))}
+    if fourth and fourth[1]["final"]:
+        x4 = fourth[1]
+        best |= fourth_round_cost(third[1]["cost_runs"], x4)
+        checks["each final student is taught by W's 5 final runs"] = x4["final_teachers_ok"]
+        own = [r for r in L.runs if r.record.get("protocol") == x4["protocol"]]
+        minutes = sum(r.seconds for r in own) / 60
+        notes["the fourth round's own runs (runs, minutes, wall minutes on 2 cores; budget 60)"] = (
+            len(own), minutes, minutes / 2)
     out = {"eda": eda(), "model": model(L), "training": training(L), "evaluation": evaluation(L),
            "variance": variance(L), "discussion": disc, "ablations": ablations(L), "human-level": human_level(L),
-           "best-published": best, "introduction": {k: best[k] for k in INTRO_R3 if k in best},
+           "best-published": best, "introduction": {k: best[k] for k in INTRO_R3 + INTRO_R4 if k in best},
            "reproducibility": reproducibility(L),
            "demo": demo(L, third[1]["chosen"] if third and third[1]["final"] else extra["chosen"]),
-           "cli": cli(L, best, extra, disc, third), "checks": checks, "notes": notes}
-    return out | {"prose": prose(out, third)}
+           "cli": cli(L, best, extra, disc, third, fourth), "checks": checks, "notes": notes}
+    return out | {"prose": prose(out, third, fourth)}
 
 
 if __name__ == "__main__":
