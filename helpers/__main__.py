@@ -86,7 +86,7 @@ def _summary() -> dict[str, Any]:
         "seed_ensemble_error": look.seed_ensemble_errors / look.n,
         "seed_ensemble_errors": look.seed_ensemble_errors,
         "test_images": look.n,
-        "test_time_shifts": r3["r3_reading"] != "plain",
+        "test_time_shifts": best_numbers["reading"] != "plain",
         "protocol": robust.PROTOCOL, "protocol_commit": robust.PROTOCOL_COMMIT,
         "selection": robust.selection_text(third.selection),
         "third_round_cross_validation": {

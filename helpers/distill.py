@@ -7,7 +7,8 @@ their training images give (:func:`helpers.runs.training_arrays`): in cross-vali
 same fold, on all training images W's five final runs. The candidates (:data:`CANDIDATES`) are
 cross-validated on the third round's folds and scored by its rule (:func:`cross_validate`,
 :class:`Round`); the chosen student's final runs (:func:`final_jobs`) are the round's one look at the
-test set (:func:`test_look`).
+test set (:func:`test_look`). The targets are computed once per run, from the clean training images;
+the student's own augmentation (shifts, rotations, pixel noise) changes the images it sees, not their targets.
 """
 
 from __future__ import annotations
@@ -38,8 +39,19 @@ def student_config(teacher: Config, weight: float, temperature: float) -> Config
     return teacher.with_(label_smoothing=0.0, distill_weight=weight, distill_temperature=temperature)
 
 
+TEACHER_READING = "shifts"  # how a teacher reads the student's images (runs.teacher_probabilities)
+
+
+def _check_reading(teacher: robust.Candidate) -> None:
+    """The protocol's teachers read in W's reading, which the code fixes as :data:`TEACHER_READING`."""
+    if teacher.reading != TEACHER_READING:
+        raise ValueError(f"the teacher's cross-validated reading is {teacher.reading!r}; the students' targets "
+                         f"are read with {TEACHER_READING!r} (helpers.runs.teacher_probabilities)")
+
+
 def cv_jobs(config: Config, teacher: robust.Candidate) -> list[Job]:
     """A student's cross-validation runs: on each fold of the third round, taught by W's run on that fold."""
+    _check_reading(teacher)
     return [Job(config, r.job.seed, r.job.split, protocol=PROTOCOL_COMMIT, teachers=(r.key,)) for r in teacher.runs]
 
 
@@ -70,7 +82,8 @@ class Round:
 
     @property
     def student(self) -> robust.Candidate:
-        """The fewest clean errors among the robust students (a tie takes the first); else the lowest noise score."""
+        """The fewest clean errors among the robust students (a tie takes the first). Were none robust (the
+        protocol does not say), the lowest noise score, as the third round's rule does; it could not replace W."""
         pool = list(self.students.values())
         found = [c for c in pool if self.robust(c.name)]
         if found:
@@ -85,17 +98,18 @@ class Round:
 
 def final_jobs(selected: Round) -> list[Job]:
     """The chosen student's seeds 0-4 on all training images, each taught by W's five final runs."""
+    _check_reading(selected.teacher)
     teachers = tuple(job.key() for job in robust.final_jobs(selected.third)[selected.teacher.name])
     return [Job(selected.student.config, seed, protocol=PROTOCOL_COMMIT, teachers=teachers) for seed in FINAL_SEEDS]
 
 
 def test_look(selected: Round, teacher_look: robust.TestLook, workers: int = 2) -> robust.TestLook:
     """The protocol's one look: the student's final runs, read as its cross-validation chose."""
+    if teacher_look.chosen != selected.teacher.name:
+        raise ValueError(f"the teachers' look is of {teacher_look.chosen!r}, not of {selected.teacher.name!r}")
     found = run_many(final_jobs(selected), workers=workers,
                      describe=lambda j: f"fourth round, test seed {j.seed}, {j.key()[:8]}")
     name = selected.student.name
-    if teacher_look.chosen != selected.teacher.name:
-        raise ValueError(f"the teachers' look is of {teacher_look.chosen!r}, not of {selected.teacher.name!r}")
     return robust.TestLook(name, {name: selected.student.reading}, {name: found})
 
 

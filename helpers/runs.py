@@ -424,6 +424,12 @@ def stale_reason(entry: Path) -> str | None:
     current = code_hash(job.config)
     if rec["code"] != current:
         return f"trained with code {rec['code']}, the current code is {current}"
+    for key in job.teachers:  # a student learnt from its teachers as they were when it was trained
+        teacher = entry.parent / key
+        if not (teacher / "record.json").is_file():
+            return f"its teacher {key} is not in the ledger"
+        if record(teacher)["trained"] > rec["trained"]:
+            return f"its teacher {key} was trained again after it"
     return None
 
 
@@ -609,6 +615,10 @@ def run_many(jobs: Sequence[Job], *, workers: int = 2,
     missing = [j for j in dict.fromkeys(jobs) if not available(j)]
     if missing and training_mode() == "forbid":
         run(missing[0])  # raises TrainingForbidden with the message that says what to do
+    keys = {j.key() for j in missing}
+    if any(set(j.teachers) & keys for j in missing):  # teachers first: a student's targets need them stored
+        run_many([j for j in missing if not set(j.teachers) & keys], workers=workers, describe=describe)
+        return run_many(jobs, workers=workers, describe=describe)
     if missing and (cluster.address() or (workers > 1 and len(missing) > 1)):
         cluster.train(missing, total=len(set(jobs)), workers=workers, describe=describe, arrays=training_arrays,
                       code_of=code_hash, build=entry_files, store=_store, estimate=estimate_seconds)

@@ -265,4 +265,4 @@ def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     assert numbers["retrain_wall_hours"] == pytest.approx(sum(seconds) / 7200)
     assert numbers["close1_name"] in findings.augmenting_readings()
     rows = findings.points(results)
-    assert len(rows) == 1 + 1 + len(READINGS) + 3 + sum(r.kept for r in results.rungs[1:]) + 4 + 3 + 1
+    assert len(rows) == 1 + 1 + len(READINGS) + 3 + sum(r.kept for r in results.rungs[1:]) + 5 + 3 + 1
