@@ -210,7 +210,8 @@ def points(results: Results) -> list[Row]:
                  (100 * look.ensemble_errors / look.n,))]
     student = results.fourth.look
     rows.append(Row("this book's best", f"fourth round: distilled ({student.chosen.removeprefix('distilled, ')}), "
-                    f"{len(student.single_errors)} seeds", tuple(float(x) for x in student.single_rates)))
+                    f"{len(student.single_errors)} seeds" + ("" if results.fourth.numbers["r4_replaces"] else ", not chosen"),
+                    tuple(float(x) for x in student.single_rates)))
     human = {"bromley1991", "chaaban2007"}
     rows += [Row("published on this split", short_citation(name), (error,))
              for key, (name, error) in sorted(paper.LITERATURE.items(), key=lambda item: -item[1][1])
