@@ -84,11 +84,7 @@ class Round:
     def student(self) -> robust.Candidate:
         """The fewest clean errors among the robust students (a tie takes the first). Were none robust (the
         protocol does not say), the lowest noise score, as the third round's rule does; it could not replace W."""
-        pool = list(self.students.values())
-        found = [c for c in pool if self.robust(c.name)]
-        if found:
-            return min(found, key=lambda c: (c.score, pool.index(c)))
-        return min(pool, key=lambda c: (c.noise_errors(), pool.index(c)))
+        return robust.fewest_errors_among_robust(list(self.students.values()), self.robust)
 
     @property
     def replaces(self) -> bool:

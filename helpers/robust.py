@@ -13,7 +13,7 @@ one look at the test set (:func:`test_results`). The statistics are :mod:`helper
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -135,6 +135,15 @@ def cross_validate(configs: Mapping[str, Config], workers: int = 2) -> dict[str,
     return {name: out_of_fold(name, configs[name], [next(found) for _ in group]) for name, group in jobs.items()}
 
 
+def fewest_errors_among_robust(pool: Sequence[Candidate], robust: Callable[[str], bool]) -> Candidate:
+    """The protocols' rule: the fewest clean errors among the robust candidates of ``pool``, a tie taking the
+    earlier; with none robust, the lowest noise score."""
+    found = [c for c in pool if robust(c.name)]
+    if found:
+        return min(found, key=lambda c: (c.score, pool.index(c)))
+    return min(pool, key=lambda c: (c.noise_errors(), pool.index(c)))
+
+
 @dataclass(frozen=True)
 class Selection:
     """The protocol's rule applied to the cross-validated candidates."""
@@ -156,11 +165,7 @@ class Selection:
     @property
     def chosen(self) -> Candidate:
         """The fewest clean errors among the robust candidates (else the lowest noise score)."""
-        pool = list(self.choosable.values())
-        robust = [c for c in pool if self.robust(c.name)]
-        if robust:
-            return min(robust, key=lambda c: (c.score, pool.index(c)))
-        return min(pool, key=lambda c: (c.noise_errors(), pool.index(c)))
+        return fewest_errors_among_robust(list(self.choosable.values()), self.robust)
 
     @property
     def members(self) -> list[tuple[str, int]]:

@@ -8,10 +8,8 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.special import softmax
 
@@ -20,7 +18,7 @@ from helpers.config import BASELINE
 from helpers.runs import Job, Run
 
 from conftest import REPO, need_real_data
-from test_robust import B, _fake_run, _history_or_skip, _git
+from test_robust import B, _fake_run, check_protocol_runs
 
 W = robust.candidates(B, BASELINE)[robust.WIDER]
 
@@ -40,27 +38,11 @@ def test_the_protocol_names_the_candidates_and_budget_the_code_uses() -> None:
 
 
 def test_the_rounds_runs_record_the_protocol_and_started_after_it() -> None:
-    _history_or_skip()
-    assert _git("log", "-1", "--format=%H", "--", distill.PROTOCOL) == distill.PROTOCOL_COMMIT
-    assert subprocess.run(["git", "diff", "--quiet", distill.PROTOCOL_COMMIT, "--", distill.PROTOCOL],
-                          cwd=REPO).returncode == 0, "the protocol was edited after its commit"
-    committed = int(_git("log", "-1", "--format=%ct", distill.PROTOCOL_COMMIT))
-    found = 0
-    for entry in runs.entries():
-        record = runs.record(entry)
-        if not record["job"]["config"].get("distill_weight"):
-            continue
-        found += 1
-        assert record.get("protocol") == distill.PROTOCOL_COMMIT and record["job"]["teachers"], entry.name
-        ended = pd.Timestamp(record["trained"])
-        ended = (ended if ended.tzinfo else ended.tz_localize("UTC")).timestamp()
-        assert ended - record["seconds"] >= committed, f"{entry.name} started training before the protocol's commit"
-        added = _git("log", "--diff-filter=A", "--format=%H", "--", str((entry / "record.json").relative_to(REPO)))
-        if added:
-            assert subprocess.run(["git", "merge-base", "--is-ancestor", distill.PROTOCOL_COMMIT,
-                                   added.splitlines()[-1]], cwd=REPO).returncode == 0, entry.name
-    assert found == robust.FOLDS * len(distill.CANDIDATES) + len(distill.FINAL_SEEDS), \
-        f"{found} runs of the round in the ledger"
+    found = check_protocol_runs(distill.PROTOCOL, distill.PROTOCOL_COMMIT,
+                                lambda record: bool(record["job"]["config"].get("distill_weight")))
+    assert all(record["job"]["teachers"] for record in found)
+    assert len(found) == robust.FOLDS * len(distill.CANDIDATES) + len(distill.FINAL_SEEDS), \
+        f"{len(found)} runs of the round in the ledger"
     finals = [runs.record(e) for e in runs.entries() if runs.record(e)["job"]["config"].get("distill_weight")
               and runs.record(e)["job"]["split"] == "test"]
     assert sorted(r["job"]["seed"] for r in finals) == list(distill.FINAL_SEEDS)

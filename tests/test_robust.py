@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -55,33 +56,41 @@ def _history_or_skip() -> None:
         pytest.skip("a shallow clone lacks the protocol's commit (CI fetches the whole history)")
 
 
-def test_the_runs_were_trained_after_the_protocol_was_committed_and_record_it() -> None:
+def check_protocol_runs(protocol: str, commit: str, of_round: Callable[[dict], bool]) -> list[dict]:
+    """The records of a round's runs (``of_round(record)``), checked against its protocol: the protocol has not
+    changed since ``commit``, neither committed nor in the working tree; every run records the commit, started
+    training after it and was added to the ledger by a commit that descends from it."""
     _history_or_skip()
-    # the protocol has not changed since the commit its runs record, neither committed nor in the working tree
-    assert _git("log", "-1", "--format=%H", "--", robust.PROTOCOL) == robust.PROTOCOL_COMMIT
-    assert subprocess.run(["git", "diff", "--quiet", robust.PROTOCOL_COMMIT, "--", robust.PROTOCOL],
+    assert _git("log", "-1", "--format=%H", "--", protocol) == commit
+    assert subprocess.run(["git", "diff", "--quiet", commit, "--", protocol],
                           cwd=REPO).returncode == 0, "the protocol was edited after its commit"
-    committed = int(_git("log", "-1", "--format=%ct", robust.PROTOCOL_COMMIT))
-    found = 0
+    committed = int(_git("log", "-1", "--format=%ct", commit))
+    found = []
     for entry in runs.entries():
         record = runs.record(entry)
-        if not (record["job"]["config"].get("augment_noise") or (record["job"]["split"].startswith("cv")
-                                                                  and record["job"]["seed"] == robust.FOLD_SEED)):
+        if not of_round(record):
             continue
-        if record["job"]["config"].get("distill_weight"):
-            continue  # the fourth round's students, under their own protocol (tests/test_distill.py)
-        found += 1
-        assert record.get("protocol") == robust.PROTOCOL_COMMIT, entry.name
+        found.append(record)
+        assert record.get("protocol") == commit, entry.name
         # its training started (the record's end time less its training seconds) after the commit
         ended = pd.Timestamp(record["trained"])  # written with its time zone's name (UTC on the machine that trained)
         ended = (ended if ended.tzinfo else ended.tz_localize("UTC")).timestamp()
         assert ended - record["seconds"] >= committed, f"{entry.name} started training before the protocol's commit"
-        # and the commit that added it to the ledger descends from the protocol's commit
         added = _git("log", "--diff-filter=A", "--format=%H", "--", str((entry / "record.json").relative_to(REPO)))
         if added:
-            assert subprocess.run(["git", "merge-base", "--is-ancestor", robust.PROTOCOL_COMMIT,
-                                   added.splitlines()[-1]], cwd=REPO).returncode == 0, entry.name
-    assert found >= robust.FOLDS * len(robust.candidates(B, PAPER)), f"only {found} runs of the round in the ledger"
+            assert subprocess.run(["git", "merge-base", "--is-ancestor", commit, added.splitlines()[-1]],
+                                  cwd=REPO).returncode == 0, entry.name
+    return found
+
+
+def test_the_runs_were_trained_after_the_protocol_was_committed_and_record_it() -> None:
+    def of_round(record: dict) -> bool:  # noise in training, or the new folds; the fourth round's students aside
+        job = record["job"]
+        return bool((job["config"].get("augment_noise") or (job["split"].startswith("cv") and job["seed"] == robust.FOLD_SEED))
+                    and not job["config"].get("distill_weight"))
+
+    found = check_protocol_runs(robust.PROTOCOL, robust.PROTOCOL_COMMIT, of_round)
+    assert len(found) >= robust.FOLDS * len(robust.candidates(B, PAPER)), f"only {len(found)} runs of the round"
 
 
 def test_the_protocol_commit_is_not_part_of_a_runs_name() -> None:
