@@ -234,6 +234,18 @@ def per_digit_errors(run: Run, tta: bool = False) -> np.ndarray:
     return np.bincount(run.labels[run.wrong(tta)], minlength=10)
 
 
+def seed_results(runs: list, reading: str) -> tuple:
+    """A model's final runs (one per seed) read in ``reading``: the test labels, each seed's errors and error
+    rate (%), their mean, standard deviation and t interval, and each seed's errors under every noise level."""
+    labels = runs[0].labels
+    errors = [int((r.read(reading).argmax(1) != labels).sum()) for r in runs]
+    rates = [pct(e) for e in errors]
+    mean, std = mean_std(rates)
+    low, high = t_interval(rates)
+    noise = {s: [int(r.noisy_wrong(s).sum()) for r in runs] for s in NOISE_LEVELS}
+    return labels, errors, rates, mean, std, low, high, noise
+
+
 def ensemble_wrong(prob_sets, labels) -> np.ndarray:
     return np.mean(prob_sets, axis=0).argmax(1) != labels
 
@@ -724,12 +736,7 @@ def third_round(L: Ledger, previous: Candidate) -> tuple[dict, dict]:
     if len(runs) < R3_SEEDS or any(len(rs) < R3_MEMBER_SEEDS for rs in others.values()):
         return out, extra
     runs = L.find("test", chosen.change, list(range(R3_SEEDS)))
-    labels = runs[0].labels
-    errors = [int((r.read(chosen.reading).argmax(1) != labels).sum()) for r in runs]
-    rates = [pct(e) for e in errors]
-    mean, std = mean_std(rates)
-    low, high = t_interval(rates)
-    noise = {s: [int(r.noisy_wrong(s).sum()) for r in runs] for s in NOISE_LEVELS}
+    labels, errors, rates, mean, std, low, high, noise = seed_results(runs, chosen.reading)
     sets = {c.name: (c, runs if c is chosen else L.find("test", c.change, list(range(R3_MEMBER_SEEDS))))
             for c in members}
     member_probs = [np.mean([r.read(c.reading) for r in rs], axis=0) for c, rs in sets.values()]
@@ -839,12 +846,7 @@ def fourth_round(L: Ledger, x3: dict) -> tuple[dict, dict]:
     if len(runs) < R4_SEEDS:
         return out, extra
     runs = L.find("test", student.change, list(range(R4_SEEDS)))
-    labels = runs[0].labels
-    errors = [int((r.read(student.reading).argmax(1) != labels).sum()) for r in runs]
-    rates = [pct(e) for e in errors]
-    mean, std = mean_std(rates)
-    low, high = t_interval(rates)
-    noise = {s: [int(r.noisy_wrong(s).sum()) for r in runs] for s in NOISE_LEVELS}
+    labels, errors, rates, mean, std, low, high, noise = seed_results(runs, student.reading)
     teacher_rates = [pct(e) for e in x3["errors"]]  # W's 5 final runs in W's reading
     seed_ens = int(ensemble_wrong([r.read(student.reading) for r in runs], labels).sum())
     teacher_keys = {r.folder.name for r in x3["runs"]}
