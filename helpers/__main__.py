@@ -50,7 +50,7 @@ def _summary() -> dict[str, Any]:
     chosen_ensemble = best_published.ensemble(selection)
     third = experiments.robust_results()
     look, r3 = third.look, third.numbers
-    fourth = experiments.distill_results()
+    fourth = experiments.distill_results(third)
     r4 = fourth.numbers
     # the fourth round's student replaces the third round's choice only by its protocol's rule (fewer
     # out-of-fold errors than its teacher, and robust); otherwise the best single model stays the third round's

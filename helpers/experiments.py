@@ -417,11 +417,15 @@ class DistillResults:
     numbers: dict[str, Any]
 
 
-def distill_results() -> DistillResults:
-    """The fourth round's cross-validation and its one look at the test set, beside the third round's."""
-    third = third_round()
-    fourth = fourth_round(third)
-    teacher_look = robust.test_look(third, workers=beyond().workers)
+def distill_results(third: "RobustResults | None" = None) -> DistillResults:
+    """The fourth round's cross-validation and its one look at the test set, beside the third round's
+    (``third``: :func:`robust_results`, read from the ledger when not given)."""
+    if third is None:
+        selection = third_round()
+        teacher_look = robust.test_look(selection, workers=beyond().workers)
+    else:
+        selection, teacher_look = third.selection, third.look
+    fourth = fourth_round(selection)
     look = distill.test_look(fourth, teacher_look, workers=beyond().workers)
     seconds = [r.seconds for c in fourth.students.values() for r in c.runs] + [r.seconds for r in look.runs[look.chosen]]
     return DistillResults(fourth, look, teacher_look, distill.numbers(fourth, look, teacher_look, seconds))

@@ -71,10 +71,11 @@ def gather() -> Results:
     rungs = experiments.ladder()
     selection = best_published.select(experiments.best_rung(rungs).config)
     final_runs = best_published.final_runs(selection.chosen)
+    third = experiments.robust_results()
     return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
                    rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
                    final_runs=final_runs, ensemble=best_published.ensemble(selection),
-                   third=experiments.robust_results(), fourth=experiments.distill_results(),
+                   third=third, fourth=experiments.distill_results(third),
                    ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
                    workers=beyond().workers)
 
