@@ -116,7 +116,7 @@ CHROMIUM ?= $(shell command -v chromium || command -v google-chrome || echo /usr
 export CHROMIUM
 check-published: book pdf
 	@test -x "$(CHROMIUM)" || { $(call apt_install,chromium,NEED_CHROMIUM); }
-	USPS_REQUIRE_PUBLISHED=1 $(BIN)/python -m pytest -q -s tests/test_published.py tests/test_demo.py
+	USPS_REQUIRE_PUBLISHED=1 $(BIN)/python -m pytest -q -s tests/test_published.py tests/test_demo.py tests/test_reader.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
