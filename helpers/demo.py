@@ -76,7 +76,7 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
 
 
 def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Export the paper's model and the book's best single model (the third round's choice,
+    """Export the paper's model and W, the book's best model (the third round's choice,
     :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and ``samples`` test
     images with their labels and their index in the test file."""
     stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.robust_job())}
@@ -101,5 +101,5 @@ def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10, seed: int 
     disagree = np.flatnonzero(paper != best)
     chosen = [int(i) for i in np.random.default_rng(seed).choice(len(labels), n, replace=False)]
     chosen += [int(i) for i in disagree[:n]]
-    titles = [f"true {labels[i]}\npaper {paper[i]} best {best[i]}" for i in chosen]
+    titles = [f"true {labels[i]}\npaper {paper[i]} W {best[i]}" for i in chosen]
     return chosen, titles, len(disagree)

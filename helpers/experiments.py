@@ -498,3 +498,26 @@ def everything() -> dict[str, int]:
         print(f"== ledger entries outside the registry and never scored on the test set: {len(unused)} removed"
               + "".join(f"\n   removed {key}" for key in unused), flush=True)
     return stages
+
+
+def ledger_by_experiment(table: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's entries (:func:`helpers.ledger.overview`'s table, indexed by short key) with the
+    experiment that first lists each (:func:`experiment_runs`; "outside the registry" for the rest)."""
+    named: dict[str, str] = {}
+    for name, group in experiment_runs().items():
+        for r in group:
+            named.setdefault(r.key[:8], name)
+    return table.assign(experiment=[named.get(key, "outside the registry (kept: scored on the test set)")
+                                    for key in table.index])
+
+
+def ledger_groups(listing: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment of :func:`ledger_by_experiment`: its runs, how many were scored on the test
+    set, how many ``make retrain`` found identical and how many it has not retrained yet."""
+    rows = []
+    for name, group in listing.groupby("experiment", sort=False):
+        status = group["make retrain"]
+        rows.append({"experiment": name, "runs": len(group), "on the test set": int((group["split"] == "test").sum()),
+                     "identical": int((status == "identical").sum()),
+                     "not yet": int(status.isin(["not yet", "not retrained"]).sum())})
+    return pd.DataFrame(rows).set_index("experiment")

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, data, discussion, experiments, ledger, paper, recipe, runs, stats
+from helpers import baselines, best_published, data, discussion, experiments, ledger, paper, recipe, runs, stats, testlog
 from helpers.runs import Run
 from helpers.config import beyond, DECISIONS, READINGS
 
@@ -43,6 +43,8 @@ class Results:
     selection: best_published.Selection              # both rounds of cross-validation (best-published chapter)
     final: best_published.Final                      # the chosen model's seeds on the test set
     final_runs: list[Run]
+    first: best_published.Final                      # the first round's choice on the test set (its seeds)
+    first_runs: list[Run]
     ensemble: best_published.Ensemble                # the ensemble chosen by cross-validation
     third: experiments.RobustResults                 # the third round: accurate and robust (its protocol)
     fourth: experiments.DistillResults               # the fourth round: distillation (its protocol)
@@ -52,7 +54,7 @@ class Results:
     def runs(self) -> list[Run]:
         """Every trained run the summary rests on (for :func:`helpers.book.provenance`)."""
         cv = [r for x in (self.selection.first | self.selection.second).values() for r in x.runs]
-        return (list(self.recipe) + [r for runs in self.readings.values() for r in runs]
+        return (list(self.recipe) + [r for runs in self.readings.values() for r in runs] + list(self.first_runs)
                 + [r for rung in self.rungs for r in rung.runs] + cv + list(self.final_runs)
                 + [r for runs in self.ensemble.runs.values() for r in runs]
                 + [r for c in self.third.selection.candidates.values() for r in c.runs]
@@ -71,13 +73,25 @@ def gather() -> Results:
     rungs = experiments.ladder()
     selection = best_published.select(experiments.best_rung(rungs).config)
     final_runs = best_published.final_runs(selection.chosen)
+    first_runs = best_published.final_runs(selection.first_choice)
     third = experiments.robust_results()
     return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
                    rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
-                   final_runs=final_runs, ensemble=best_published.ensemble(selection),
+                   final_runs=final_runs, first=best_published.final(selection.first_choice, first_runs),
+                   first_runs=first_runs,                    ensemble=best_published.ensemble(selection),
                    third=third, fourth=experiments.distill_results(third),
                    ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
                    workers=beyond().workers)
+
+
+def test_log() -> pd.DataFrame:
+    """The book's test-set log (:func:`helpers.testlog.log`): every experiment, the classical baselines too."""
+    return testlog.log(experiments.experiment_runs(), baselines.all_baselines())
+
+
+def log_numbers(log: pd.DataFrame) -> dict[str, Any]:
+    """The looks at the test set the summary quotes (:func:`helpers.testlog.numbers`)."""
+    return testlog.numbers(log)
 
 
 def closest_readings(readings: dict[str, Sequence[Run]]) -> list[dict[str, Any]]:
@@ -199,20 +213,16 @@ def points(results: Results) -> list[Row]:
     rows += [Row("classical baselines", b["method"], (float(b["test error rate (%)"]),)) for b in results.baselines]
     rows += [Row("the ladder (kept rungs)", ladder_label(r.name), tuple(rates(r.runs)))
              for r in results.rungs[1:] if r.kept]
-    label = f"second round: best single model, {len(results.final.errors)} seeds" + (
-        ", test-time shifts" if results.final.tta else "")
-    rows += [Row("this book's best", label, tuple(float(x) for x in results.final.rates)),
-             Row("this book's best", f"second round: ensemble of {results.ensemble.training_runs} training runs",
-                 (results.ensemble.error,))]
-    look = results.third.look
-    rows += [Row("this book's best", f"third round: {look.chosen}, {len(look.single_errors)} seeds",
-                 tuple(float(x) for x in look.single_rates)),
-             Row("this book's best", f"third round: ensemble of {look.training_runs} training runs",
-                 (100 * look.ensemble_errors / look.n,))]
-    student = results.fourth.look
-    rows.append(Row("this book's best", f"fourth round: distilled ({student.chosen.removeprefix('distilled, ')}), "
-                    f"{len(student.single_errors)} seeds" + ("" if results.fourth.numbers["r4_replaces"] else ", not chosen"),
-                    tuple(float(x) for x in student.single_rates)))
+    group = "the standings"
+    look, student = results.third.look, results.fourth.look
+    rows += [Row(group, f"A (round 1), {len(results.first.errors)} seeds", tuple(float(x) for x in results.first.rates)),
+             Row(group, f"B (round 2), {len(results.final.errors)} seeds", tuple(float(x) for x in results.final.rates)),
+             Row(group, f"B's ensemble, {results.ensemble.training_runs} training runs", (results.ensemble.error,)),
+             Row(group, f"W (round 3), {len(look.single_errors)} seeds", tuple(float(x) for x in look.single_rates)),
+             Row(group, f"W's ensemble, {look.training_runs} training runs", (100 * look.ensemble_errors / look.n,)),
+             Row(group, f"the student (round 4), {len(student.single_errors)} seeds"
+                 + ("" if results.fourth.numbers["r4_replaces"] else ", not chosen"),
+                 tuple(float(x) for x in student.single_rates))]
     human = {"bromley1991", "chaaban2007"}
     rows += [Row("published on this split", short_citation(name), (error,))
              for key, (name, error) in sorted(paper.LITERATURE.items(), key=lambda item: -item[1][1])

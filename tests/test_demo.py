@@ -156,7 +156,7 @@ def test_comparison_picks_random_images_then_disagreements() -> None:
     runs = {"paper": SimpleNamespace(predicted=paper), "best": SimpleNamespace(predicted=best)}
     chosen, titles, disagree = demo.comparison(runs, labels, n=5)
     assert disagree == 3 and chosen[5:] == [4, 17, 25] and len(chosen) == len(titles) == 8
-    assert len(set(chosen[:5])) == 5 and titles[5] == "true 4\npaper 4 best 0"
+    assert len(set(chosen[:5])) == 5 and titles[5] == "true 4\npaper 4 W 0"
     assert demo.comparison(runs, labels, n=5)[0] == chosen  # the same images on every build
 
 

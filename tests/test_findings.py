@@ -122,6 +122,7 @@ def fake_results() -> findings.Results:
                  {"method": "RBF support vector machine", "test error rate (%)": 4.73}]
     return findings.Results(recipe=recipe, readings=readings, verdict=verdict, baselines=baselines, rungs=rungs,
                             selection=selection, final=best_published.final(cv, final_runs), final_runs=final_runs,
+                            first=best_published.final(cv, final_runs[:3]), first_runs=final_runs[:3],
                             ensemble=ensemble, third=(third := fake_third()), fourth=fake_fourth(third),
                             ledger_seconds=[600.0] * 12, workers=2)
 
@@ -181,20 +182,23 @@ def test_points_put_every_result_on_one_axis_in_order() -> None:
     rows = findings.points(results)
     groups = list(dict.fromkeys(r.group for r in rows))
     assert groups == ["the paper", "our reproduction", "readings of the recipe", "classical baselines",
-                      "the ladder (kept rungs)", "this book's best", "published on this split", "human readers"]
+                      "the ladder (kept rungs)", "the standings", "published on this split", "human readers"]
     assert rows[0].errors == (paper.ERROR,) and len(rows[1].errors) == 5
     assert [r.label for r in rows if r.group == "readings of the recipe"] == [r.name for r in READINGS]
     assert [r.label for r in rows if r.group == "the ladder (kept rungs)"] == ["+ shift and rotation augmentation"]
-    best_rows = [r for r in rows if r.group == "this book's best"]
-    assert best_rows[0].mean == pytest.approx(100 * 43.6 / N) and "test-time shifts" in best_rows[0].label
-    assert best_rows[1].errors == (100 * 38 / N,) and best_rows[1].label == "second round: ensemble of 5 training runs"
+    best_rows = [r for r in rows if r.group == "the standings"]
+    assert [r.label.split(" (")[0].split(",")[0] for r in best_rows] == ["A", "B", "B's ensemble", "W", "W's ensemble",
+                                                                        "the student"]
+    assert best_rows[0].errors == tuple(100 * e / N for e in (43, 44, 44)) and best_rows[0].label == "A (round 1), 3 seeds"
+    assert best_rows[1].mean == pytest.approx(100 * 43.6 / N) and best_rows[1].label == "B (round 2), 5 seeds"
+    assert best_rows[2].errors == (100 * 38 / N,) and best_rows[2].label == "B's ensemble, 5 training runs"
     third = results.third.look
-    assert best_rows[2].label == f"third round: {third.chosen}, 5 seeds" and best_rows[2].mean == pytest.approx(100 * 39 / N)
-    assert best_rows[3].label == "third round: ensemble of 8 training runs"
-    assert best_rows[3].errors == (100 * third.ensemble_errors / N,)
+    assert best_rows[3].label == "W (round 3), 5 seeds" and best_rows[3].mean == pytest.approx(100 * 39 / N)
+    assert best_rows[4].label == "W's ensemble, 8 training runs"
+    assert best_rows[4].errors == (100 * third.ensemble_errors / N,)
     student = results.fourth.look
-    assert best_rows[4].label == "fourth round: distilled (a = 0.5, T = 2), 5 seeds, not chosen"  # W has as few errors
-    assert best_rows[4].mean == pytest.approx(100 * 41 / N) and student.chosen == "distilled, a = 0.5, T = 2"
+    assert best_rows[5].label == "the student (round 4), 5 seeds, not chosen"  # W has as few errors
+    assert best_rows[5].mean == pytest.approx(100 * 41 / N) and student.chosen == "distilled, a = 0.5, T = 2"
     published = [r for r in rows if r.group == "published on this split"]
     assert [r.errors[0] for r in published] == [5.0, 2.2, 2.0]  # humans are the band, the paper its own row
     assert published[-1].label.startswith("Keysers et al. 2002")
@@ -265,4 +269,4 @@ def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     assert numbers["retrain_wall_hours"] == pytest.approx(sum(seconds) / 7200)
     assert numbers["close1_name"] in findings.augmenting_readings()
     rows = findings.points(results)
-    assert len(rows) == 1 + 1 + len(READINGS) + 3 + sum(r.kept for r in results.rungs[1:]) + 5 + 3 + 1
+    assert len(rows) == 1 + 1 + len(READINGS) + 3 + sum(r.kept for r in results.rungs[1:]) + 6 + 3 + 1

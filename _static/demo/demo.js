@@ -16,7 +16,7 @@
 (function () {
   "use strict";
   const here = document.currentScript.src.replace(/[^/]*$/, "");
-  const MODELS = { paper: "the paper's network", best: "the book's best single model" };
+  const MODELS = { paper: "the paper's network", best: "W, the book's best model" };
 
   async function loadModel(name) {
     const spec = await (await fetch(here + "models/" + name + ".json")).json();

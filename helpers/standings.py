@@ -1,0 +1,254 @@
+"""The standings: every model the book put forward, on the test set, in one table.
+
+This is the book's one answer to "how far can this data go?". The introduction, the
+best-published chapter, the demo and ``python -m helpers summary --json`` all quote :func:`rows`;
+nothing else ranks models. Each row gives a model's test error (mean over its seeds, or the one
+number of an ensemble or a publication) with the binomial (Wilson) 95 % interval of one model
+with that many errors on the 2007 test images, the range of its seeds' errors, its error under
+pixel noise, how it was chosen, and how many looks at the test set the book had made before that
+choice (:mod:`helpers.testlog`).
+
+"Best" has one meaning in this book (:data:`BEST`): the model the book's last committed protocol
+chose on the training images, accurate and robust to pixel noise. It is not the row with the
+fewest test errors, and the table says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers import paper, stats, testlog
+
+#: The names the book gives its models, defined once (the introduction and the best-published chapter
+#: print these definitions; every page and ``summary --json`` use the same names).
+RECIPE = "the recipe"
+A = "A"
+B = "B"
+B_ENSEMBLE = "B's ensemble"
+W = "W"
+W_ENSEMBLE = "W's ensemble"
+STUDENT = "the student"
+BEST = W  # "the book's best model": W, as defined in the module docstring
+BEST_ENSEMBLE = W_ENSEMBLE
+
+DEFINITIONS: dict[str, str] = {
+    RECIPE: "the paper's network as this book reads the paper, its open choices made on holdout splits "
+            "of the training images",
+    A: "the first round's choice by cross-validation",
+    B: "the second round's choice by cross-validation",
+    B_ENSEMBLE: "B with the candidates forward selection added on out-of-fold predictions",
+    W: "the third round's choice, by a protocol committed before its runs: B trained with pixel noise and "
+       "made wider, the most accurate candidate that reads noisy digits at least as well as the paper's network",
+    W_ENSEMBLE: "W's seeds averaged (forward selection added no other candidate)",
+    STUDENT: "the fourth round's reported student: W distilled from W's runs (not chosen: it made more "
+             "out-of-fold errors than W)",
+}
+
+#: The experiment of the test-set log (:data:`helpers.testlog.LOOKS`) whose decision chose each model.
+CHOSEN_IN = {RECIPE: "decision search (model chapter)",
+             A: "cross-validation, first round (best-published chapter)",
+             B: "cross-validation, second round (best-published chapter)",
+             B_ENSEMBLE: "cross-validation, second round (best-published chapter)",
+             W: "third round: cross-validation (best-published chapter)",
+             W_ENSEMBLE: "third round: cross-validation (best-published chapter)",
+             STUDENT: "fourth round: cross-validation of the distilled students (best-published chapter)"}
+
+CHOSEN_BY = {RECIPE: "holdout splits", A: "CV, round 1", B: "CV, round 2", B_ENSEMBLE: "CV, round 2",
+             W: "protocol, round 3", W_ENSEMBLE: "protocol, round 3", STUDENT: "protocol, round 4"}
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One model (or published result) on the test set."""
+
+    name: str
+    errors: tuple[float, ...]          # test errors of each seed; one value for an ensemble or a publication
+    n: int                             # test images
+    kind: str                          # "seeds", "ensemble", "published" or "human"
+    noise: float | None = None         # test error (%) under pixel noise of sigma robust.NOISE
+    noise_of: str = ""                 # whose noise error: "seed 0" or "mean of 5 seeds"
+    chosen_by: str = ""
+    looks_before: int | None = None    # looks at the test set the book had made before the choice
+    training_runs: int = 0             # independent training runs (an ensemble's)
+
+    @property
+    def mean_errors(self) -> float:
+        return float(np.mean(self.errors))
+
+    @property
+    def error(self) -> float:
+        """Test error (%): the mean over seeds, or the one number."""
+        return 100 * self.mean_errors / self.n
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """Wilson 95 % interval (%) of one model with this many errors on the test images."""
+        low, high = stats.wilson_interval(self.mean_errors, self.n)
+        return 100 * low, 100 * high
+
+    @property
+    def seeds(self) -> int:
+        return len(self.errors) if self.kind == "seeds" else 0
+
+
+def looks_before(log: pd.DataFrame, experiment: str) -> int:
+    """Looks at the test set in the book's log (:func:`helpers.testlog.log`) before ``experiment``'s row."""
+    rows = log.index[log["experiment"] == experiment]
+    if not len(rows):
+        raise KeyError(f"{experiment!r} is not in the test-set log")
+    tested = testlog.looks(log)
+    return int((tested.index < rows[0]).sum())
+
+
+def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
+    """Every model the book put forward, in the order they were made, then the best published result and
+    human readers. ``results``: :func:`helpers.findings.gather`; ``log``: the book's test-set log."""
+    n = results.final.n
+    third, fourth = results.third, results.fourth
+    r3, r4 = third.numbers, fourth.numbers
+    first = results.first
+    mark = lambda name: {"chosen_by": CHOSEN_BY[name], "looks_before": looks_before(log, CHOSEN_IN[name])}  # noqa: E731
+    published = paper.BEST_PUBLISHED
+    return [
+        Standing("the paper (Karim & Kaur)", (paper.ERRORS,), n, "published", chosen_by="its test set"),
+        Standing(RECIPE, tuple(r.errors for r in results.recipe), n, "seeds", r3["r3_paper_noise"], "seed 0",
+                 **mark(RECIPE)),
+        Standing(A, tuple(first.errors), n, "seeds", **mark(A)),
+        Standing(B, tuple(results.final.errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
+        Standing(B_ENSEMBLE, (results.ensemble.errors,), n, "ensemble", training_runs=results.ensemble.training_runs,
+                 **mark(B_ENSEMBLE)),
+        best(third, looks_before(log, CHOSEN_IN[W])),
+        Standing(W_ENSEMBLE, (third.look.ensemble_errors,), n, "ensemble", training_runs=third.look.training_runs,
+                 **mark(W_ENSEMBLE)),
+        Standing(STUDENT, tuple(fourth.look.single_errors), n, "seeds", r4["r4_noise_mean"], "mean of seeds",
+                 **mark(STUDENT)),
+        Standing("best published (Keysers et al.)", (published * n / 100,), n, "published", chosen_by="published"),
+    ]
+
+
+def best(third: Any, looks: int | None = None) -> Standing:
+    """W's row of the standings, from the third round alone (:func:`helpers.experiments.robust_results`): what
+    the demo quotes without reading every round."""
+    return Standing(W, tuple(third.look.single_errors), third.look.n, "seeds", third.numbers["r3_noise_mean"],
+                    "mean of seeds", chosen_by=CHOSEN_BY[W], looks_before=looks)
+
+
+def by_name(standings: Sequence[Standing]) -> dict[str, Standing]:
+    return {s.name: s for s in standings}
+
+
+def _errors_text(s: Standing) -> str:
+    if s.kind == "seeds":
+        low, high = min(s.errors), max(s.errors)
+        return (f"{low}" if low == high else f"{low}–{high}") + f" ({len(s.errors)} seeds)"
+    if s.kind == "ensemble":
+        return f"{s.errors[0]} ({s.training_runs} runs)"
+    return f"{s.mean_errors:.0f} (1 run)" if s.name.startswith("the paper") else f"{s.mean_errors:.0f}"
+
+
+def table(standings: Sequence[Standing]) -> pd.DataFrame:
+    """The standings as the book prints them (narrow enough for the text column), human readers last."""
+    out = []
+    for s in standings:
+        low, high = s.interval
+        out.append({"model": s.name, "test error (%)": f"{s.error:.2f}", "95 % (binomial)": f"{low:.1f}–{high:.1f}",
+                    "errors": _errors_text(s),
+                    "σ = 0.4 (%)": f"{s.noise:.1f}" if s.noise is not None else "not measured",
+                    "chosen by": s.chosen_by,
+                    "looks before": str(s.looks_before) if s.looks_before is not None else "not ours"})
+    out.append({"model": "human readers", "test error (%)": f"{paper.HUMAN[0]:g}–{paper.HUMAN[1]:g}",
+                "95 % (binomial)": "published", "errors": "", "σ = 0.4 (%)": "not measured",
+                "chosen by": "published", "looks before": "not ours"})
+    return pd.DataFrame(out).set_index("model")
+
+
+def rates(standings: Sequence[Standing]) -> dict[str, list[float]]:
+    """Test error (%) of each seed (or the one number) per model, for :func:`helpers.plots.standings_plot`."""
+    return {s.name: [100 * e / s.n for e in s.errors] for s in standings}
+
+
+def numbers(standings: Sequence[Standing], prefix: str = "st") -> dict[str, Any]:
+    """Glue values of every row: ``{prefix}_{key}_error``, ``_low``, ``_high``, ``_noise``, ``_looks``,
+    ``_seeds``, ``_min``/``_max`` (errors), ``_runs``; keys are the names in lower case with one word each."""
+    out: dict[str, Any] = {}
+    for s in standings:
+        key = KEYS.get(s.name)
+        if key is None:
+            continue
+        low, high = s.interval
+        out |= {f"{prefix}_{key}_error": s.error, f"{prefix}_{key}_low": low, f"{prefix}_{key}_high": high,
+                f"{prefix}_{key}_errors": s.mean_errors}
+        if s.kind == "seeds":
+            out |= {f"{prefix}_{key}_seeds": len(s.errors), f"{prefix}_{key}_min": int(min(s.errors)),
+                    f"{prefix}_{key}_max": int(max(s.errors))}
+        if s.kind == "ensemble":
+            out[f"{prefix}_{key}_runs"] = s.training_runs
+        if s.noise is not None:
+            out[f"{prefix}_{key}_noise"] = s.noise
+        if s.looks_before is not None:
+            out[f"{prefix}_{key}_looks"] = s.looks_before
+    return out
+
+
+KEYS = {RECIPE: "recipe", A: "a", B: "b", B_ENSEMBLE: "b_ens", W: "w", W_ENSEMBLE: "w_ens", STUDENT: "student"}
+
+
+def as_json(standings: Sequence[Standing]) -> list[dict[str, Any]]:
+    """The standings for ``summary --json``: error rates as fractions, as the rest of that object."""
+    out = []
+    for s in standings:
+        low, high = s.interval
+        out.append({"name": s.name, "kind": s.kind, "test_error": s.error / 100,
+                    "test_error_interval95_binomial": [low / 100, high / 100],
+                    "test_errors": [float(e) if s.kind == "published" else int(e) for e in s.errors],
+                    "noise_error": None if s.noise is None else s.noise / 100, "noise_error_of": s.noise_of or None,
+                    "chosen_by": s.chosen_by, "test_looks_before": s.looks_before,
+                    "training_runs": s.training_runs or None})
+    return out
+
+
+def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[str, float],
+            protocol_targets: dict[str, float]) -> pd.DataFrame:
+    """Every accuracy target the book set, in the order it was set, with what reached it closest.
+
+    ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
+    ladder), :data:`helpers.best_published.TARGETS` (rounds 1 and 2), :data:`helpers.robust.TARGETS`
+    (rounds 3 and 4, in their protocols)."""
+    final_rung = [r for r in results.rungs if r.kept][-1]  # the ladder's final model (experiments.best_rung)
+    ladder_mean = float(np.mean([100 * r.errors / len(r.labels) for r in final_rung.runs]))
+    third = results.third.look
+    rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
+            ("rounds 1 and 2 (best published)", round_targets, f"B {results.final.mean:.2f}",
+             f"B's ens. {results.ensemble.error:.2f}"),
+            ("rounds 3 and 4 (protocols)", protocol_targets, f"W {float(np.mean(third.single_rates)):.2f}",
+             f"W's ens. {100 * third.ensemble_errors / third.n:.2f}")]
+    return pd.DataFrame([{"set for": name, "one model (%)": f"{t['single']:g}", "ensemble (%)": f"{t['ensemble']:g}",
+                          "one model reached": single, "ensemble reached": ensemble}
+                         for name, t, single, ensemble in rows]).set_index("set for")
+
+
+#: The best-published chapter's looks at the test set (:data:`helpers.testlog.LOOKS`), by the standings' names.
+LOOK_NAMES = {"the first round's choice (best-published chapter)": "A's 5 seeds",
+              "ranking check on the test set (best-published chapter)": "ranking check: A's rivals, seed 0",
+              "the cross-validated best model (best-published chapter)": "B's 5 seeds",
+              "ensemble members chosen by cross-validation (best-published chapter)": "B's ensemble's other members",
+              "third round: the chosen model and the ensemble's members (best-published chapter)":
+                  "W's 5 seeds (round 3's one look)",
+              "fourth round: the distilled student (best-published chapter)": "the student's 5 seeds (round 4's one look)"}
+
+
+def chapter_looks(log: pd.DataFrame) -> pd.DataFrame:
+    """The looks of a chapter's test-set log (:func:`helpers.testlog.log`), numbered in order, by the
+    standings' names: what was scored and how many new runs."""
+    looks = testlog.looks(log)
+    missing = sorted(set(looks["experiment"]) - set(LOOK_NAMES))
+    if missing:
+        raise KeyError(f"name these looks in helpers.standings.LOOK_NAMES: {missing}")
+    out = pd.DataFrame({"what was scored": looks["experiment"].map(LOOK_NAMES),
+                        "runs": looks["runs scored on the test set"].to_numpy()})
+    out.index = pd.RangeIndex(1, len(out) + 1, name="look")
+    return out
