@@ -38,7 +38,7 @@ def _evaluate(seed: int) -> dict[str, Any]:
 def _summary() -> dict[str, Any]:
     import numpy as np
 
-    from helpers import best_published, distill, experiments, robust  # TensorFlow only when a command needs it
+    from helpers import best_published, distill, experiments, findings, robust, standings  # TensorFlow only when a command needs it
 
     seeds = experiments.paper_seed_runs()
     rungs = experiments.ladder()
@@ -57,12 +57,16 @@ def _summary() -> dict[str, Any]:
     best, best_round = (fourth.look, "fourth") if r4["r4_replaces"] else (look, "third")
     best_numbers = {"mean": r4["r4_mean"], "noise": r4["r4_noise_mean"], "reading": r4["r4_reading"]} \
         if r4["r4_replaces"] else {"mean": r3["r3_mean"], "noise": r3["r3_noise_mean"], "reading": r3["r3_reading"]}
+    everything = findings.gather()  # the standings, as the introduction and the best-published chapter print them
+    table = standings.rows(everything, findings.test_log())
     return {
+        "best_definition": f"'best' is {standings.BEST}: {standings.DEFINITIONS[standings.BEST]}",
+        "standings": standings.as_json(table),
         "paper_model_seeds": [{"seed": r.job.seed, "test_accuracy": r.accuracy, "test_errors": r.errors}
                               for r in seeds],
         "paper_model_mean_error": float(np.mean([1 - r.accuracy for r in seeds])),
         "paper_model_std_error": float(np.std([1 - r.accuracy for r in seeds], ddof=1)),
-        # the book's best single model and ensemble: the third round's, chosen by its committed protocol
+        # the book's best model (standings.BEST, W) and its ensemble: the third round's, chosen by its protocol
         # (until 2026-12-01 these fields were the second round's; those are now under "second_round")
         "best_single_round": best_round, "best_single_name": f"{best.chosen}, read {best_numbers['reading']}",
         "best_single_candidate": best.chosen,

@@ -17,9 +17,12 @@ from tests.conftest import REPO, SHOTS, _need, import_ext
 
 PDF = REPO / "_build" / "latex" / "usps-cnn-book.pdf"
 PAGES = ["introduction", "eda", "model", "training", "evaluation", "variance", "discussion", "ablations",
-         "human-level", "best-published", "demo", "reproducibility", "references"]
+         "human-level", "best-published", "best-published-round-1", "best-published-round-2", "best-published-noise",
+         "best-published-round-3", "best-published-round-4", "demo", "reproducibility", "references"]
 TITLES = ["Introduction", "The data", "The model", "Training", "Evaluation", "Seeds and ensembles", "Discussion",
           "Hidden units and batch size", "Towards human level", "Beyond the best published result",
+          "Round 1: cross-validation instead of holdout splits", "Round 2: B and its ensemble",
+          "Why B misreads noisy digits", "Round 3: accurate and robust (W)", "Round 4: distillation",
           "Read your own handwriting",
           "Reproducibility and cost", "References"]
 
