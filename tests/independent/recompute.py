@@ -266,13 +266,15 @@ def model(L: Ledger) -> dict:
     errors = {name: sum(r.errors for r in runs) for name, runs in sweep.items()}
     assert min(errors.values()) == errors["baseline"], "an option beat the baseline: the recipe is not the baseline"
     holdout_n = sum(r.record["n_predicted"] for r in sweep["baseline"])
+    images = sum(r.record["n_train"] + r.record["n_predicted"] for r in sweep["baseline"])  # fit + held out
     c = L.base  # the network: conv (same padding), pool, dense, softmax
     side = 16 if c["padding"] == "same" else 16 - c["kernel_size"] + 1
     flat = (side // c["pool_size"]) ** 2 * c["filters"]
     params = (c["kernel_size"] ** 2 + 1) * c["filters"] + (flat + 1) * c["dense_units"] + (c["dense_units"] + 1) * 10
     spread = max(errors.values()) - min(errors.values())
     return {"sweep_epochs": sweep["baseline"][0].config["epochs"], "sweep_seeds": len(sweep["baseline"]),
-            "holdout_n": holdout_n, "baseline_errors": errors["baseline"], "sweep_spread": spread,
+            "holdout_n": holdout_n, "holdout_share": pct(holdout_n, images),
+            "baseline_errors": errors["baseline"], "sweep_spread": spread,
             "sweep_spread_pct": pct(spread, holdout_n), "n_params": params,
             **{f"baseline_{k}": v for k, v in L.base.items()}}
 
