@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import io
 import json
 import math
@@ -47,7 +46,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 from filelock import FileLock
 
-from helpers import _tf, cache, cluster, data
+from helpers import _tf, cache, cluster, codehash, data
 from helpers._tf import THREADS, keras, tf
 from helpers.config import BASELINE, Config
 from helpers.data import sha256_of
@@ -193,46 +192,61 @@ def teacher_model(result: Run) -> keras.Model:
 # ----------------------------------------------------------- what determines a model
 
 
-def _read_training_sources() -> str:
-    return "".join(inspect.getsource(obj) for obj in (
-        _tf, data.parse, data.to_images, data.validation_split, data.fold_split, set_seed, fit, arrays, _predict))
+#: The training core, hashed for every configuration: the thread settings, data parsing and splits,
+#: seeding, training and prediction.
+TRAINING_CORE: tuple[Any, ...] = (_tf, data.parse, data.to_images, data.validation_split, data.fold_split, set_seed,
+                                  fit, arrays, _predict)
+#: The book's own code behind a configuration option, hashed where the configuration uses it: its
+#: layers and losses, and a distilled student's soft targets.
+OPTION_CODE: dict[str, tuple[Any, ...]] = {
+    "augment_elastic": (ElasticDistortion,), "label_smoothing": (SmoothedSparseCrossentropy,),
+    "augment_noise": (PixelNoise,),
+    "distill_weight": (training_arrays, teacher_probabilities, soft_targets, predict_tta)}
 
 
-def _training_sources() -> str:
-    """The training core's source, as read when this module was imported.
+def hashed_code(config: Config) -> tuple[Any, ...]:
+    """The functions, classes and module whose code :func:`code_hash` covers for ``config``."""
+    return TRAINING_CORE + tuple(obj for option, code in OPTION_CODE.items() if getattr(config, option)
+                                 for obj in code)
 
-    Read once at import: ``inspect`` reads source files from disk, so reading it later in a
-    long-lived process, after a file was edited, would hash text the process is not running.
+
+def _read_code() -> dict[str, str]:
+    """The normalised source (:func:`helpers.codehash.normalise`) of every object :func:`hashed_code` may name.
+
+    Read once, at import: ``inspect`` reads source files from disk, so reading it later in a
+    long-lived process, after a file was edited, would hash code the process is not running.
     """
-    return _TRAINING_SOURCES
+    return codehash.read(dict.fromkeys(TRAINING_CORE + tuple(obj for code in OPTION_CODE.values() for obj in code)))
+
+
+_CODE = _read_code()
+
+
+def serialised_network(config: Config) -> str:
+    """The network :func:`helpers.model.build_model` makes of ``config``: its Keras architecture,
+    optimizer and loss as serialised by Keras (one JSON text)."""
+    net = build_model(config, steps_per_epoch=math.ceil(data.ROWS["train"] / config.batch_size))
+    return json.dumps({"model": json.loads(net.to_json()),
+                       "optimizer": keras.saving.serialize_keras_object(net.optimizer),
+                       "loss": keras.saving.serialize_keras_object(net.loss)}, sort_keys=True, default=str)
 
 
 @functools.lru_cache(maxsize=None)
 def code_hash(config: Config = BASELINE) -> str:
     """Hash of what determines a trained model of ``config``, the configuration's values aside.
 
-    It covers the source of the training core (data parsing and splits, seeding, ``fit``,
-    the thread settings) and the network that :func:`helpers.model.build_model` makes of
-    ``config``: its Keras architecture, optimizer and loss as serialised by Keras. A change
-    to the model code that does not change this configuration's network (a new option,
-    off by default) leaves its hash alone; any change to its network or to training does not.
+    It covers the code of the training core (data parsing and splits, seeding, ``fit``, the
+    thread settings; :data:`TRAINING_CORE`), the book's own layers and losses where ``config``
+    uses them (:data:`OPTION_CODE`) and the network that :func:`helpers.model.build_model` makes
+    of ``config`` (:func:`serialised_network`). The code counts by what it does, not by how it is
+    written: each function by its name and its syntax tree without docstrings
+    (:mod:`helpers.codehash`), so a comment, a docstring, a line break or a function moved to
+    another module leaves the hash alone, and a changed constant, argument or statement does not.
+    A change to the model code that does not change this configuration's network (a new option,
+    off by default) leaves its hash alone; any change to its network does not.
     """
-    net = build_model(config, steps_per_epoch=math.ceil(data.ROWS["train"] / config.batch_size))
-    built = json.dumps({"model": json.loads(net.to_json()),
-                        "optimizer": keras.saving.serialize_keras_object(net.optimizer),
-                        "loss": keras.saving.serialize_keras_object(net.loss)}, sort_keys=True, default=str)
-    extra = ""  # the book's own layers and losses: their source is part of the hash where used
-    if config.augment_elastic:
-        extra += inspect.getsource(ElasticDistortion)
-    if config.label_smoothing:
-        extra += inspect.getsource(SmoothedSparseCrossentropy)
-    if config.augment_noise:
-        extra += inspect.getsource(PixelNoise)
-    if config.distill_weight:
-        extra += "".join(inspect.getsource(f) for f in (training_arrays, teacher_probabilities, soft_targets,
-                                                         predict_tta))
-    digest = hashlib.sha256((_training_sources() + built + extra).encode())
-    return digest.hexdigest()[:16]
+    code = codehash.fingerprint({name: _CODE[name] for name in map(codehash.name_of, hashed_code(config))})
+    return hashlib.sha256((code + serialised_network(config)).encode()).hexdigest()[:16]
 
 
 def _cpu() -> tuple[str, str]:
@@ -691,5 +705,3 @@ def holdout_errors(runs: Sequence[Run]) -> dict[str, float]:
     errors, n = sum(r.errors for r in runs), sum(len(r.labels) for r in runs)
     return {"errors": errors, "n": n, "accuracy": 1 - errors / n, "seconds": sum(r.seconds for r in runs)}
 
-
-_TRAINING_SOURCES = _read_training_sources()
