@@ -35,6 +35,7 @@ ROUNDED = {
                                          "our_class_err_min", "our_class_err_max")},
     # proportions rounded to 2 decimals (a share in % to 1 point), the share of the excess to 1 %
     ("eda", "largest_class_share"): 0.5, ("eda", "smallest_class_share"): 0.5, ("discussion", "top_share"): 0.5,
+    ("introduction", "top_share"): 0.5,
     # the sweep tables: errors to 2 decimals, seconds per run to whole seconds (ratios: 0.5 s of ~250 s, twice)
     **{("ablations", f"{p}_{k}"): 0.005 for p in ("width", "batch") for k in ("best_error", "low_error", "high_error")},
     ("ablations", "width_range"): 0.01, ("ablations", "batch_range"): 0.01,
@@ -53,6 +54,7 @@ ROUNDED = {
 # which moves a bound by about 1e-8 points.
 WILSON = {("evaluation", k) for k in ("our_low", "our_high", "paper_low", "paper_high", "interval_width", "half_width")}
 WILSON |= {("best-published", k) for k in ("seed_ensemble_low", "seed_ensemble_high", "ensemble_low", "ensemble_high")}
+WILSON |= {("introduction", k) for k in ("ensemble_low", "ensemble_high")}
 WILSON |= {(c, k) for c in ("best-published", "introduction") for k in ("r3_ensemble_low", "r3_ensemble_high", "r3_binomial_half")}
 ROUNDED |= {key: 1e-7 for key in WILSON} | {("cli", f"evaluate.test_accuracy_interval95[{i}]"): 1e-9 for i in (0, 1)}
 # Errors under pixel noise read from stored weights by our numpy forward pass: its float sums differ
@@ -65,11 +67,37 @@ ROUNDED |= {("introduction", k): ONE_IMAGE for k in ("r3_paper_noise", "r3_previ
 ROUNDED |= {("cli", f"summary.{k}"): ONE_IMAGE / 100 for k in ("paper_noise_error", "previous_best_noise_error")}
 ROUNDED |= {("best-published", f"noise_{k}_error"): 0.05 + ONE_IMAGE for k in ("paper", "shift", "final", "best")}
 ROUNDED |= {("best-published", f"noise_{k}_share"): 0.5 + 0.2 for k in ("paper", "shift")}  # 1 of >= 237 errors: < 0.2 %
+# The standings: Wilson intervals (z as above), and the recipe's and B's noise errors read from their weights
+# (seed 0); in the CLI's standings the same for the rows whose noise error is "seed 0", in fractions.
+ST_PAGES = ("best-published", "introduction", "demo")
+ROUNDED |= {(c, f"st_{m}_{b}"): 1e-7 for c in ST_PAGES for m in ("recipe", "a", "b", "b_ens", "w", "w_ens", "student")
+            for b in ("low", "high")}
+ROUNDED |= {(c, f"st_{m}_noise"): ONE_IMAGE for c in ST_PAGES for m in ("recipe", "b")}
+for _path, _value in EXPECTED["cli"].items():
+    if re.fullmatch(r"summary\.standings\[\d+\]\.test_error_interval95_binomial\[[01]\]", _path):
+        ROUNDED[("cli", _path)] = 1e-9
+    if _path.endswith(".noise_error") and EXPECTED["cli"].get(_path + "_of") == "seed 0":
+        ROUNDED[("cli", _path)] = ONE_IMAGE / 100
 
 
-def glued(chapter: str) -> dict:
+# A chapter split over pages: the overview page and its section pages <chapter>-*.
+SPLIT = {"best-published"}
+
+
+def pages(chapter: str, suffix: str) -> list[Path]:
+    """The files of a chapter: chapters/<chapter><suffix>, and for a split chapter also its section pages."""
+    folder = R.REPO / "chapters"
+    return [folder / f"{chapter}{suffix}"] + (sorted(folder.glob(f"{chapter}-*{suffix}")) if chapter in SPLIT else [])
+
+
+def source(chapter: str) -> str:
+    """The chapter's MyST source (all its pages, concatenated)."""
+    return "\n".join(path.read_text() for path in pages(chapter, ".md"))
+
+
+def notebook_glued(path: Path) -> dict:
     """{glue key: value} of an executed notebook (the last output under each key)."""
-    nb = json.loads((R.REPO / "chapters" / f"{chapter}.ipynb").read_text())
+    nb = json.loads(path.read_text())
     out = {}
     for cell in nb["cells"]:
         for output in cell.get("outputs", []):
@@ -84,7 +112,22 @@ def glued(chapter: str) -> dict:
     return out
 
 
-GLUED = {chapter: glued(chapter) for chapter in CHAPTERS}
+def glued(chapter: str) -> tuple[dict, dict]:
+    """{glue key: value} of a chapter's executed notebooks (merged over its pages), and
+    {glue key: {page: value}} of the keys glued with different values on two of its pages."""
+    per_page = {path.stem: notebook_glued(path) for path in pages(chapter, ".ipynb")}
+    merged, conflicts = {}, {}
+    for page, values in per_page.items():
+        for key, value in values.items():
+            if key in merged and merged[key] != value:
+                conflicts[key] = {p: v[key] for p, v in per_page.items() if key in v}
+            merged.setdefault(key, value)
+    return merged, conflicts
+
+
+GLUED, CONFLICTS = {}, {}
+for _chapter in CHAPTERS:
+    GLUED[_chapter], CONFLICTS[_chapter] = glued(_chapter)
 
 
 def same(expected, actual, tol: float | None = None) -> bool:
@@ -114,21 +157,26 @@ NOTEBOOK_CASES = [(c, k) for c in CHAPTERS for k in EXPECTED[c]]
 @pytest.mark.parametrize("chapter,key", NOTEBOOK_CASES, ids=[f"{c}:{k}" for c, k in NOTEBOOK_CASES])
 def test_glued_value(chapter, key):
     expected = EXPECTED[chapter][key]
-    if key not in GLUED[chapter] and key.startswith("r3_"):  # glued from one dict by the third round's cell
-        pytest.fail(f"{key!r} is not glued in chapters/{chapter}.ipynb (recomputed {expected!r}): "
-                    "re-execute the notebook once every run of the third round is in the ledger")
-    if key not in GLUED[chapter] and key.startswith("r4_") and chapter == "best-published":  # the fourth round's dict
-        pytest.fail(f"{key!r} is not glued in chapters/{chapter}.ipynb (recomputed {expected!r}): "
-                    "re-execute the notebook once every run of the fourth round is in the ledger")
+    where = " + ".join(f"chapters/{p.name}" for p in pages(chapter, ".ipynb"))
     if key not in GLUED[chapter]:
-        source = (R.REPO / "chapters" / f"{chapter}.md").read_text()
-        if re.search(r"\{glue(:text)?\}`" + re.escape(key) + r"[`:]", source):
-            pytest.xfail(f"{key!r} is glued by chapters/{chapter}.md but not yet in the executed notebook "
+        cited = re.search(r"\{glue(:text)?\}`" + re.escape(key) + r"[`:]", source(chapter))
+        if cited and key.startswith(("r3_", "r4_")):  # glued from one dict by the third or fourth round's cell
+            pytest.fail(f"{key!r} is cited by the source but not glued in {where} (recomputed {expected!r}): "
+                        "re-execute the notebook once every run of its round is in the ledger")
+        if cited:
+            pytest.xfail(f"{key!r} is cited by the source but not yet glued in {where} "
                          f"(recomputed {expected!r}): re-execute it")
-        pytest.skip(f"{key!r} is no longer glued in chapters/{chapter}.ipynb nor cited by its source")
+        pytest.skip(f"{key!r} is no longer glued in {where} nor cited by its source")
+    assert key not in CONFLICTS[chapter], f"glue key {key!r} has different values on two pages: {CONFLICTS[chapter][key]}"
     actual = GLUED[chapter][key]
     assert same(expected, actual, ROUNDED.get((chapter, key))), (
-        f"glue key {key!r} in chapters/{chapter}.ipynb: glued {actual!r}, recomputed {expected!r}")
+        f"glue key {key!r} in {where}: glued {actual!r}, recomputed {expected!r}")
+
+
+@pytest.mark.parametrize("chapter", sorted(SPLIT))
+def test_pages_agree(chapter):
+    """A key glued on two pages of a split chapter must have one value (recomputed or not)."""
+    assert not CONFLICTS[chapter], f"keys glued with different values on two pages of {chapter}: {CONFLICTS[chapter]}"
 
 
 PROSE_CASES = list(EXPECTED["prose"])
@@ -137,10 +185,11 @@ PROSE_CASES = list(EXPECTED["prose"])
 @pytest.mark.parametrize("chapter,phrase", PROSE_CASES, ids=[f"{c}:{p[:40]}" for c, p in PROSE_CASES])
 def test_prose_verdict(chapter, phrase):
     """A verdict the chapter writes in fixed words must hold in the recomputed numbers."""
-    source = " ".join((R.REPO / "chapters" / f"{chapter}.md").read_text().split())
-    if phrase not in source:
-        pytest.skip(f"chapters/{chapter}.md no longer says {phrase!r}")
-    assert EXPECTED["prose"][(chapter, phrase)], f"chapters/{chapter}.md says {phrase!r}, the recomputed numbers do not"
+    text = " ".join(source(chapter).split())
+    where = " + ".join(f"chapters/{p.name}" for p in pages(chapter, ".md"))
+    if phrase not in text:
+        pytest.skip(f"{where} no longer says {phrase!r}")
+    assert EXPECTED["prose"][(chapter, phrase)], f"{where} says {phrase!r}, the recomputed numbers do not"
 
 
 @pytest.mark.parametrize("name", list(EXPECTED["checks"]))
@@ -176,7 +225,7 @@ def cli_json() -> dict:
 CLI_CASES = list(EXPECTED["cli"])
 # CLI leaves that are not recomputed: prose, and where the run came from
 CLI_NOT_RECOMPUTED = {"summary.selection", "summary.second_round.selection", "summary.distillation.selection",
-                      "evaluate.source"}
+                      "summary.best_definition", "evaluate.source"}
 
 
 @pytest.mark.parametrize("path", CLI_CASES)
