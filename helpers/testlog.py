@@ -145,3 +145,9 @@ def numbers(table: pd.DataFrame) -> dict[str, Any]:
             "log_looks_before_second": len(before),
             "log_runs_before_second": int(before["runs scored on the test set"].sum())}
 
+
+
+def chapter_numbers(table: pd.DataFrame) -> dict[str, Any]:
+    """:func:`numbers` of one chapter's own log, without ``log_looks`` and ``log_test_runs``: those names
+    mean the whole book's log on every page that glues them."""
+    return {key: value for key, value in numbers(table).items() if key not in ("log_looks", "log_test_runs")}
