@@ -40,26 +40,20 @@ def _summary() -> dict[str, Any]:
 
     from helpers import best_published, distill, experiments, findings, robust, standings  # TensorFlow only when a command needs it
 
-    seeds = experiments.paper_seed_runs()
-    rungs = experiments.ladder()
-    final = experiments.best_rung(rungs)
-    selection = best_published.select(final.config)
-    chosen = selection.chosen
-    runs = best_published.final_runs(chosen)
-    result = best_published.final(chosen, runs)
-    chosen_ensemble = best_published.ensemble(selection)
-    third = experiments.robust_results()
+    everything = findings.gather()  # every round, read once; the standings as the book prints them
+    table = standings.rows(everything, findings.test_log())
+    seeds, rungs, selection = everything.recipe, everything.rungs, everything.selection
+    chosen, runs, result = selection.chosen, everything.final_runs, everything.final
+    chosen_ensemble, third, fourth = everything.ensemble, everything.third, everything.fourth
     look, r3 = third.look, third.numbers
-    fourth = experiments.distill_results(third)
     r4 = fourth.numbers
     # the fourth round's student replaces the third round's choice only by its protocol's rule (fewer
     # out-of-fold errors than its teacher, and robust); otherwise the best single model stays the third round's
     best, best_round = (fourth.look, "fourth") if r4["r4_replaces"] else (look, "third")
     best_numbers = {"mean": r4["r4_mean"], "noise": r4["r4_noise_mean"], "reading": r4["r4_reading"]} \
         if r4["r4_replaces"] else {"mean": r3["r3_mean"], "noise": r3["r3_noise_mean"], "reading": r3["r3_reading"]}
-    everything = findings.gather()  # the standings, as the introduction and the best-published chapter print them
-    table = standings.rows(everything, findings.test_log())
     return {
+        "best": standings.BEST,
         "best_definition": f"'best' is {standings.BEST}: {standings.DEFINITIONS[standings.BEST]}",
         "standings": standings.as_json(table),
         "paper_model_seeds": [{"seed": r.job.seed, "test_accuracy": r.accuracy, "test_errors": r.errors}
@@ -77,7 +71,7 @@ def _summary() -> dict[str, Any]:
         "best_single_noise_error": best_numbers["noise"] / 100,  # sigma = 0.4, mean over its seeds
         "best_single_noise_errors": best.noise_errors(robust.NOISE),
         "paper_noise_error": r3["r3_paper_noise"] / 100,  # the paper's network, seed 0, the same noise draw
-        "previous_best_noise_error": r3["r3_previous_noise"] / 100,
+        "b_noise_error": r3["r3_previous_noise"] / 100,  # B (the second round's model), seed 0
         "noise_level": robust.NOISE,
         "ensemble_error": r3["r3_ensemble"] / 100,
         "ensemble_errors": look.ensemble_errors,
@@ -113,8 +107,8 @@ def _summary() -> dict[str, Any]:
             "seed_ensemble_error": r4["r4_seed_ensemble"] / 100, "seed_ensemble_errors": r4["r4_seed_ensemble_errors"],
             "seed_ensemble_training_runs": r4["r4_seed_ensemble_runs"]},
         "second_round": {
-            "best_single_name": chosen.name + (", test-time shifts" if result.tta else ""),
-            "best_single_error": result.mean / 100, "best_single_errors": result.errors,
+            "model": standings.B, "model_name": chosen.name + (", test-time shifts" if result.tta else ""),
+            "model_error": result.mean / 100, "model_errors": result.errors,
             "ensemble_error": chosen_ensemble.error / 100, "ensemble_errors": chosen_ensemble.errors,
             "ensemble_size": chosen_ensemble.training_runs, "ensemble_prediction_sets": chosen_ensemble.prediction_sets,
             "ensemble_members": chosen_ensemble.weights(),
@@ -175,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             result = _quiet_stdout(_summary) if args.json else _summary()
             print(json.dumps(result, indent=1) if args.json else
                   f"paper recipe: {100 * result['paper_model_mean_error']:.2f} % mean test error over "
-                  f"{len(result['paper_model_seeds'])} seeds; {result['best_single_name']}: "
+                  f"{len(result['paper_model_seeds'])} seeds; the book's best model, {result['best']} "
+                  f"({result['best_single_name']}): "
                   f"{100 * result['best_single_error']:.2f} %; ensemble of {result['ensemble_size']} training runs: "
                   f"{100 * result['ensemble_error']:.2f} %")
         elif args.command == "gap":

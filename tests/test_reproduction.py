@@ -67,7 +67,7 @@ def test_command_line_summary_json_answers_from_the_ledger() -> None:
               for n, v in third.items() if v["robust"]}
     assert third[chosen]["robust"] and scores[chosen] == min(scores.values())
     assert result["best_single_round"] == "third" and 0 < result["best_single_noise_error"] < 1
-    assert result["second_round"]["best_single_name"] in (
+    assert result["second_round"]["model"] == "B" and result["second_round"]["model_name"] in (
         {f"{n}, test-time shifts" for n in result["cross_validation"]} | set(result["cross_validation"]))
     assert result["seed_ensemble_error"] == pytest.approx(result["seed_ensemble_errors"] / 2007)
     assert seconds < 60, f"summary took {seconds:.0f} s"
