@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import data, evaluate, ledger, paper, stats
+from helpers import data, ledger, paper, stats
 from helpers.config import beyond, Config, profile, Rung
 from helpers.runs import Job, Run, run_many, training_mode
 from helpers._tf import keras
@@ -336,7 +336,7 @@ def test_jobs(selection: Selection) -> dict[str, list[Job]]:
     first-round candidate once) and the members of the ensemble chosen by cross-validation."""
     members = [name for name, _ in greedy_ensemble(selection.pool, selection.chosen.name)]
     return {"the first round's choice": seed_jobs(selection.first_choice),
-            "the cross-validated best model": seed_jobs(selection.chosen),
+            "B, the second round's choice": seed_jobs(selection.chosen),
             "ranking check on the test set": list(ranking_jobs(selection.first).values()),
             "ensemble members chosen by cross-validation": sum(member_jobs(selection, members).values(), [])}
 
@@ -490,35 +490,6 @@ def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] 
 def rates(runs: Sequence[Run]) -> list[float]:
     """Test error (%) of each run."""
     return [100 * r.errors / len(r.labels) for r in runs]
-
-
-def standings(recipe: Sequence[Run], ladder_final: Sequence[Run], chosen: CVResult, result: Final,
-              classical: pd.DataFrame, ensemble: "Ensemble | None" = None) -> list[tuple[str, float, str]]:
-    """The book's rows of the literature table: recipe, ladder, chosen model, ensembles, baselines."""
-    low, high = stats.wilson_interval(result.ensemble_errors, result.n)
-    rows = [evaluate.seed_row("the paper's recipe (our reproduction)", rates(recipe)),
-            evaluate.seed_row("the ladder's final model", rates(ladder_final)),
-            evaluate.seed_row(f"cross-validated best: {chosen.name}" + (", test-time shifts" if result.tta else ""),
-                     list(result.rates)),
-            (f"ensemble of its {len(result.errors)} seeds", result.ensemble, f"{100 * low:.2f}-{100 * high:.2f}")]
-    if ensemble is not None and len(ensemble.members) > 1:
-        low, high = stats.wilson_interval(ensemble.errors, ensemble.n)
-        rows.append((f"ensemble chosen by cross-validation ({ensemble.training_runs} training runs)", ensemble.error,
-                     f"{100 * low:.2f}-{100 * high:.2f}"))
-    rows += [(f"{name} (baseline)", float(row["test error rate (%)"]), evaluate.binomial_text(float(row["test error rate (%)"])))
-             for name, row in classical.iterrows()]
-    return rows
-
-
-def standings_rates(recipe: Sequence[Run], rungs: Sequence[Any], result: Final,
-                    ensemble: "Ensemble") -> dict[str, list[float]]:
-    """Test error (%) of each model on the way, for :func:`helpers.plots.standings_plot`: the recipe's
-    seeds, each kept rung of the ladder, the cross-validated best over seeds and the two ensembles."""
-    errors = {"the paper's recipe": rates(recipe)}
-    errors |= {f"ladder: {r.name}"[:48]: rates(r.runs) for r in rungs[1:] if r.kept}
-    errors |= {"cross-validated best": list(result.rates), "its seeds' ensemble": [result.ensemble],
-               "ensemble chosen by cross-validation": [ensemble.error]}
-    return errors
 
 
 def selection_text(selection: Selection, ensemble: "Ensemble") -> str:
@@ -679,5 +650,5 @@ def noise_numbers(anatomy: pd.DataFrame) -> dict[str, Any]:
             "noise_shift_error": shift["error (%)"], "noise_shift_background": shift["noise on background only (%)"],
             "noise_shift_frame": shift["noise in the edge frame only (%)"],
             "noise_shift_grey": shift["grey background, no speckle (%)"],
-            "noise_best_error": anatomy.loc["cross-validated best", "error (%)"],
+            "noise_best_error": anatomy.loc["B", "error (%)"],
             "noise_final_error": anatomy.loc["the ladder's final model", "error (%)"]}

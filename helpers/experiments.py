@@ -449,7 +449,7 @@ def robust_results() -> RobustResults:
     models = noise_models()
     images, labels = data.load_usps("test")
     reference = evaluate.noise_robustness({robust.REFERENCE: models["the paper's network"],
-                                           robust.PREVIOUS: models["cross-validated best"]},
+                                           robust.PREVIOUS: models["B"]},
                                           images, labels, levels=(0.0, *data.NOISE_LEVELS))
     strongest = reference.loc[robust.NOISE]
     previous = run_many([Job(selection.candidates[robust.PREVIOUS].config, seed) for seed in robust.FINAL_SEEDS],
@@ -466,7 +466,7 @@ def noise_models(with_best: bool = True) -> dict[str, Any]:
               "the ladder's final model": runs.load_model(runs.run(final_job()))}
     models |= {f"recipe + {name}": runs.load_model(runs.run(job)) for name, job in noise_jobs().items()}
     if with_best:
-        models["cross-validated best"] = runs.load_model(runs.run(best_job()))
+        models["B"] = runs.load_model(runs.run(best_job()))
     return models
 
 
@@ -504,20 +504,24 @@ def ledger_by_experiment(table: pd.DataFrame) -> pd.DataFrame:
     """The ledger's entries (:func:`helpers.ledger.overview`'s table, indexed by short key) with the
     experiment that first lists each (:func:`experiment_runs`; "outside the registry" for the rest)."""
     named: dict[str, str] = {}
-    for name, group in experiment_runs().items():
+    groups = experiment_runs()
+    for name, group in groups.items():
         for r in group:
             named.setdefault(r.key[:8], name)
-    return table.assign(experiment=[named.get(key, "outside the registry (kept: scored on the test set)")
-                                    for key in table.index])
+    outside = "outside the registry (kept: scored on the test set)"
+    order = [*groups, outside]  # the experiments in the order the book made them
+    return table.assign(experiment=pd.Categorical([named.get(key, outside) for key in table.index], categories=order))
 
 
 def ledger_groups(listing: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment of :func:`ledger_by_experiment`: its runs, how many were scored on the test
-    set, how many ``make retrain`` found identical and how many it has not retrained yet."""
+    """One row per experiment of :func:`ledger_by_experiment`: its chapter, its runs, how many were scored on
+    the test set, how many ``make retrain`` found identical and how many it has not retrained yet."""
     rows = []
-    for name, group in listing.groupby("experiment", sort=False):
+    for name, group in listing.groupby("experiment", sort=True, observed=True):
         status = group["make retrain"]
-        rows.append({"experiment": name, "runs": len(group), "on the test set": int((group["split"] == "test").sum()),
+        experiment, _, chapter = name.removesuffix(")").partition(" (")
+        rows.append({"experiment": experiment, "chapter": chapter.removesuffix(" chapter"), "runs": len(group),
+                     "test set": int((group["split"] == "test").sum()),
                      "identical": int((status == "identical").sum()),
                      "not yet": int(status.isin(["not yet", "not retrained"]).sum())})
     return pd.DataFrame(rows).set_index("experiment")

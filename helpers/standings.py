@@ -234,7 +234,7 @@ def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[
 #: The best-published chapter's looks at the test set (:data:`helpers.testlog.LOOKS`), by the standings' names.
 LOOK_NAMES = {"the first round's choice (best-published chapter)": "A's 5 seeds",
               "ranking check on the test set (best-published chapter)": "ranking check: A's rivals, seed 0",
-              "the cross-validated best model (best-published chapter)": "B's 5 seeds",
+              "B, the second round's choice (best-published chapter)": "B's 5 seeds",
               "ensemble members chosen by cross-validation (best-published chapter)": "B's ensemble's other members",
               "third round: the chosen model and the ensemble's members (best-published chapter)":
                   "W's 5 seeds (round 3's one look)",

@@ -64,7 +64,7 @@ LOOKS: dict[str, Look] = {
         "nothing chosen; the second round was written down after this look"),
     "cross-validation, second round (best-published chapter)": Look(
         "training images only", "four more levers on the first round's choice, the same folds", "the final choice"),
-    "the cross-validated best model (best-published chapter)": Look(
+    "B, the second round's choice (best-published chapter)": Look(
         "report", "the final choice on all training images, five seeds",
         "nothing chosen; the single-model target is still missed (the next protocol is committed before its runs)"),
     "ensemble members chosen by cross-validation (best-published chapter)": Look(

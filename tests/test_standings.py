@@ -13,7 +13,7 @@ def fake_log() -> pd.DataFrame:
     """A test-set log in the book's order: each experiment that chose a model, with looks between them."""
     names = ["decision search (model chapter)", "seeds (variance chapter)", "cross-validation, first round (best-published chapter)",
              "the first round's choice (best-published chapter)", "cross-validation, second round (best-published chapter)",
-             "the cross-validated best model (best-published chapter)",
+             "B, the second round's choice (best-published chapter)",
              "third round: cross-validation (best-published chapter)",
              "third round: the chosen model and the ensemble's members (best-published chapter)",
              "fourth round: cross-validation of the distilled students (best-published chapter)"]

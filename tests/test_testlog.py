@@ -31,7 +31,7 @@ def test_log_orders_experiments_by_date_and_counts_a_shared_run_once() -> None:
         "cross-validation, second round (best-published chapter)":
             [run(averaged, 0, f"cv3-{f}", f"2026-11-28 01:2{f}:00") for f in range(3)],
         "the first round's choice (best-published chapter)": first,
-        "the cross-validated best model (best-published chapter)":
+        "B, the second round's choice (best-published chapter)":
             [run(averaged, s, "test", f"2026-11-28 02:1{s}:00", errors=44) for s in range(5)],
         # seed 0 of the first choice again (one look), and one candidate of its own
         "ranking check on the test set (best-published chapter)":

@@ -940,7 +940,7 @@ def test_log(L: Ledger, extra: dict, third: tuple | None, fourth: tuple | None, 
         ("the first round's choice", extra["first_runs"], True, True),
         ("ranking check on the test set", extra["tests"], True, True),
         ("cross-validation, second round", [r for c in extra["second"] for r in c.runs], False, True),
-        ("the cross-validated best model", extra["runs"], True, True),
+        ("B, the second round's choice", extra["runs"], True, True),
         ("ensemble members chosen by cross-validation", extra["ensemble_runs"], True, True)]
     if third is not None:
         rows.append(("third round: cross-validation", [r for c in third[1]["candidates"] for r in c.runs], False, True))
