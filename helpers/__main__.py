@@ -38,12 +38,12 @@ def _evaluate(seed: int) -> dict[str, Any]:
 def _summary() -> dict[str, Any]:
     import numpy as np
 
-    from helpers import best_published, distill, experiments, findings, robust, standings  # TensorFlow only when a command needs it
+    from helpers import best_published, distill, findings, robust, standings  # TensorFlow only when a command needs it
 
     everything = findings.gather()  # every round, read once; the standings as the book prints them
     table = standings.rows(everything, findings.test_log())
     seeds, rungs, selection = everything.recipe, everything.rungs, everything.selection
-    chosen, runs, result = selection.chosen, everything.final_runs, everything.final
+    chosen, result = selection.chosen, everything.final
     chosen_ensemble, third, fourth = everything.ensemble, everything.third, everything.fourth
     look, r3 = third.look, third.numbers
     r4 = fourth.numbers
