@@ -5,6 +5,10 @@
 - :func:`mean_interval`: the Student-t interval of a mean over seeds, SciPy's ``t.interval``.
 - :func:`t_test_p`: the two-sided one-sample t-test of a mean over seeds against a value, SciPy's.
 - :func:`mcnemar_p`: the exact McNemar test of two models on the same images, statsmodels'.
+
+A spread over seeds (a standard deviation, a t-interval) is shown only from :data:`MIN_SEEDS` seeds
+on: from one or two it is not an estimate a reader can use, and the tables say "1 seed" or
+"2 seeds" in its place (:func:`helpers.evaluate.with_seed_counts`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
+
+#: The fewest seeds from which the book shows a standard deviation or an interval over seeds.
+MIN_SEEDS = 3
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from helpers import book, discussion, paper
+from helpers import book, discussion, evaluate, paper
 from helpers.config import BASELINE, READINGS
 from helpers.runs import Job, Run
 from tests.conftest import REPO
@@ -58,18 +58,37 @@ def test_variant_table_counts_seeds_at_the_paper_and_pairs_seeds() -> None:
     recipe = [with_errors(e, s) for s, e in enumerate((76, 80, 78))]
     better = [with_errors(e, s, config=BASELINE.with_(augment_shift=0.125)) for s, e in enumerate((50, 58, 60))]
     table = discussion.variant_table({discussion.RECIPE: recipe, "shift": better})
-    assert table.loc["shift", f"seeds with ≤ {paper.ERRORS} errors"] == 2
-    assert table.loc[discussion.RECIPE, f"seeds with ≤ {paper.ERRORS} errors"] == 0
+    assert table.loc["shift", f"seeds ≤ {paper.ERRORS} errors"] == 2
+    assert table.loc[discussion.RECIPE, f"seeds ≤ {paper.ERRORS} errors"] == 0
     assert table.loc["shift", "seeds"] == 3
     assert table.loc["shift", "mean (%)"] == pytest.approx(round(100 * 56 / N, 2))
     # the better reading's errors are a subset of the recipe's: every seed is a significant pair
-    assert table.loc["shift", "paired McNemar vs recipe: seeds with p < 0.05"] == "3 of 3"
+    assert table.loc["shift", "McNemar: seeds with p < 0.05"] == "3 of 3"
+    # the recipe is the reference of the paired tests: a dash, never nan
+    assert table.loc[discussion.RECIPE, "McNemar: seeds with p < 0.05"] == "—"
+    assert table.loc[discussion.RECIPE, "median p"] == "—"
     numbers = discussion.variant_numbers({discussion.RECIPE: recipe, "shift": better})
     assert numbers[1]["seeds_at_or_below_paper"] == 2 and numbers[1]["min_error"] == pytest.approx(100 * 50 / N)
     shift = READINGS[0].name
     table = discussion.readings_table({discussion.RECIPE: recipe, shift: better})
     assert table.loc[shift, "what in the paper allows it"] == READINGS[0].grounds
     assert table.loc[discussion.RECIPE, "what in the paper allows it"] == "the model chapter's choices"
+    # the chapter shows it as two tables, which together hold every column
+    assert set(discussion.READING_ERRORS) | set(discussion.READING_PAIRS) == set(table.columns)
+    assert not set(discussion.READING_ERRORS) & set(discussion.READING_PAIRS)
+
+
+def test_variant_table_shows_no_spread_from_fewer_than_three_seeds() -> None:
+    recipe = [with_errors(e, s) for s, e in enumerate((76, 80, 78))]
+    two = [with_errors(e, s, config=BASELINE.with_(augment_shift=0.125)) for s, e in enumerate((50, 60))]
+    one = [with_errors(70, 0, config=BASELINE.with_(dense_units=64))]
+    table = discussion.variant_table({discussion.RECIPE: recipe, "two": two, "one": one})
+    assert table.loc["two", "std (%)"] == "2 seeds" and table.loc["two", "95 % interval (%)"] == "2 seeds"
+    assert table.loc["one", "std (%)"] == "1 seed" and table.loc["one", "95 % interval (%)"] == "1 seed"
+    assert table.loc[discussion.RECIPE, "std (%)"] == pytest.approx(round(float(np.std(
+        100 * np.array([76, 80, 78]) / N, ddof=1)), 2))
+    markdown = str(evaluate.markdown(table).data)
+    assert "nan" not in markdown and "None" not in markdown
 
 
 def test_recipe_against_the_paper() -> None:
@@ -131,8 +150,12 @@ def test_verdict_table_judges_each_claim() -> None:
     assert table.loc["dataset and split", "verdict"] == "not reproduced"  # 300/200 images, not 7291/2007
     assert table.loc["training: 100 epochs, batch 256", "verdict"] == "reproduced"
     assert table.loc["overall accuracy 97.11 % (58 errors)", "verdict"] in ("partly", "reproduced")
-    assert "training 99.0 %, test 90.0 %" in table.loc["curves (Figure 7): little gap between training and "
-                                                       "validation", "this book"]
+    assert "seed 0: training 99.0 %, test 90.0 %" in table.loc["curves (Figure 7): little gap between training "
+                                                               "and validation", "this book"]
+    # the per-digit cells say that they average the seeds (the introduction shows them without the evidence)
+    assert table.loc["per-digit accuracy (Figure 8)", "this book"].startswith("mean of 3 seeds: ")
+    assert table.loc["best and worst digit (Figure 8)", "this book"].startswith("mean of 3 seeds: best ")
+    assert "mean of 3 seeds" in table.loc["overall accuracy 97.11 % (58 errors)", "this book"]
 
 
 def test_command_line_gap_json_answers_from_the_ledger() -> None:

@@ -78,3 +78,44 @@ def test_noise_anatomy_finds_where_errors_go() -> None:
     assert table.index.name == "model (sigma = 0.4)"
     same = evaluate.add_noise(images, 0.4, seed=3)
     assert np.array_equal(same, evaluate.add_noise(images, 0.4, seed=3)) and same.min() >= 0 and same.max() <= 1
+
+
+def test_no_spread_is_shown_from_fewer_than_three_seeds() -> None:
+    import pandas as pd
+
+    from helpers import stats
+
+    assert stats.MIN_SEEDS == 3
+    assert [evaluate.seeds_text(n) for n in (1, 2, 5)] == ["1 seed", "2 seeds", "5 seeds"]
+    table = pd.DataFrame({"seeds": [1, 2, 3], "mean (%)": [4.0, 3.0, 2.0], "std (%)": [float("nan"), 0.5, 0.2]},
+                         index=[32, 128, 512])
+    shown = evaluate.with_seed_counts(table, ["std (%)"])
+    assert shown["std (%)"].tolist() == ["1 seed", "2 seeds", 0.2] and table["std (%)"].iloc[1] == 0.5
+    assert "nan" not in str(evaluate.markdown(shown).data)
+    drawn = evaluate.without_few_seed_spread(table, "std (%)")  # for a figure: no error bar from 1 or 2 seeds
+    assert drawn["std (%)"].isna().tolist() == [True, True, False] and drawn["mean (%)"].tolist() == [4.0, 3.0, 2.0]
+    # the literature table's rows: one seed, the binomial interval of its score; two, no interval; more, t
+    assert evaluate.seed_row("x", [2.0]) == ("x", 2.0, evaluate.binomial_text(2.0))
+    assert evaluate.seed_row("x", [2.0, 3.0]) == ("x (mean of 2 seeds)", 2.5, "2 seeds")
+    name, mean, interval = evaluate.seed_row("x", [2.0, 3.0, 4.0])
+    low, high = stats.mean_interval([2.0, 3.0, 4.0])
+    assert (name, mean, interval) == ("x (mean of 3 seeds)", 3.0, f"{low:.2f}-{high:.2f}")
+
+
+def test_per_class_over_seeds_averages_each_digits_accuracy() -> None:
+    from types import SimpleNamespace
+
+    y = np.repeat(np.arange(10), 10)
+    one, two = y.copy(), y.copy()
+    one[30:34] = 5  # seed 0: four 3s wrong
+    two[30:32], two[80:86] = 5, 0  # seed 1: two 3s and six 8s wrong
+    runs = [SimpleNamespace(labels=y, predicted=p) for p in (one, two)]
+    accuracy = evaluate.mean_per_class_accuracy(runs)
+    assert accuracy[3] == pytest.approx(70.0) and accuracy[8] == pytest.approx(70.0) and accuracy[0] == 100.0
+    numbers = evaluate.per_class_over_seeds(runs)
+    assert numbers["seeds_n"] == 2 and numbers["seeds_worst_digit"] == 3  # a tie: the first digit
+    assert numbers["seeds_worst_digit_acc"] == pytest.approx(70.0) and numbers["seeds_best_digit"] == 0
+    diff = accuracy - np.array(paper.CLASS_ACCURACY)
+    assert numbers["seeds_far_digit"] == int(np.abs(diff).argmax())
+    assert numbers["seeds_far_diff"] == pytest.approx(diff[numbers["seeds_far_digit"]])
+    assert numbers["seeds_close"] == int(np.sum(np.abs(diff) <= 1.5))
