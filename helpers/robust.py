@@ -36,7 +36,7 @@ TARGETS = {"single": 1.8, "ensemble": 1.5}  # test error (%)
 BUDGET_MINUTES = 240  # wall-clock training on 2 cores for the whole round
 
 REFERENCE = "the paper's network"
-PREVIOUS = "B (the previous best)"
+PREVIOUS = "B"  # the second round's choice (the protocol calls it "B (the previous best)")
 NOISY = "B + pixel noise"
 WIDER = "B + pixel noise, wider"
 LONGER = "B + pixel noise, wider, twice the epochs"
@@ -175,20 +175,21 @@ class Selection:
 
 
 def cv_table(selection: Selection) -> pd.DataFrame:
-    """Each candidate's clean out-of-fold errors in every reading (columns named by the reading), its score,
-    and McNemar tests against B and against the candidate it changes (:data:`PARENT`, by its number ``#``)."""
+    """Each candidate's clean out-of-fold errors in every reading (columns named by the reading), its score (the
+    fewest of its allowed readings), McNemar tests against B and against the candidate it changes (:data:`PARENT`,
+    by its number ``#``), and its training time summed over the folds."""
     rows = []
     previous, number = selection.candidates[PREVIOUS], {name: i for i, name in enumerate(selection.candidates)}
     for name, c in selection.candidates.items():
         rows.append({"#": number[name], "candidate": name, **{r: c.errors(r) for r in READINGS},
-                     "reading": "" if name == REFERENCE else c.reading, "score": c.score,
+                     "score": c.score,
                      "p vs B": "" if name in (REFERENCE, PREVIOUS) else _p(stats.mcnemar_p(
                          c.probabilities.argmax(1), previous.probabilities.argmax(1), c.labels)),
                      "changes #": number[PARENT[name]] if name in PARENT else "",
                      "p vs it": "" if name not in PARENT else _p(stats.mcnemar_p(
                          c.probabilities.argmax(1), selection.candidates[PARENT[name]].probabilities.argmax(1),
                          c.labels)),
-                     "3 folds (s)": round(c.seconds)})
+                     "time (s)": round(c.seconds)})
     return pd.DataFrame(rows).set_index("#")
 
 
@@ -404,7 +405,7 @@ def numbers(selection: Selection, look: TestLook, paper_noise: float, previous_n
 
 
 def candidate_table(configs: Mapping[str, Config]) -> pd.DataFrame:
-    """Each candidate and what it changes against B (the previous best); the paper's network in full."""
+    """Each candidate and what it changes against B (the second round's choice); the paper's network in full."""
     previous = configs[PREVIOUS]
     rows = []
     for name, config in configs.items():

@@ -62,7 +62,7 @@ def test_command_line_summary_json_answers_from_the_ledger() -> None:
     third = result["third_round_cross_validation"]
     reference = next(v for v in third.values() if v["robust"] is None)
     assert all(v["robust"] == (v["noise_errors"] <= reference["noise_errors"]) for v in third.values() if v is not reference)
-    scores = {n: min(v["errors_plain"], v["errors_shifts"]) if n.startswith("B (") else
+    scores = {n: min(v["errors_plain"], v["errors_shifts"]) if n == "B" else
               min(v["errors_plain"], v["errors_shifts"], v["errors_shifts_and_rotations"])
               for n, v in third.items() if v["robust"]}
     assert third[chosen]["robust"] and scores[chosen] == min(scores.values())

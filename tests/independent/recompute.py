@@ -96,7 +96,7 @@ INTRO_BEST = ("best_mean", "best_low", "best_high", "best_seeds", "chosen", "ens
               "ensemble_low", "ensemble_high", "ensemble_sets", "ensemble_size")
 INTRO_RECIPE = ("rec_seeds", "rec_mean", "rec_std", "rec_low", "rec_high", "rec_p", "rec_min_errors", "rec_max_errors",
                 "gap_points", "gap_images", "top_digit", "top_share")
-R3_NAMES = ("the paper's network", "B (the previous best)", "B + pixel noise", "B + pixel noise, wider",
+R3_NAMES = ("the paper's network", "B", "B + pixel noise", "B + pixel noise, wider",
             "B + pixel noise, wider, twice the epochs", "B + pixel noise, third block")
 
 
