@@ -258,14 +258,14 @@ def _two_digits(value: float) -> float:
 def cv_numbers(cv: pd.DataFrame, chosen: CVResult) -> dict[str, Any]:
     """The numbers the chapter quotes from :func:`cv_table`."""
     base = cv.loc[BASE]
-    p = pd.to_numeric(cv["McNemar p vs base"]).fillna(1.0)
+    p = pd.to_numeric(cv["p vs base"]).fillna(1.0)
     better = cv["CV errors"] < base["CV errors"]
     chosen_p = float(p[chosen.name])
     return {"base_cv_errors": int(base["CV errors"]), "cv_n": len(chosen.labels), "cv_candidates": len(cv),
             "cv_better": int(better.sum()), "cv_significant": int((better & (p < 0.05)).sum()),
             "chosen_p": chosen_p,
-            "all_cv_errors": int(cv.loc[ALL, "CV errors"]), "all_fit": float(cv.loc[ALL, "last-epoch training accuracy (%)"]),
-            "base_fit": float(base["last-epoch training accuracy (%)"])}
+            "all_cv_errors": int(cv.loc[ALL, "CV errors"]), "all_fit": float(cv.loc[ALL, "fit (%)"]),
+            "base_fit": float(base["fit (%)"])}
 
 
 def holdout_table(rungs: Sequence[Any]) -> pd.DataFrame:
@@ -289,18 +289,19 @@ def choose(results: Mapping[str, CVResult]) -> CVResult:
 
 
 def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
-    """Cross-validated errors of every candidate, with and without test-time shifts, against the base."""
+    """Cross-validated errors of every candidate, without and with test-time shifts ("shifts"), the exact
+    McNemar p against the base (the first row), the last epoch's training accuracy ("fit") and the training
+    time summed over the folds."""
     base = next(iter(results.values()))  # the first candidate: the ladder's final model, or the first choice
     n = len(base.labels)
     rows = []
     for name, r in results.items():
-        rows.append({"candidate": name, "CV errors": r.errors, "CV error (%)": round(100 * r.errors / n, 2),
-                     "with test-time shifts": r.tta_errors,
-                     "with shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else None,
-                     "McNemar p vs base": "" if r is base else _two_digits(stats.mcnemar_p(
+        rows.append({"candidate": name, "CV errors": r.errors, "CV (%)": round(100 * r.errors / n, 2),
+                     "shifts": r.tta_errors if r.tta_errors is not None else "not stored",
+                     "shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else "",
+                     "p vs base": "" if r is base else _two_digits(stats.mcnemar_p(
                          r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels)),
-                     "last-epoch training accuracy (%)": round(r.fit_accuracy, 1),
-                     "training time, 3 folds (s)": round(r.seconds)})
+                     "fit (%)": round(r.fit_accuracy, 1), "time (s)": round(r.seconds)})
     return pd.DataFrame(rows).set_index("candidate")
 
 

@@ -520,8 +520,9 @@ def ledger_groups(listing: pd.DataFrame) -> pd.DataFrame:
     for name, group in listing.groupby("experiment", sort=True, observed=True):
         status = group["make retrain"]
         experiment, _, chapter = name.removesuffix(")").partition(" (")
+        identical, pending = int((status == "identical").sum()), int(status.isin(["not yet", "not retrained"]).sum())
         rows.append({"experiment": experiment, "chapter": chapter.removesuffix(" chapter"), "runs": len(group),
                      "test set": int((group["split"] == "test").sum()),
-                     "identical": int((status == "identical").sum()),
-                     "not yet": int(status.isin(["not yet", "not retrained"]).sum())})
+                     "retrained": f"{identical} identical" + (f", {pending} not yet" if pending else "")
+                                  + (f", {len(group) - identical - pending} differ" if len(group) - identical - pending else "")})
     return pd.DataFrame(rows).set_index("experiment")

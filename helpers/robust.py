@@ -304,13 +304,13 @@ def test_look(selection: Selection, workers: int = 2) -> TestLook:
 
 
 def final_table(look: TestLook) -> pd.DataFrame:
-    """One row per seed of the chosen model, its seeds' ensemble and the ensemble: errors, error, interval,
-    and each seed's errors under pixel noise sigma = 0.4."""
+    """One row per seed of the chosen model (named in the index's header), its seeds' ensemble and the
+    ensemble: errors, error, binomial interval, and each seed's error under pixel noise sigma = 0.4."""
     rows = []
     for result, errors, noisy in zip(look.runs[look.chosen], look.single_errors, look.noise_errors(NOISE)):
-        rows.append({"model": f"{look.chosen}, seed {result.job.seed}", "errors": errors,
+        rows.append({"model": f"seed {result.job.seed}", "errors": errors,
                      "error (%)": round(100 * errors / look.n, 2), "95 % interval (%)": _wilson(errors, look.n),
-                     f"error at noise {NOISE} (%), plain": round(100 * noisy / look.n, 1),
+                     f"σ = {NOISE} (%), plain": round(100 * noisy / look.n, 1),
                      "training time (s)": round(result.seconds)})
     groups = {f"ensemble of its {len(look.runs[look.chosen])} seeds": (look.seed_ensemble_errors, look.runs[look.chosen])}
     if len(look.runs) > 1:  # forward selection added members
@@ -318,9 +318,9 @@ def final_table(look: TestLook) -> pd.DataFrame:
             look.ensemble_errors, sum(look.runs.values(), []))
     for name, (errors, group) in groups.items():
         rows.append({"model": name, "errors": errors, "error (%)": round(100 * errors / look.n, 2),
-                     "95 % interval (%)": _wilson(errors, look.n), f"error at noise {NOISE} (%), plain": "",
+                     "95 % interval (%)": _wilson(errors, look.n), f"σ = {NOISE} (%), plain": "not measured",
                      "training time (s)": round(sum(r.seconds for r in group))})
-    table = pd.DataFrame(rows).set_index("model")
+    table = pd.DataFrame(rows).set_index("model").rename_axis(look.chosen)
     return table.rename(columns={"errors": f"errors, {look.readings[look.chosen]}",
                                  "error (%)": f"error (%), {look.readings[look.chosen]}"})
 

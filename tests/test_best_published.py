@@ -120,9 +120,9 @@ def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() 
     chosen = best_published.choose(results)
     assert chosen.name == "better" and chosen.use_tta and chosen.score == 0  # shifts fix its errors
     table = best_published.cv_table(results)
-    assert table.loc[best_published.BASE, "CV errors"] == 12 and table.loc["better", "with test-time shifts"] == 0
-    assert table.loc["better", "McNemar p vs base"] < 0.05
-    assert table.loc["better", "last-epoch training accuracy (%)"] == 90.0
+    assert table.loc[best_published.BASE, "CV errors"] == 12 and table.loc["better", "shifts"] == 0
+    assert table.loc["better", "p vs base"] < 0.05
+    assert table.loc["better", "fit (%)"] == 90.0
     numbers = best_published.cv_numbers(table, chosen)
     assert numbers["cv_better"] == 2 and numbers["cv_significant"] == 2 and numbers["base_cv_errors"] == 12
     assert numbers["chosen_p"] < 0.05 and numbers["cv_n"] == len(labels)
@@ -256,7 +256,7 @@ def test_selection_and_second_round_numbers() -> None:
     assert numbers["first_score"] == 5 and numbers["second_better"] == 2 and numbers["second_candidates"] == 3
     assert numbers["elastic_score"] == 7 and numbers["double_score"] == 4 and numbers["chosen_score"] == 3
     table = best_published.cv_table(second)  # the McNemar column compares with the first round's choice
-    assert table.loc["ls", "McNemar p vs base"] == "" and table.loc["ls + weight averaging", "CV errors"] == 3
+    assert table.loc["ls", "p vs base"] == "" and table.loc["ls + weight averaging", "CV errors"] == 3
 
 
 def test_test_jobs_list_the_chosen_seeds_the_ranking_check_and_the_members() -> None:

@@ -264,7 +264,7 @@ def test_the_test_look_counts_seeds_members_and_training_runs() -> None:
     assert look.ensemble_errors == int((((chosen + other) / 2).argmax(1) != labels).sum())
     table = robust.final_table(look)
     assert list(table["errors, shifts"][:5]) == [40, 38, 41, 36, 39] and len(table) == 7
-    assert list(table["error at noise 0.4 (%), plain"][:5]) == [round(100 * k / 2007, 1) for k in (40, 38, 41, 36, 39)]
+    assert list(table["σ = 0.4 (%), plain"][:5]) == [round(100 * k / 2007, 1) for k in (40, 38, 41, 36, 39)]
     previous = [_fake_run(Job(B, seed), look.labels, np.arange(k), [np.arange(k)] * 4, np.random.default_rng(seed))
                 for seed, k in enumerate((43, 44, 44, 42, 45))]
     numbers = robust.numbers(_selection_stub(), look, paper_noise=11.8, previous_noise=70.0, previous=previous)
