@@ -114,7 +114,7 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
     mark = lambda name: {"chosen_by": CHOSEN_BY[name], "looks_before": looks_before(log, CHOSEN_IN[name])}  # noqa: E731
     published = paper.BEST_PUBLISHED
     return [
-        Standing("the paper (Karim & Kaur)", (paper.ERRORS,), n, "published", chosen_by="its test set"),
+        Standing("the paper", (paper.ERRORS,), n, "published", chosen_by="its test set"),
         Standing(RECIPE, tuple(r.errors for r in results.recipe), n, "seeds", r3["r3_paper_noise"], "seed 0",
                  **mark(RECIPE)),
         Standing(A, tuple(first.errors), n, "seeds", **mark(A)),
@@ -126,7 +126,7 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
                  **mark(W_ENSEMBLE)),
         Standing(STUDENT, tuple(fourth.look.single_errors), n, "seeds", r4["r4_noise_mean"], "mean of seeds",
                  **mark(STUDENT)),
-        Standing("best published (Keysers et al.)", (published * n / 100,), n, "published", chosen_by="published"),
+        Standing("best published (Keysers)", (published * n / 100,), n, "published", chosen_by="published"),
     ]
 
 
@@ -141,28 +141,39 @@ def by_name(standings: Sequence[Standing]) -> dict[str, Standing]:
     return {s.name: s for s in standings}
 
 
+#: What a standings cell shows when a value does not exist for that row (defined under the table).
+NOT_MEASURED = "—"
+
+
 def _errors_text(s: Standing) -> str:
     if s.kind == "seeds":
         low, high = min(s.errors), max(s.errors)
-        return (f"{low}" if low == high else f"{low}–{high}") + f" ({len(s.errors)} seeds)"
+        return f"{low}" if low == high else f"{low}–{high}"
+    return f"{s.mean_errors:.0f}"
+
+
+def _runs_text(s: Standing) -> str:
+    if s.kind == "seeds":
+        return f"{len(s.errors)} seeds"
     if s.kind == "ensemble":
-        return f"{s.errors[0]} ({s.training_runs} runs)"
-    return f"{s.mean_errors:.0f} (1 run)" if s.name.startswith("the paper") else f"{s.mean_errors:.0f}"
+        return f"{s.training_runs} runs"
+    return "1 run" if s.name.startswith("the paper") else NOT_MEASURED
 
 
 def table(standings: Sequence[Standing]) -> pd.DataFrame:
-    """The standings as the book prints them (narrow enough for the text column), human readers last."""
+    """The standings as the book prints them (narrow enough for the text column), human readers last.
+    A "—" is a value that was not measured (noise) or is not the book's (looks before a published result)."""
     out = []
     for s in standings:
         low, high = s.interval
-        out.append({"model": s.name, "test error (%)": f"{s.error:.2f}", "95 % (binomial)": f"{low:.1f}–{high:.1f}",
-                    "errors": _errors_text(s),
-                    "σ = 0.4 (%)": f"{s.noise:.1f}" if s.noise is not None else "not measured",
+        out.append({"model": s.name, "error (%)": f"{s.error:.2f}", "95 % (binomial)": f"{low:.1f}–{high:.1f}",
+                    "errors": _errors_text(s), "runs": _runs_text(s),
+                    "σ = 0.4 (%)": f"{s.noise:.1f}" if s.noise is not None else NOT_MEASURED,
                     "chosen by": s.chosen_by,
-                    "looks before": str(s.looks_before) if s.looks_before is not None else "not ours"})
-    out.append({"model": "human readers", "test error (%)": f"{paper.HUMAN[0]:g}–{paper.HUMAN[1]:g}",
-                "95 % (binomial)": "published", "errors": "", "σ = 0.4 (%)": "not measured",
-                "chosen by": "published", "looks before": "not ours"})
+                    "looks before": str(s.looks_before) if s.looks_before is not None else NOT_MEASURED})
+    out.append({"model": "human readers", "error (%)": f"{paper.HUMAN[0]:g}–{paper.HUMAN[1]:g}",
+                "95 % (binomial)": NOT_MEASURED, "errors": NOT_MEASURED, "runs": NOT_MEASURED,
+                "σ = 0.4 (%)": NOT_MEASURED, "chosen by": "published", "looks before": NOT_MEASURED})
     return pd.DataFrame(out).set_index("model")
 
 

@@ -53,18 +53,19 @@ def test_the_interval_is_binomial_on_the_mean_error_count_not_the_seeds_spread()
     assert b.interval[1] - b.interval[0] > t_high - t_low
     ensemble = table[standings.B_ENSEMBLE]
     assert ensemble.errors == (38,) and ensemble.kind == "ensemble" and ensemble.training_runs == 5
-    assert table["the paper (Karim & Kaur)"].error == pytest.approx(paper.ERRORS / N * 100)
+    assert table["the paper"].error == pytest.approx(paper.ERRORS / N * 100)
 
 
 def test_the_table_has_no_missing_cell_and_says_what_was_not_measured() -> None:
     frame = standings.table(standings.rows(fake_results(), fake_log()))
     text = frame.to_string()
     assert "nan" not in text.lower() and "None" not in text
-    assert frame.loc[standings.A, "σ = 0.4 (%)"] == "not measured"
-    assert frame.loc[standings.B, "errors"] == "42–45 (5 seeds)"
-    assert frame.loc[standings.B_ENSEMBLE, "errors"] == "38 (5 runs)"
-    assert frame.loc[standings.B, "looks before"] == "2" and frame.loc["human readers", "looks before"] == "not ours"
-    assert len(frame.columns) <= 6  # narrow enough for the text column (the browser test measures it)
+    assert frame.loc[standings.A, "σ = 0.4 (%)"] == standings.NOT_MEASURED == "—"
+    assert frame.loc[standings.B, "errors"] == "42–45" and frame.loc[standings.B, "runs"] == "5 seeds"
+    assert frame.loc[standings.B_ENSEMBLE, "errors"] == "38" and frame.loc[standings.B_ENSEMBLE, "runs"] == "5 runs"
+    assert frame.loc["the paper", "runs"] == "1 run"
+    assert frame.loc[standings.B, "looks before"] == "2" and frame.loc["human readers", "looks before"] == "—"
+    assert len(frame.columns) <= 7  # narrow enough for the text column (the browser test measures it)
 
 
 def test_numbers_and_json_quote_the_same_rows() -> None:

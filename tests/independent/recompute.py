@@ -997,8 +997,8 @@ STANDINGS = (("recipe", "the recipe", "seeds", "holdout splits", "decision searc
              ("w_ens", "W's ensemble", "ensemble", "protocol, round 3", "third round: cross-validation"),
              ("student", "the student", "seeds", "protocol, round 4",
               "fourth round: cross-validation of the distilled students"))
-PUBLISHED = (("the paper (Karim & Kaur)", PAPER_ERRORS, "its test set"),  # before the models
-             ("best published (Keysers et al.)", BEST_PUBLISHED * N_TEST / 100, "published"))  # after them
+PUBLISHED = (("the paper", PAPER_ERRORS, "its test set"),  # before the models
+             ("best published (Keysers)", BEST_PUBLISHED * N_TEST / 100, "published"))  # after them
 
 
 def standings(L: Ledger, best: dict, extra: dict, third: tuple | None, fourth: tuple | None,
