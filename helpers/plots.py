@@ -189,16 +189,16 @@ def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -
 
 def readings_plot(errors: dict[str, Sequence[float]], paper_error: float) -> Figure:
     """Test error of every seed of every reading of the recipe (dots) and their mean (bar)."""
-    fig = Figure(figsize=(8, 0.55 * len(errors) + 1.6), layout="tight")
+    fig = Figure(figsize=(8, 0.4 * len(errors) + 1.0), layout="tight")
     ax = fig.subplots()
     for row, (name, values) in enumerate(errors.items()):
         ax.scatter(values, [row] * len(values), color="C0", zorder=3, s=22)
         ax.plot([np.mean(values)] * 2, [row - 0.3, row + 0.3], color="C1", linewidth=2.5)
     ax.axvline(paper_error, color="C3", linestyle="--", label="the paper (one run)")
     ax.set_yticks(range(len(errors)), list(errors))
-    ax.invert_yaxis()
+    ax.set_ylim(len(errors) - 0.5, -0.5)
     ax.set_xlabel("test error (%): one dot per seed, the orange bar is the mean")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    ax.legend(loc="lower right", fontsize=9)
     return fig
 
 
