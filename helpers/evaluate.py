@@ -124,6 +124,16 @@ def markdown(table: pd.DataFrame, floatfmt: str = "g") -> Markdown:
     return Markdown(table.to_markdown(floatfmt=floatfmt))
 
 
+def markdown_across(table: pd.DataFrame, floatfmt: str = ".1f") -> Markdown:
+    """A table with one row per digit (or other short key) shown the other way round, its rows across
+    the page: a table of ten short rows fits the column in a few lines. Each column keeps its own format
+    (whole numbers stay whole, floats get ``floatfmt``)."""
+    cells = pd.DataFrame({column: [f"{v:{floatfmt}}" if pd.api.types.is_float_dtype(table[column]) else str(v)
+                                   for v in table[column]] for column in table.columns}, index=table.index)
+    across = cells.T.rename_axis(table.index.name or "")
+    return Markdown(across.to_markdown(disable_numparse=True, colalign=("left",) + ("right",) * len(table)))
+
+
 @dataclass(frozen=True)
 class TestReport:
     """A model's predictions on the 2007 test images and their overall score."""
@@ -165,16 +175,19 @@ def interval_check(ours: Score, paper_errors: int = paper.ERRORS) -> dict[str, b
 
 
 def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[str, str]) -> pd.DataFrame:
-    """The reproduction decisions, one row per option tried: holdout errors and our choice."""
-    table = []
-    for i, row in enumerate(rows):
-        first = i == 0 or rows[i - 1]["decision"] != row["decision"]
-        table.append({"decision": row["decision"] if first else "",
-                      "the paper says": paper_says[row["decision"]] if first else "",
-                      "option": row["option"], "holdout errors": row["errors"],
-                      "holdout accuracy (%)": round(100 * row["accuracy"], 2),
-                      "chosen": "**yes**" if chosen[row["decision"]] == row["option"] else ""})
-    return pd.DataFrame(table).set_index("decision")
+    """The reproduction decisions, one row per decision: what the paper says, the option kept and the
+    other options tried, each with its holdout errors (summed over seeds)."""
+    table: dict[str, dict[str, str]] = {}
+    for row in rows:
+        entry = table.setdefault(row["decision"], {"the paper says": paper_says[row["decision"]],
+                                                   "kept": "", "also tried": ""})
+        cell = f"{row['option']} ({row['errors']})"
+        if chosen[row["decision"]] == row["option"]:
+            entry["kept"] = f"**{cell}**"
+        else:
+            tried = entry["also tried"]
+            entry["also tried"] = f"{tried}; {cell}" if tried else cell
+    return pd.DataFrame(table).T.rename_axis("decision")
 
 
 def overall_table(ours: Score, paper_errors: int = paper.ERRORS) -> pd.DataFrame:

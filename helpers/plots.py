@@ -36,13 +36,13 @@ def _display_figures_as_png() -> None:
 _display_figures_as_png()
 
 
-def _show_digit(ax: Axes, image: np.ndarray, title: str | None = None) -> None:
+def _show_digit(ax: Axes, image: np.ndarray, title: str | None = None, fontsize: float = 8) -> None:
     ax.imshow(image.reshape(16, 16), cmap="gray_r", vmin=float(min(0.0, image.min())), vmax=1.0)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=fontsize)
 
 
 def samples(images: np.ndarray, labels: np.ndarray, per_digit: int = 8) -> Figure:
@@ -91,10 +91,10 @@ def architecture(rows: Sequence[dict[str, object]]) -> Figure:
 
 def confusion_heatmap(matrix: np.ndarray, title: str = "") -> Figure:
     """Figure 6: the confusion matrix, true digit down, predicted across."""
-    fig = Figure(figsize=(6, 5), layout="tight")
+    fig = Figure(figsize=(4.6, 4.2), layout="tight")
     ax = fig.subplots()
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
-                annot_kws={"fontsize": 8}, square=True)
+                annot_kws={"fontsize": 9}, square=True)
     ax.set(xlabel="predicted digit", ylabel="true digit", title=title)
     return fig
 
@@ -114,8 +114,9 @@ def curves(history: dict[str, list[float]]) -> Figure:
     return fig
 
 
-def digit_grid(images: np.ndarray, titles: Sequence[str], columns: int = 10) -> Figure:
-    """Figure 9: a grid of digits with a caption each (e.g. true and predicted label)."""
+def digit_grid(images: np.ndarray, titles: Sequence[str], columns: int = 10, fontsize: float = 8) -> Figure:
+    """Figure 9: a grid of digits with a caption each (e.g. true and predicted label); on a wide grid,
+    short captions in a larger ``fontsize`` stay readable when the page scales the figure down."""
     rows = max(1, math.ceil(len(images) / columns))
     fig = Figure(figsize=(columns * 0.95, rows * 1.1), layout="tight")
     axes = fig.subplots(rows, columns, squeeze=False)
@@ -123,7 +124,7 @@ def digit_grid(images: np.ndarray, titles: Sequence[str], columns: int = 10) -> 
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles):
         ax.axis("on")
-        _show_digit(ax, image, title)
+        _show_digit(ax, image, title, fontsize)
     return fig
 
 

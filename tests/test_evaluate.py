@@ -55,6 +55,26 @@ def test_markdown_table_renders_our_numbers_beside_the_paper() -> None:
     assert "| accuracy (%)" in text and "95.86" in text and str(paper.ACCURACY) in text
 
 
+
+def test_a_table_across_keeps_whole_numbers_whole() -> None:
+    y = np.repeat(np.arange(10), 10)
+    text = evaluate.markdown_across(evaluate.per_class_table(y, y)).data
+    lines = text.splitlines()
+    assert lines[0].split("|")[1].strip() == "digit" and len(lines) == 2 + 7  # header, rule, seven rows
+    images = next(line for line in lines if line.startswith("| images"))
+    assert "10.0" not in images and images.count(" 10 ") == 10  # counts stay counts, not 10.0
+    accuracy = next(line for line in lines if line.startswith("| our accuracy"))
+    assert accuracy.count("100.0") == 10
+
+
+def test_decision_table_has_one_row_per_decision() -> None:
+    rows = [{"decision": "a", "option": "x", "errors": 5}, {"decision": "a", "option": "y", "errors": 4},
+            {"decision": "a", "option": "z", "errors": 9}, {"decision": "b", "option": "u", "errors": 3}]
+    table = evaluate.decision_table(rows, {"a": "y", "b": "u"}, {"a": "not stated", "b": "u"})
+    assert table.index.tolist() == ["a", "b"]
+    assert table.loc["a"].tolist() == ["not stated", "**y (4)**", "x (5); z (9)"]
+    assert table.loc["b", "also tried"] == "" and table.loc["b", "kept"] == "**u (3)**"
+
 class _InkCounter:
     """A stand-in model: reads an image as 8 when it holds more ink than any clean image, else as 1."""
 
