@@ -163,9 +163,13 @@ class Comparison:
 
 
 def same_environment(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two runs' environments match in everything a trained model may depend on."""
-    return all(a.get(k) == b.get(k) for k in ("python", "tensorflow", "keras", "numpy", "machine", "cpu",
-                                              "cpu_flags", "threads", "onednn"))
+    """Whether two runs (their ``record.json``) were trained in environments that match in everything a
+    trained model may depend on: libraries, CPU and threads, and the number of GPUs (a GPU worker on the
+    same CPU and libraries sums in another order; a record without ``gpus`` had none)."""
+    env_a, env_b = a["environment"], b["environment"]
+    return (all(env_a.get(k) == env_b.get(k) for k in ("python", "tensorflow", "keras", "numpy", "machine", "cpu",
+                                                       "cpu_flags", "threads", "onednn"))
+            and a.get("gpus", 0) == b.get("gpus", 0))
 
 
 def compare(ledger: Path, retrained: Path) -> list[Comparison]:
@@ -184,8 +188,7 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
             for name in ("tta", "tta_rotations", "noisy"):  # the other predictions, where the entry has them
                 if name in a.files:
                     identical = identical and name in b.files and bool(np.array_equal(a[name], b[name]))
-        # a GPU worker on the same CPU and libraries is another environment (records name their GPUs)
-        same = same_environment(rec["environment"], rec2["environment"]) and rec.get("gpus", 0) == rec2.get("gpus", 0)
+        same = same_environment(rec, rec2)
         rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical, same,
                                float(rec2["seconds"]), rec2["trained"][:10]))
     return rows

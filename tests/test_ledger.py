@@ -237,3 +237,13 @@ def test_environments_are_labelled_in_order_of_training(copy: Path) -> None:
     (copy / "VERIFY.md").unlink()  # no report yet: nothing is verified, and the manifest does not list it
     table, numbers = ledger.overview()
     assert numbers["verified_pending"] == len(table) and set(table["make retrain"]) == {"not yet"}
+
+
+def test_same_environment_counts_gpus() -> None:
+    """A GPU worker on the ledger's CPU and libraries is another environment (its kernels sum in another order)."""
+    env = {"python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6", "machine": "x86_64",
+           "cpu": "AMD EPYC", "cpu_flags": "abc", "threads": 1, "onednn": "default"}
+    cpu, same_cpu, gpu = {"environment": env}, {"environment": dict(env), "gpus": 0}, {"environment": dict(env), "gpus": 1}
+    assert ledger.same_environment(cpu, same_cpu)  # a record without "gpus" had none
+    assert not ledger.same_environment(cpu, gpu) and not ledger.same_environment(gpu, same_cpu)
+    assert not ledger.same_environment(cpu, {"environment": env | {"threads": 2}})

@@ -115,7 +115,7 @@ def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkey
     assert stored.source == "ledger"
     runs.build_entry(job, tmp_path, progress_every=25)
     again = runs.load_entry(job, tmp_path, "trained")
-    same = ledger.same_environment(stored.record["environment"], again.record["environment"])
+    same = ledger.same_environment(stored.record, again.record)
     if same:
         case = (f"same environment as the ledger entry: predictions must be identical "
                 f"({stored.errors} errors stored, {again.errors} retrained)")
