@@ -176,7 +176,7 @@ def sweep_plot(summary: "pd.DataFrame", field: str, label: str, log: bool = True
 
 def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -> Figure:  # noqa: F821
     """Test error per ladder rung (mean and std over seeds), with reference lines."""
-    fig = Figure(figsize=(8, 0.5 * len(table) + 1.6), layout="tight")
+    fig = Figure(figsize=(8, 0.42 * len(table) + 1.3), layout="tight")
     ax = fig.subplots()
     colors = ["C0" if kept == "yes" else "0.7" for kept in table["kept"]]
     ax.barh(table.index, table["test error (%) mean"], xerr=table["std"].fillna(0), color=colors, capsize=3)
@@ -184,7 +184,7 @@ def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -
     ax.axvline(human_error, color="C2", linestyle=":", label="human")
     ax.invert_yaxis()
     ax.set_xlabel("test error (%)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     return fig
 
 
