@@ -56,14 +56,16 @@ def samples(images: np.ndarray, labels: np.ndarray, per_digit: int = 8) -> Figur
     return fig
 
 
-def frequency(labels: np.ndarray, title: str, color: str = "C0") -> Figure:
-    """Figures 4 and 5: how many images of each digit a set holds."""
-    fig = Figure(figsize=(6.5, 3.2), layout="tight")
-    ax = fig.subplots()
-    sns.countplot(x=labels, order=list(paper.DIGITS), color=color, ax=ax)
-    for container in ax.containers:
-        ax.bar_label(container, fontsize=8)
-    ax.set(xlabel="digit", ylabel="images", title=title)
+def frequencies(sets: Sequence[tuple[np.ndarray, str, str]]) -> Figure:
+    """Figures 4 and 5 side by side: how many images of each digit each set holds, one panel per
+    ``(labels, title, colour)``."""
+    fig = Figure(figsize=(4 * len(sets), 2.7), layout="tight")
+    for ax, (labels, title, color) in zip(np.atleast_1d(fig.subplots(1, len(sets))), sets):
+        sns.countplot(x=labels, order=list(paper.DIGITS), color=color, ax=ax)
+        for container in ax.containers:
+            ax.bar_label(container, fontsize=8)
+        ax.set(xlabel="digit", ylabel="images", title=title)
+        ax.margins(y=0.12)  # room for the counts above the tallest bar
     return fig
 
 
