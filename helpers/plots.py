@@ -103,7 +103,7 @@ def confusion_heatmap(matrix: np.ndarray, title: str = "") -> Figure:
 
 def curves(history: dict[str, list[float]]) -> Figure:
     """Figure 7: training and validation loss and accuracy per epoch."""
-    fig = Figure(figsize=(10, 3.6), layout="tight")
+    fig = Figure(figsize=(10, 3.2), layout="tight")
     left, right = fig.subplots(1, 2)
     epochs = np.arange(1, len(history["loss"]) + 1)
     for ax, metric in ((left, "loss"), (right, "accuracy")):
