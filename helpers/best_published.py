@@ -592,20 +592,19 @@ def plain_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -
 
 
 def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFrame:
-    """One row per member, in the order forward selection added them: its runs, the ensemble's
-    cross-validated errors once it joined (the choice) and its test errors (the report)."""
+    """One row per member, in the order forward selection added them: its runs' seeds, the weight of each
+    run, whether it is read with test-time shifts, and the ensemble's cross-validated errors once it joined
+    (the choice) and its test errors (the report)."""
     n_cv = len(next(iter(pool.values())).labels)
     rows = []
     for name, cv_errors, test_errors in zip(result.members, result.cv_errors, result.test_errors):
         group = result.runs[name]
         rows.append({"member (in the order added)": name,
-                     "runs": f"{len(group)} (seed{'s' if len(group) > 1 else ''} "
-                             f"{', '.join(str(r.job.seed) for r in group)})",
-                     "weight of each run": f"1/{len(result.runs) * len(group)}",
-                     "test-time shifts": "yes" if pool[name].use_tta else "no",
-                     "ensemble CV errors": cv_errors, "ensemble CV error (%)": round(100 * cv_errors / n_cv, 2),
-                     "ensemble test errors": test_errors,
-                     "ensemble test error (%)": round(100 * test_errors / result.n, 2)})
+                     "seeds": ", ".join(str(r.job.seed) for r in group),
+                     "weight per run": f"1/{len(result.runs) * len(group)}",
+                     "shifts": "yes" if pool[name].use_tta else "no",
+                     "CV errors": cv_errors, "CV (%)": round(100 * cv_errors / n_cv, 2),
+                     "test errors": test_errors, "test (%)": round(100 * test_errors / result.n, 2)})
     return pd.DataFrame(rows).set_index("member (in the order added)")
 
 

@@ -515,14 +515,15 @@ def ledger_by_experiment(table: pd.DataFrame) -> pd.DataFrame:
 
 def ledger_groups(listing: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment of :func:`ledger_by_experiment`: its chapter, its runs, how many were scored on
-    the test set, how many ``make retrain`` found identical and how many it has not retrained yet."""
+    the test set, and how many ``make retrain`` found bit-identical (the rest are not retrained yet, or differ:
+    then it says how many)."""
     rows = []
     for name, group in listing.groupby("experiment", sort=True, observed=True):
         status = group["make retrain"]
         experiment, _, chapter = name.removesuffix(")").partition(" (")
-        identical, pending = int((status == "identical").sum()), int(status.isin(["not yet", "not retrained"]).sum())
-        rows.append({"experiment": experiment, "chapter": chapter.removesuffix(" chapter"), "runs": len(group),
-                     "test set": int((group["split"] == "test").sum()),
-                     "retrained": f"{identical} identical" + (f", {pending} not yet" if pending else "")
-                                  + (f", {len(group) - identical - pending} differ" if len(group) - identical - pending else "")})
+        identical, differ = int((status == "identical").sum()), int((status == "differs").sum())
+        rows.append({"experiment": experiment,
+                     "chapter": chapter.removesuffix(" chapter").replace("-", "\u2011"),  # a hyphen that does not wrap
+                     "runs": len(group), "test set": int((group["split"] == "test").sum()),
+                     "identical": f"{identical} of {len(group)}" + (f" ({differ} differ)" if differ else "")})
     return pd.DataFrame(rows).set_index("experiment")

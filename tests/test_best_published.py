@@ -307,4 +307,4 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
     weighted = np.mean([np.mean([r.probabilities for r in g], axis=0) for g in runs.values()], axis=0)
     assert best_published.ensemble_test_errors(selection, runs) == int((weighted.argmax(1) != labels).sum())
     table = best_published.ensemble_table(ensemble, cv)
-    assert list(table["weight of each run"]) == ["1/15", "1/3", "1/3"]
+    assert list(table["weight per run"]) == ["1/15", "1/3", "1/3"]
