@@ -220,7 +220,7 @@ def digit_error_heatmap(table: "pd.DataFrame") -> Figure:  # noqa: F821
 def standings_plot(errors: dict[str, Sequence[float]], human: tuple[float, float], best_published: float) -> Figure:
     """Test error of each model on the way (one dot per seed, a bar at the mean), with the band of
     human readers and the best published result."""
-    fig = Figure(figsize=(8, 0.5 * len(errors) + 1.8), layout="tight")
+    fig = Figure(figsize=(8, 0.36 * len(errors) + 1.6), layout="tight")
     ax = fig.subplots()
     ax.axvspan(*human, color="C2", alpha=0.25, label="human readers")
     ax.axvline(best_published, color="C3", linestyle="--", label="best published")
@@ -305,7 +305,7 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
 def noise_curves(table: "pd.DataFrame", reference: str) -> Figure:  # noqa: F821
     """Test error (%, log scale) against the noise's standard deviation, one line per column of ``table``;
     the ``reference`` column dashed."""
-    fig = Figure(figsize=(7, 3.8), layout="tight")
+    fig = Figure(figsize=(7, 3.3), layout="tight")
     ax = fig.subplots()
     for i, column in enumerate(table.columns):
         ax.plot(table.index, table[column], marker="o", label=column, color=f"C{i}",
