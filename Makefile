@@ -29,10 +29,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -qq -r requirements.txt
 	touch $@
 
-# Jupyter Book's execution cache re-runs a chapter only when its code cells change.
-# Results also depend on helpers/, requirements.txt and the results ledger, so the cache
-# (and Sphinx's record of what it has read) is dropped whenever their hash changes: a
-# page never shows results of older code. The hash is computed with Python (everywhere).
+# Sphinx re-reads (and so re-runs, inline) only the chapters whose text changed. Results also
+# depend on helpers/, requirements.txt and the results ledger, so Sphinx's record of what it
+# has read is dropped whenever their hash changes: a page never shows results of older code. The hash is computed with Python (everywhere).
 CODE_HASH := $(shell $(PYTHON) helpers/stamp.py)
 ifeq ($(CODE_HASH),)
 $(error could not hash helpers/ with $(PYTHON): is Python 3 installed?)
@@ -53,13 +52,14 @@ book: $(STAMP) check _build/.code-hash-$(CODE_HASH)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # Pair every chapter with its notebook (chapters/X.md <-> chapters/X.ipynb) and execute
-# the notebooks so that they are committed with their outputs.
+# the notebooks as JupyterLab's "Run all" does, so that they are committed with their outputs
+# and with the values of the prose's {eval} expressions (which JupyterLab shows on opening).
 # Each notebook records the code stamp and profile it was executed with (tests compare).
 NOTEBOOKS = $(CHAPTERS:.md=.ipynb)
 notebooks: $(STAMP) check
 	$(BIN)/jupytext --sync $(CHAPTERS)
 	for nb in $(NOTEBOOKS); do \
-	  (cd chapters && ../$(BIN)/jupyter execute --inplace --timeout=600 "$$(basename $$nb)") || exit 1; done
+	  $(BIN)/python -m helpers.notebooks execute "$$nb" || exit 1; done
 	$(BIN)/jupytext --sync $(CHAPTERS)
 	$(BIN)/python -m helpers.notebooks stamp $(NOTEBOOKS)
 
@@ -116,7 +116,7 @@ CHROMIUM ?= $(shell command -v chromium || command -v google-chrome || echo /usr
 export CHROMIUM
 check-published: book pdf
 	@test -x "$(CHROMIUM)" || { $(call apt_install,chromium,NEED_CHROMIUM); }
-	USPS_REQUIRE_PUBLISHED=1 $(BIN)/python -m pytest -q -s tests/test_published.py tests/test_demo.py tests/test_reader.py
+	USPS_REQUIRE_PUBLISHED=1 $(BIN)/python -m pytest -q -s tests/test_published.py tests/test_demo.py tests/test_reader.py tests/test_jupyterlab.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

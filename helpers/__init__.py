@@ -27,6 +27,6 @@ For the chapters and the command line:
 - :mod:`helpers.evaluate`: metrics, intervals and comparison tables; :mod:`helpers.plots`: the figures.
 - :mod:`helpers.discussion`, :mod:`helpers.best_published`, :mod:`helpers.findings` (the introduction's
   summary), :mod:`helpers.testlog`, :mod:`helpers.demo`: one chapter each.
-- :mod:`helpers.book`: glue, provenance, guarded claims and the setup cell; :mod:`helpers.notebooks`
+- :mod:`helpers.book`: the numbers the text quotes, provenance, guarded claims and the setup cell; :mod:`helpers.notebooks`
   and :mod:`helpers.stamp`: the notebooks' code stamp; ``python -m helpers``: the command line.
 """

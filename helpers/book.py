@@ -1,8 +1,9 @@
-"""Small glue between the helpers and the chapters' text: glued values, provenance, setup cell."""
+"""Between the helpers and the chapters' text: the numbers the prose quotes, provenance, setup cell."""
 
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -19,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: it does nothing. ``{url}`` is ``repository.url`` of ``_config.yml`` (a test keeps them equal).
 SETUP_CELL = '''\
 # Colab / Binder: fetch the book and install its helpers when they are missing.
+# The text shows its numbers as {{eval}}`n["name"]`: JupyterLab shows their values (jupyterlab-myst);
+# Colab renders no MyST, so there each cell that computes numbers lists them in a table below it.
 import importlib.util, os, subprocess, sys
 if importlib.util.find_spec("helpers") is None:
     subprocess.run("git clone -q --depth 1 {url} usps-cnn-book && cd usps-cnn-book && "
@@ -40,16 +43,71 @@ def setup_cell() -> str:
 
 
 def plain(value: Any) -> Any:
-    """NumPy scalars as Python numbers, so that glued values format as numbers."""
+    """NumPy scalars as Python numbers, so that the text's numbers format as numbers."""
     return value.item() if isinstance(value, np.generic) else value
 
 
-def glue_all(values: Mapping[str, Any]) -> None:
-    """Glue every value under its name for ``{glue:text}`` roles, without displaying it."""
-    from myst_nb import glue
+class Numbers:
+    """The numbers a chapter's prose quotes, by name: ``{eval}`n["name:format"]``` in the text.
 
-    for name, value in values.items():
-        glue(name, plain(value), display=False)
+    Every chapter's setup cell makes one, ``n``; each code cell adds what it computed
+    (``n.add(...)``) before the paragraphs that quote it. ``n["rec_mean:.2f"]`` formats a value as
+    Python's ``format(value, ".2f")`` (the format is optional), so the same expression shows the
+    number in the built book (myst-nb evaluates it while executing the page) and in JupyterLab
+    (jupyterlab-myst evaluates it after the cell above has run). Each value is also recorded in
+    the cell's outputs (a glue record, which no page displays), where nbval and the independent
+    computation of ``tests/independent`` read it. Colab renders no MyST: there, each ``add``
+    also shows its numbers as a small table under the cell.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def add(self, values: Mapping[str, Any]) -> None:
+        """Make ``values`` quotable by the text below; a name may be added once per chapter."""
+        from myst_nb import glue
+
+        again = sorted(set(values) & set(self._values))
+        if again:
+            raise ValueError(f"these numbers are already in this chapter: {', '.join(again)}; "
+                             "give the new ones other names")
+        for name, value in values.items():
+            self._values[name] = plain(value)
+            glue(name, self._values[name], display=False)
+        if "google.colab" in sys.modules:  # Colab shows the prose's {eval} roles as code
+            from IPython.display import display
+
+            display(Markdown("| number | value |\n|---|---|\n" + "\n".join(
+                f"| `{name}` | {self._values[name]} |" for name in values)))
+
+    def __getitem__(self, spec: str) -> str:
+        """``"name"`` or ``"name:format"``: the value as the text shows it."""
+        name, _, fmt = spec.partition(":")
+        if name not in self._values:
+            raise KeyError(f"the text quotes {name!r}, which no cell above it has added to n; "
+                           f"add it with n.add(...) in a cell before that paragraph")
+        return format_number(self._values[name], fmt)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def format_number(value: Any, fmt: str = "") -> str:
+    """``value`` formatted by ``fmt`` as myst-nb's ``{glue:text}`` did: an integer format makes an
+    int, a float format a float, no format ``str(value)``."""
+    if not fmt:
+        return str(value)
+    kind = fmt[-1]
+    if kind in "bcdoxX":
+        value = int(value)
+    elif kind in "eEfFgGn%":
+        value = float(value)
+    elif kind == "s":
+        value = str(value)
+    return format(value, fmt)
 
 
 class ClaimError(AssertionError):
@@ -60,7 +118,7 @@ def require(claims: Mapping[str, bool]) -> None:
     """Stop the chapter when a statement its prose makes is false for the ledger's numbers.
 
     Prose that interprets results (which reading explains the gap, which digit carries it)
-    cannot be glued; it is checked instead, so the page is never built on stale words.
+    cannot be quoted as a number; it is checked instead, so the page is never built on stale words.
     """
     false = [claim for claim, holds in claims.items() if not holds]
     if false:

@@ -76,7 +76,7 @@ def readings_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
 
 
 def variant_numbers(variants: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The readings as plain numbers (for ``gap --json`` and the chapter's glue)."""
+    """The readings as plain numbers (for ``gap --json`` and the chapter's text)."""
     out = []
     for name, runs in variants.items():
         errors = np.array([error_pct(r) for r in runs])
@@ -347,7 +347,7 @@ def verdict_table(recipe_runs: Sequence[Any], train_labels: np.ndarray, test_lab
 
 
 def selection_numbers(sel: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers the verdict chapter quotes from :func:`selection`, under their glue names."""
+    """The numbers the verdict chapter quotes from :func:`selection`, by name."""
     numbers = {"sel_epoch_mean": sel["best_epoch_error_mean"], "sel_epoch_min": sel["best_epoch_error_min"],
                "sel_best_seed": sel["best_seed_error"], "sel_tuned": sel["test_tuned_error"],
                "sel_tuned_reading": sel["test_tuned_at"]["reading"], "sel_tuned_seed": sel["test_tuned_at"]["seed"],
@@ -362,14 +362,14 @@ def selection_numbers(sel: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str]) -> dict[str, Any]:
-    """Glue names ``r1_mean``, ``r1_std``, … for the readings ``names`` (in that order), and the
+    """Names ``reading1_mean``, ``reading1_std``, … for the readings ``names`` (in that order), and the
     readings whose 95 % interval of the mean holds the paper's error."""
     numbers: dict[str, Any] = {}
     by_name = {v["name"]: v for v in variant_numbers(variants)}
     for i, name in enumerate(names, start=1):
         v = by_name[name]
-        numbers |= {f"r{i}_mean": v["mean_error"], f"r{i}_std": v["std_error"], f"r{i}_min": v["min_error"],
-                    f"r{i}_at": v["seeds_at_or_below_paper"], f"r{i}_seeds": v["seeds"]}
+        numbers |= {f"reading{i}_mean": v["mean_error"], f"reading{i}_std": v["std_error"], f"reading{i}_min": v["min_error"],
+                    f"reading{i}_at": v["seeds_at_or_below_paper"], f"reading{i}_seeds": v["seeds"]}
     holding = [name for name, runs in variants.items()
                if (lambda lo, hi: lo <= paper.ERROR <= hi)(*stats.mean_interval([error_pct(r) for r in runs]))]
     numbers |= {"readings_holding_paper": ", ".join(f"“{n}”" for n in holding) or "none",
@@ -378,7 +378,7 @@ def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str])
 
 
 def recipe_numbers(runs: Sequence[Any]) -> dict[str, Any]:
-    """The recipe-against-the-paper numbers the verdict chapter quotes, under their glue names."""
+    """The recipe-against-the-paper numbers the verdict chapter quotes, by name."""
     recipe = recipe_vs_paper(runs)
     return {"rec_seeds": recipe["seeds"], "rec_mean": recipe["mean_error"], "rec_std": recipe["std_error"],
             "rec_low": recipe["mean_ci95"][0], "rec_high": recipe["mean_ci95"][1], "rec_p": recipe["t_pvalue"],
@@ -387,7 +387,7 @@ def recipe_numbers(runs: Sequence[Any]) -> dict[str, Any]:
 
 
 def excess_numbers(excess: pd.DataFrame) -> dict[str, Any]:
-    """Glue names for :func:`excess_by_digit`: the digit with the largest excess and the totals."""
+    """Names for :func:`excess_by_digit`: the digit with the largest excess and the totals."""
     top = excess["excess"].idxmax()
     return {"top_digit": int(top), "top_excess": float(excess.loc[top, "excess"]),
             "top_share": float(excess.loc[top, "share of the excess (%)"]),
@@ -403,7 +403,7 @@ def mostly_missed(runs: Sequence[Any], digit: int) -> np.ndarray:
 
 
 def digit_numbers(per_digit: pd.DataFrame, misread: pd.Series, digit: int, compare: str) -> dict[str, Any]:
-    """Glue names for one digit: the recipe's range over seeds, its commonest misreading, and the
+    """Names for one digit: the recipe's range over seeds, its commonest misreading, and the
     mean errors on that digit of the reading ``compare``."""
     # Select by level name, never ``.loc[reading, digit]``: on the (reading, seed) index pandas
     # reads an integer digit as a *seed*, which picked one seed's row instead of a column.

@@ -127,7 +127,7 @@ def headline_verdict(verdict: pd.DataFrame) -> str:
 
 
 def numbers(results: Results) -> dict[str, Any]:
-    """Every number the summary of findings glues, under its glue name: the recipe's seed 0 and its
+    """Every number the summary of findings quotes, by name: the recipe's seed 0 and its
     seeds (:func:`helpers.discussion.recipe_numbers`), the verdict table's counts, the two readings closest to
     the paper, the digit with the largest excess, the best single model and the ensemble
     (:func:`helpers.best_published.final_numbers`) against the best published result and human readers, and the

@@ -1,12 +1,14 @@
 """The committed chapter notebooks: what they show a reader and what they were executed with.
 
-    python -m helpers.notebooks stamp chapters/*.ipynb   # after executing them (make notebooks)
+    python -m helpers.notebooks execute chapters/*.ipynb  # run each as JupyterLab's "Run all" does
+    python -m helpers.notebooks stamp chapters/*.ipynb    # after executing them (make notebooks)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,56 @@ from helpers.stamp import code_stamp
 
 VISIBLE = ("image/png", "text/html", "text/markdown")
 KEY = "usps_book"
+#: An inline expression of the prose, ``{eval}`n["name:format"]```.
+EVAL = re.compile(r"\{eval\}`([^`\n]+)`")
+#: Where jupyterlab-myst keeps the values of a Markdown cell's expressions (and restores them from).
+EXPRESSIONS = "user_expressions"
+
+
+class ExpressionError(RuntimeError):
+    """An expression of a chapter's prose that its kernel could not evaluate where it stands."""
+
+
+def execute(path: Path, timeout: int = 600) -> None:
+    """Run a chapter notebook in place as JupyterLab's "Run all" does: each code cell in order and,
+    at each Markdown cell, the prose's ``{eval}`` expressions in the same kernel. Their values go
+    into the cell's metadata as jupyterlab-myst stores them, so the committed notebook shows the
+    numbers in JupyterLab before anyone runs it; an expression the cells above it do not define
+    stops with the chapter, cell and expression."""
+    import nbformat
+    from nbclient import NotebookClient
+    from traitlets.config import Config
+
+    notebook = nbformat.read(path, as_version=4)
+    config = Config()
+    config.KernelManager.transport_encryption = "auto"  # CurveZMQ keys: no "TCP without encryption" warning
+    client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {"path": str(path.parent)}},
+                            config=config)
+    with client.setup_kernel():
+        client.reset_execution_trackers()
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type == "code":
+                client.execute_cell(cell, index)
+            elif cell.cell_type == "markdown":
+                cell.metadata.pop(EXPRESSIONS, None)
+                expressions = list(dict.fromkeys(EVAL.findall(cell.source)))
+                if expressions:
+                    cell.metadata[EXPRESSIONS] = _evaluate(client, expressions, f"{path.name}, cell {index}")
+    nbformat.write(notebook, path)
+
+
+def _evaluate(client: Any, expressions: list[str], where: str) -> list[dict[str, Any]]:
+    """Evaluate ``expressions`` in the client's kernel as jupyterlab-myst does (one execute request
+    with ``user_expressions``), in its metadata format."""
+    message = client.kc.execute("", silent=True, store_history=False,
+                                user_expressions={str(i): e for i, e in enumerate(expressions)})
+    reply = client.wait_for_reply(message)["content"]
+    results = [reply["user_expressions"][str(i)] for i in range(len(expressions))]
+    failed = [f"{e}: {r.get('ename')}: {r.get('evalue')}" for e, r in zip(expressions, results) if r["status"] != "ok"]
+    if failed:
+        raise ExpressionError(f"{where}: the text quotes numbers the cells above it do not define "
+                              f"(add them with n.add(...) before this paragraph): " + "; ".join(failed))
+    return [{"expression": e, "result": r} for e, r in zip(expressions, results)]
 
 
 def visible_outputs(cell: dict[str, Any]) -> int:
@@ -37,8 +89,12 @@ def stamp_of(path: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] != "stamp":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("execute", "stamp"):
         sys.exit(__doc__)
     for name in sys.argv[2:]:
-        stamp(Path(name))
-        print(f"stamped {name}")
+        if sys.argv[1] == "execute":
+            execute(Path(name))
+            print(f"executed {name}")
+        else:
+            stamp(Path(name))
+            print(f"stamped {name}")

@@ -43,7 +43,7 @@ BEST_PUBLISHED: float = min(error for key, (_, error) in LITERATURE.items() if k
 
 
 def numbers() -> dict[str, float | int]:
-    """The paper's own numbers under the glue names the chapters quote (each chapter glues them)."""
+    """The paper's own numbers under the names the chapters quote (each chapter adds them to its numbers)."""
     best, worst = max(CLASS_ACCURACY), min(CLASS_ACCURACY)
     return {"paper_accuracy": ACCURACY, "paper_error": ERROR, "paper_errors": ERRORS,
             "paper_n_train": COUNTS["train"], "paper_n_test": COUNTS["test"],

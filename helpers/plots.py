@@ -1,7 +1,7 @@
 """The paper's figures, each drawn from data or from the model itself.
 
 Figures are built as plain :class:`matplotlib.figure.Figure` objects, outside pyplot's
-state machine, so that a chapter can glue one into the text without Jupyter also
+state machine, so that a chapter can place one in the text without Jupyter also
 showing it under the cell that made it.
 """
 
@@ -23,7 +23,7 @@ sns.set_theme(style="whitegrid", context="notebook")
 
 
 def _display_figures_as_png() -> None:
-    """In Jupyter, show (and glue) a Figure as a PNG image; PNG also reaches the PDF book."""
+    """In Jupyter, show a Figure as a PNG image; PNG also reaches the PDF book."""
     try:
         from IPython import get_ipython
         from matplotlib_inline.backend_inline import set_matplotlib_formats

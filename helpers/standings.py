@@ -183,7 +183,7 @@ def rates(standings: Sequence[Standing]) -> dict[str, list[float]]:
 
 
 def numbers(standings: Sequence[Standing], prefix: str = "st") -> dict[str, Any]:
-    """Glue values of every row: ``{prefix}_{key}_error``, ``_low``, ``_high``, ``_noise``, ``_looks``,
+    """The numbers the text quotes of every row: ``{prefix}_{key}_error``, ``_low``, ``_high``, ``_noise``, ``_looks``,
     ``_seeds``, ``_min``/``_max`` (errors), ``_runs``; keys are the names in lower case with one word each."""
     out: dict[str, Any] = {}
     for s in standings:

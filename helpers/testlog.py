@@ -149,5 +149,5 @@ def numbers(table: pd.DataFrame) -> dict[str, Any]:
 
 def chapter_numbers(table: pd.DataFrame) -> dict[str, Any]:
     """:func:`numbers` of one chapter's own log, without ``log_looks`` and ``log_test_runs``: those names
-    mean the whole book's log on every page that glues them."""
+    mean the whole book's log on every page that quotes them."""
     return {key: value for key, value in numbers(table).items() if key not in ("log_looks", "log_test_runs")}

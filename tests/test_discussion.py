@@ -179,7 +179,7 @@ def test_glue_numbers_name_what_the_chapter_quotes() -> None:
     close = [with_errors(e, s, config=BASELINE.with_(dropout=0.25)) for s, e in enumerate((55, 60, 58))]
     variants = {discussion.RECIPE: recipe, "close": close}
     numbers = discussion.reading_numbers(variants, ["close"])
-    assert numbers["r1_mean"] == pytest.approx(100 * 173 / 3 / N) and numbers["r1_at"] == 2
+    assert numbers["reading1_mean"] == pytest.approx(100 * 173 / 3 / N) and numbers["reading1_at"] == 2
     assert numbers["readings_holding_paper"] == "“close”" and numbers["n_readings_holding"] == 1
     recipe_glue = discussion.recipe_numbers(recipe)
     assert (recipe_glue["rec_min_errors"], recipe_glue["rec_max_errors"], recipe_glue["rec_seeds"]) == (76, 80, 3)

@@ -94,11 +94,11 @@ def test_notebook_outputs_come_from_the_current_code_and_ledger(chapter: Path) -
 
 
 def test_glue_only_cells_are_folded_on_the_page() -> None:
-    """Cells that only import or glue constants do not open a page with a block of code."""
+    """Cells that only import or add constants to the chapter's numbers do not open a page with code."""
     for chapter in CHAPTERS:
         for cell in jupytext.read(chapter).cells:
             lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.startswith((" ", ")"))]
-            only_glue = lines and all(ln.startswith(("import ", "from ", "book.glue_all(", "glue(")) for ln in lines)
+            only_glue = lines and all(ln.startswith(("import ", "from ", "n.add(", "n = book.Numbers(")) for ln in lines)
             if cell.cell_type == "code" and only_glue:
                 tags = cell.metadata.get("tags", [])
                 assert {"hide-input", "remove-input", "remove-cell"} & set(tags), (
@@ -135,3 +135,64 @@ def test_sanitize_rules_leave_image_data_alone() -> None:
         pattern = re.compile(rules[section]["regex"])
         assert pattern.sub(rules[section]["replace"], base64_like) == base64_like, section
     assert any(re.compile(rules[s]["regex"]).search("<Figure at 0x7f3a12>") for s in rules.sections())
+
+
+# --- The numbers of the prose: {eval}`n["name:format"]` -----------------------------------------
+
+def _records(notebook: dict) -> dict[str, object]:
+    """{name: value} of the values the notebook's cells added to ``n`` (their glue records)."""
+    records = {}
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                records[name] = output["data"]["application/papermill.record/text/plain"]
+    return records
+
+
+def test_the_prose_quotes_numbers_only_as_the_book_build_allows() -> None:
+    """Every number of the prose is an {eval} role of the one form `_config.yml` lets myst-nb
+    evaluate; no glue role is left (it would show as raw text in JupyterLab)."""
+    import re
+
+    pattern = re.compile(re.search(r"nb_eval_name_regex: '(.+)'", (REPO / "_config.yml").read_text())[1])
+    for chapter in CHAPTERS:
+        text = chapter.read_text()
+        assert "{glue" not in text, f"{chapter.name} still has a glue role"
+        expressions = re.findall(r"\{eval\}`([^`\n]+)`", text)
+        bad = [e for e in expressions if not pattern.match(e)]
+        assert not bad, f"{chapter.name}: expressions the book build would refuse: {bad}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_notebook_shows_every_number_of_its_prose(chapter: Path) -> None:
+    """`make notebooks` runs each chapter as JupyterLab's "Run all" does and stores the value of
+    every expression of the prose where jupyterlab-myst reads it (a Markdown cell's
+    ``user_expressions``): a reader who opens the notebook sees the numbers. Each stored text is
+    the cell's recorded value formatted as the expression asks (recomputed here by literal_eval
+    and format, as myst-nb's glue did), so the prose and the tested records cannot disagree."""
+    import ast
+    import json
+    import re
+
+    notebook = json.loads(chapter.with_suffix(".ipynb").read_text())
+    records = _records(notebook)
+    quoted = 0
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        expressions = list(dict.fromkeys(re.findall(r"\{eval\}`([^`\n]+)`", "".join(cell["source"]))))
+        stored = {e["expression"]: e["result"] for e in cell["metadata"].get("user_expressions", [])}
+        assert list(stored) == expressions, f"{chapter.stem} cell {index}: run `make notebooks`"
+        for expression, result in stored.items():
+            assert result["status"] == "ok", f"{chapter.stem} cell {index}: {expression}: {result}"
+            name, _, fmt = re.fullmatch(r'n\["([^"]+)"\]', expression)[1].partition(":")
+            value = ast.literal_eval(records[name])  # the repr of a str, int, float or bool
+            if fmt:
+                kind = fmt[-1]
+                value = int(value) if kind in "bcdoxX" else float(value) if kind in "eEfFgGn%" else value
+            assert ast.literal_eval(result["data"]["text/plain"]) == format(value, fmt), (
+                f"{chapter.stem}: {expression} shows {result['data']['text/plain']}, its record says {records[name]}")
+            quoted += 1
+    if "{eval}" in chapter.read_text():
+        assert quoted, f"{chapter.stem}: the prose quotes numbers but the notebook stores none"

@@ -38,3 +38,19 @@ def test_without_helpers_it_clones_the_repository_and_installs_it(tmp_path: Path
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("HELPERS", "CWD")))
     assert Path(lines["HELPERS"]).resolve() == (clone / "helpers" / "__init__.py").resolve()
     assert Path(lines["CWD"]).resolve() == (clone / "chapters").resolve()
+
+
+def test_numbers_format_as_the_text_asks_and_say_what_is_missing() -> None:
+    """``n["name:format"]``, the expression of every number in the prose."""
+    n = book.Numbers()
+    n.add({"rate": 3.891, "errors": 58, "model": "W", "diff": -4})
+    assert (n["rate:.2f"], n["errors"], n["errors:.1f"], n["model"], n["diff:+d"], n["rate:.0f"]) == (
+        "3.89", "58", "58.0", "W", "-4", "4")
+    assert "errors" in n and len(n) == 4
+    import pytest
+
+    with pytest.raises(KeyError, match="n.add"):
+        n["accuracy"]
+    with pytest.raises(ValueError, match="already"):
+        n.add({"rate": 1.0})
+    assert n["rate:.2f"] == "3.89"  # nothing was lost

@@ -2,10 +2,9 @@
 
 * no table cell says ``nan``, ``None`` or ``<NA>``, and no spread over seeds (a standard deviation,
   an interval) stands in a row of fewer than three seeds: the cell says "1 seed" or "2 seeds";
-* glued numbers ({glue:text}) read as the prose around them: not bold (myst-nb's stylesheet makes
-  them bold; ``_static/glued-numbers.css`` undoes it), and never two numbers side by side with no
-  word between them, nor a phrase that opens a quote right before a glued name (Sphinx's smart
-  quotes then print a closing quote).
+* the numbers the prose quotes (``{eval}`n["name"]```) read as the prose around them: not bold,
+  and never two numbers side by side with no word between them, nor a phrase that opens a quote
+  right before a quoted name (Sphinx's smart quotes then print a closing quote).
 
 The first checks read the executed notebooks (no build needed); the last one the built pages
 (skipped without ``make book``). Tables that overflow the text column are caught for every page by
@@ -25,7 +24,7 @@ from tests.conftest import HTML, REPO, _need
 PAGES = ("eda", "evaluation", "variance", "discussion", "ablations", "human-level")
 MISSING = {"nan", "NaN", "None", "<NA>"}
 SPREAD = re.compile(r"^(std|standard deviation|95 % interval)")  # column headers of a spread over seeds
-GLUE = r"\{glue(?::text)?\}`[^`]+`"
+GLUE = r"\{eval\}`n\[\"[^\"]+\"\]`"  # a number of the prose, {eval}`n["name:format"]`
 
 
 def markdown_tables(chapter: str) -> list[list[list[str]]]:
@@ -99,30 +98,15 @@ def test_glued_numbers_have_words_between_them(chapter: str) -> None:
     assert not quoted, f"{chapter}: write “…” around a glued name after '(': {quoted}"
 
 
-def test_glued_numbers_are_not_bold_by_style() -> None:
-    """myst-nb's mystnb.css makes every span.pasted-text bold; a stylesheet of _static/ sets it back
-    to the weight of its context, and _ext/lean_pages.py keeps that stylesheet on every page."""
-    from tests.conftest import import_ext
-
-    rule = re.compile(r"span\.pasted-text\s*\{[^}]*font-weight:\s*(inherit|normal)", re.S)
-    sheets = [p for p in (REPO / "_static").glob("*.css") if rule.search(p.read_text())]
-    assert sheets, "no stylesheet in _static/ sets span.pasted-text's font-weight"
-    (lean_pages,) = import_ext("lean_pages")
-    config = type("Config", (), {"html_theme_options": {}})()
-    app = type("App", (), {"config": config})()
-    context = {"body": "<p>no design components</p>", "css_files": [f"_static/{p.name}" for p in sheets],
-               "script_files": []}
-    lean_pages._drop_unused(app, "chapters/evaluation", "page.html", context, None)
-    assert context["css_files"] == [f"_static/{p.name}" for p in sheets]
-
-
 def test_glued_numbers_read_as_plain_text_in_the_built_pages(site: str, browser) -> None:
-    _need(HTML / "_static" / "glued-numbers.css", "run `make book` (the build predates the stylesheet)")
+    """myst-nb renders an {eval} role as span.output.text_plain (glue's span.pasted-text was bold)."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    bold = {}
+    bold, shown = {}, {}
     for name in ("introduction", *PAGES):
         page.goto(f"{site}/chapters/{name}.html")
-        bold[name] = page.evaluate("""() => Array.from(document.querySelectorAll('main span.pasted-text'))
-            .filter(s => !s.closest('strong, b, th') && Number(getComputedStyle(s).fontWeight) >= 600).length""")
+        shown[name] = page.locator("main p span.output.text_plain").count()
+        bold[name] = page.evaluate("""() => Array.from(document.querySelectorAll('main span.output.text_plain'))
+            .filter(s => !s.closest('strong, b, th, .cell_output') && Number(getComputedStyle(s).fontWeight) >= 600).length""")
     page.close()
+    assert all(shown.values()), f"pages whose prose shows no evaluated number: {shown}"
     assert not any(bold.values()), f"glued numbers in bold outside ** **, per page: {bold}"

@@ -5,7 +5,7 @@ the book's package: nothing here imports it (a test checks). numpy and json do t
 scipy.stats gives the t quantiles and p-values. Runs are identified by their
 ``record.json`` (configuration, seed, split), never by the book's names for them.
 
-``recompute()`` returns ``{chapter: {glue key: value}}`` plus ``"cli"``: ``{JSON path: value}``
+``recompute()`` returns ``{chapter: {number name: value}}`` plus ``"cli"``: ``{JSON path: value}``
 for ``python -m helpers summary|gap|evaluate --json``. A value is a number or a string, or
 ``Verdict(word, holds)``: the glued word must equal ``word`` exactly when ``holds`` is true
 (so the other wording of a verdict is never guessed).
@@ -410,8 +410,8 @@ def discussion(L: Ledger, baselines: dict) -> dict:
     for i, name in enumerate(READINGS, 1):
         rates = [pct(r.errors) for r in readings[name]]
         mean, std = mean_std(rates)
-        out |= {f"r{i}_mean": mean, f"r{i}_std": std, f"r{i}_min": min(rates),
-                f"r{i}_at": sum(r.errors <= PAPER_ERRORS for r in readings[name]), f"r{i}_seeds": len(rates)}
+        out |= {f"reading{i}_mean": mean, f"reading{i}_std": std, f"reading{i}_min": min(rates),
+                f"reading{i}_at": sum(r.errors <= PAPER_ERRORS for r in readings[name]), f"reading{i}_seeds": len(rates)}
         low, high = t_interval(rates)
         if low <= PAPER_ERROR <= high:
             holding.add(name)
@@ -1192,7 +1192,7 @@ def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None, fou
             "gap.recipe.std_error": disc["rec_std"], "gap.recipe.mean_ci95[0]": disc["rec_low"],
             "gap.recipe.mean_ci95[1]": disc["rec_high"]}
     for i, name in enumerate(READINGS):
-        k = f"r{i + 1}"
+        k = f"reading{i + 1}"
         out |= {f"gap.variants[{i}].name": name, f"gap.variants[{i}].seeds": disc[f"{k}_seeds"],
                 f"gap.variants[{i}].mean_error": disc[f"{k}_mean"], f"gap.variants[{i}].std_error": disc[f"{k}_std"],
                 f"gap.variants[{i}].min_error": disc[f"{k}_min"],
@@ -1226,7 +1226,7 @@ def prose(E: dict, third: tuple | None = None, fourth: tuple | None = None) -> d
         r3 |= {
             ("best-published", "Here distillation made the network worse on the training images"):
                 bp["r4_score_1"] > bp["r4_teacher_score"] and bp["r4_score_2"] > bp["r4_teacher_score"],
-            ("best-published", "The two students tie at {glue:text}`r4_score_1` out-of-fold errors each"):
+            ("best-published", "The two students tie at {eval}`n[\"r4_score_1\"]` out-of-fold errors each"):
                 bp["r4_score_1"] == bp["r4_score_2"],
             ("best-published", "so the rule reports the first"):
                 bp["r4_score_1"] == bp["r4_score_2"] and bp["r4_student"] == next(iter(R4_STUDENTS)),
@@ -1238,7 +1238,7 @@ def prose(E: dict, third: tuple | None = None, fourth: tuple | None = None) -> d
     if fourth is not None and fourth[1]["final"]:
         r3 |= {
             ("best-published", "The test set agrees with the cross-validation"): bp["r4_vs_teacher"] > 0,
-            ("best-published", "**misses the {glue:text}`r4_target_single` % target"): bp["r4_single_gap"] > 0,
+            ("best-published", "**misses the {eval}`n[\"r4_target_single\"]` % target"): bp["r4_single_gap"] > 0,
             ("best-published", "It stays robust: under noise"): bp["r4_noise_max"] <= bp["r3_paper_noise"],
             ("best-published", "more than W's seeds' ensemble"):
                 bp["r4_seed_ensemble_errors"] > bp["r3_seed_ensemble_errors"],
@@ -1255,7 +1255,7 @@ def prose(E: dict, third: tuple | None = None, fourth: tuple | None = None) -> d
             ("best-published", "Noise in training removes the fragility: every noise-trained candidate is robust"):
                 all(c.robust for c in cands[2:]),
             ("best-published", "B itself is not"): not cands[1].robust,
-            ("best-published", "is not significant (McNemar p = {glue:text}`r3_chosen_p:.2f`)"): bp["r3_chosen_p"] >= 0.05,
+            ("best-published", "is not significant (McNemar p = {eval}`n[\"r3_chosen_p:.2f\"]`)"): bp["r3_chosen_p"] >= 0.05,
             ("best-published", "Test-time rotations help none of the noise-trained candidates; B alone would read "
                                "best with them"):
                 all(c.reading != "shifts and rotations" for c in cands[2:])
@@ -1272,14 +1272,14 @@ def prose(E: dict, third: tuple | None = None, fourth: tuple | None = None) -> d
             ("best-published", "No: W is robust but not more accurate than B, and neither W nor its ensemble meets its"):
                 bp["r3_noise_max"] <= bp["r3_paper_noise"] and bp["r3_vs_prev"] >= 0
                 and bp["r3_single_gap"] > 0 and bp["r3_ensemble_gap"] > 0,
-            ("best-published", "**misses the {glue:text}`r3_target_single` % target"): bp["r3_single_gap"] > 0,
-            ("best-published", "**misses the {glue:text}`r3_target_ensemble` % target"): bp["r3_ensemble_gap"] > 0,
+            ("best-published", "**misses the {eval}`n[\"r3_target_single\"]` % target"): bp["r3_single_gap"] > 0,
+            ("best-published", "**misses the {eval}`n[\"r3_target_ensemble\"]` % target"): bp["r3_ensemble_gap"] > 0,
             }
     return r3 | {
         ("evaluation", "lies outside the paper's 95 % interval"): ev["ours_in_paper"].holds,
         ("evaluation", "and the paper's lies outside ours"): ev["paper_in_ours"].holds,
         ("variance", "lies below the range of our runs"): PAPER_ERROR < var["seed_min"],
-        ("discussion", "does not reach the paper's {glue:text}`paper_error` %"): dis["sel_epoch_min"] > PAPER_ERROR,
+        ("discussion", "does not reach the paper's {eval}`n[\"paper_error\"]` %"): dis["sel_epoch_min"] > PAPER_ERROR,
         ("discussion", "does not reach the paper's number either"): dis["best_option_error"] > PAPER_ERROR,
         ("discussion", "reaches the paper's number: once the recipe itself may change"): dis["sel_tuned"] <= PAPER_ERROR,
         ("human-level", "the single model misses its target"): hl["single_gap"] > 0,
@@ -1290,7 +1290,7 @@ def prose(E: dict, third: tuple | None = None, fourth: tuple | None = None) -> d
         ("best-published", "levers that helped in the first round do not add up"): bp["elastic_score"] >= bp["first_score"],
         ("best-published", "cost more than the extra epochs win back"): bp["double_score"] >= bp["first_score"],
         ("best-published", "B misses the single-model target of"): bp["single_gap"] > 0,
-        ("best-published", "B's ensemble misses its {glue:text}`target_ensemble` %"): bp["ensemble_gap"] > 0,
+        ("best-published", "B's ensemble misses its {eval}`n[\"target_ensemble\"]` %"): bp["ensemble_gap"] > 0,
         ("best-published", "B's mean is not below the best published"): bp["best_mean"] >= BEST_PUBLISHED,
         ("best-published", "B's ensemble is below it, but the best published result lies inside the ensemble's "
                            "binomial 95 % interval"):
@@ -1319,9 +1319,9 @@ def standings_prose(bp: dict, intro: dict) -> dict:
         ("best-published", "No target was met"): none_met,
         ("best-published", "It is not the row with the fewest test errors. B makes fewer clean errors"):
             fewest != "w" and bp["st_b_error"] < bp["st_w_error"],
-        ("introduction", "makes fewer clean errors, {glue:text}`st_b_error:.2f` %"): bp["st_b_error"] < bp["st_w_error"],
+        ("introduction", "makes fewer clean errors, {eval}`n[\"st_b_error:.2f\"]` %"): bp["st_b_error"] < bp["st_w_error"],
         ("introduction", "B's ensemble makes the fewest"): fewest == "b_ens",
-        ("introduction", "as few as the best published result ({glue:text}`best_published` %) within its interval"):
+        ("introduction", "as few as the best published result ({eval}`n[\"best_published\"]` %) within its interval"):
             inside,
         ("introduction", "the interval of every model beyond the recipe reaches below and above that band"): human,
         ("introduction", "None met its targets"): none_met,

@@ -96,7 +96,7 @@ def source(chapter: str) -> str:
 
 
 def notebook_glued(path: Path) -> dict:
-    """{glue key: value} of an executed notebook (the last output under each key)."""
+    """{name: value} of the numbers an executed notebook records (the last output under each name)."""
     nb = json.loads(path.read_text())
     out = {}
     for cell in nb["cells"]:
@@ -113,8 +113,8 @@ def notebook_glued(path: Path) -> dict:
 
 
 def glued(chapter: str) -> tuple[dict, dict]:
-    """{glue key: value} of a chapter's executed notebooks (merged over its pages), and
-    {glue key: {page: value}} of the keys glued with different values on two of its pages."""
+    """{name: value} of a chapter's executed notebooks (merged over its pages), and
+    {name: {page: value}} of the names recorded with different values on two of its pages."""
     per_page = {path.stem: notebook_glued(path) for path in pages(chapter, ".ipynb")}
     merged, conflicts = {}, {}
     for page, values in per_page.items():
@@ -159,7 +159,7 @@ def test_glued_value(chapter, key):
     expected = EXPECTED[chapter][key]
     where = " + ".join(f"chapters/{p.name}" for p in pages(chapter, ".ipynb"))
     if key not in GLUED[chapter]:
-        cited = re.search(r"\{glue(:text)?\}`" + re.escape(key) + r"[`:]", source(chapter))
+        cited = re.search(r"\{eval\}`n\[\"" + re.escape(key) + r"[\":]", source(chapter))
         if cited and key.startswith(("r3_", "r4_")):  # glued from one dict by the third or fourth round's cell
             pytest.fail(f"{key!r} is cited by the source but not glued in {where} (recomputed {expected!r}): "
                         "re-execute the notebook once every run of its round is in the ledger")
