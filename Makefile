@@ -4,7 +4,7 @@
 #   make pdf       the whole book as one PDF (installs Debian's TeX Live when missing and root)
 #   make check-published   book + PDF, then every page in headless Chromium and the PDF checked
 #   make results   train what the results ledger lacks or has stale (resumable; CLUSTER=tcp://host:8786: on Dask)
-#   make retrain   retrain every run into artifacts/retrain and compare (writes results/VERIFY.md)
+#   make retrain   retrain every run (RUNS="--unverified", keys, groups: a subset) and compare: results/VERIFY.md
 #   make bench     helpers' training path against a plain model.fit (writes benchmarks/results.json)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -130,8 +130,10 @@ CLUSTER ?= $(USPS_CLUSTER)
 results: $(STAMP)
 	USPS_BOOK_PROFILE=full USPS_CLUSTER=$(CLUSTER) $(BIN)/python -m helpers results
 
+# RUNS selects a subset: --unverified, entry keys (8+ characters), words of registry groups (RUNS="third fourth").
+RUNS ?=
 retrain: $(STAMP)
-	USPS_BOOK_PROFILE=full USPS_CLUSTER=$(CLUSTER) $(BIN)/python -m helpers retrain
+	USPS_BOOK_PROFILE=full USPS_CLUSTER=$(CLUSTER) $(BIN)/python -m helpers retrain $(RUNS)
 
 clean:
 	rm -rf _build

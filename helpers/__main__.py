@@ -7,6 +7,7 @@
     python -m helpers check              # is the results ledger intact and current?
     python -m helpers results            # train what the ledger lacks or has stale (make results)
     python -m helpers retrain            # re-derive the ledger elsewhere and compare (make retrain)
+    python -m helpers retrain --unverified KEY GROUP ...   # only those (make retrain RUNS=...)
 """
 
 from __future__ import annotations
@@ -152,12 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     gap_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     commands.add_parser("check", help="verify the ledger's checksums and that no entry is stale")
     commands.add_parser("results", help="train what the ledger lacks or has stale, into the ledger")
-    commands.add_parser("retrain", help="retrain every run into a separate folder and compare with the ledger")
+    retrain_cmd = commands.add_parser("retrain", help="retrain runs into a separate folder and compare with the ledger")
+    retrain_cmd.add_argument("select", nargs="*", help="entry keys (8+ characters) or registry groups; default: all")
+    retrain_cmd.add_argument("--unverified", action="store_true", help="also every entry no report has retrained")
     args = parser.parse_args(argv)
     try:
         if args.command in ("check", "results", "retrain"):
             from helpers import ledger_cli  # TensorFlow only when a command needs it
 
+            if args.command == "retrain":
+                try:
+                    return ledger_cli.retrain(args.select, args.unverified)
+                except ledger_cli.SelectionError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
             return getattr(ledger_cli, args.command)()
         if args.command == "train":
             from helpers import recipe, runs  # TensorFlow only when a command needs it

@@ -242,19 +242,24 @@ def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
     return pd.DataFrame(rows).set_index("environment") if rows else pd.DataFrame()
 
 
+def report_rows(report: Path) -> dict[str, Comparison]:
+    """The retrained rows of a ``make retrain`` report (``VERIFY.md``'s per-run table), by entry key."""
+    rows: dict[str, Comparison] = {}
+    if not report.is_file():
+        return rows
+    flag = {"yes": True, "no": False}
+    for line in report.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[4] in flag:
+            key = cells[0].strip("`")
+            rows[key] = Comparison(key, cells[1], int(cells[2]), int(cells[3]), flag[cells[4]], flag.get(cells[5]))
+    return rows
+
+
 def verification(folder: Path | None = None) -> dict[str, str]:
     """Each entry's status in the last ``make retrain`` report (``results/VERIFY.md``)."""
-    report = (folder or root()) / "VERIFY.md"
-    if not report.is_file():
-        return {}
-    status = {}
-    for line in report.read_text().splitlines():
-        match = re.match(r"\|\s*`(\w+)`\s*\|[^|]*\|[^|]*\|\s*([^|]*?)\s*\|\s*(yes|no|—)\s*\|", line)
-        if match:
-            key, retrained, identical = match[1], match[2], match[3]
-            status[key] = ("identical" if identical == "yes" else "not retrained" if identical == "—"
-                           else "differs")
-    return status
+    rows = report_rows((folder or root()) / "VERIFY.md")
+    return {key: "identical" if row.identical else "differs" for key, row in rows.items()}
 
 
 def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
@@ -265,6 +270,8 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
     table = listing()
     status = verification()
     verified = [status.get(key, "not yet") for key in table.index]
+    differing = [row for key, row in report_rows(root() / "VERIFY.md").items()
+                 if key in table.index and not row.identical]
     table = table.assign(**{"make retrain": verified}).drop(columns=["code"])
     table.index = table.index.str[:8].rename("entry")
     numbers = {"ledger_runs": len(table), "ledger_problems": len(problems),
@@ -272,6 +279,8 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
                "ledger_weights": int(table["weights"].sum()),
                "verified_identical": verified.count("identical"), "verified_differs": verified.count("differs"),
                "verified_pending": sum(v in ("not yet", "not retrained") for v in verified),
+               "verified_differs_elsewhere": sum(row.same_environment is False for row in differing),
+               "verified_max_gap": max((abs(row.ledger_errors - row.retrained_errors) for row in differing), default=0),
                "ledger_environments": int(table["environment"].nunique())}
     return table.assign(weights=table["weights"].map({True: "kept", False: ""})), numbers
 

@@ -1065,9 +1065,11 @@ def reproducibility(L: Ledger) -> dict:
     manifest = json.loads((RESULTS / "MANIFEST.json").read_text())["files"]
     problems = sum(not (RESULTS / f).is_file() or hashlib.sha256((RESULTS / f).read_bytes()).hexdigest() != h
                    for f, h in manifest.items())
-    verify = re.findall(r"^\| `(\w+)` \|.*\| (yes|no) \| (?:yes|no) \|$", (RESULTS / "VERIFY.md").read_text(), re.M)
+    verify = re.findall(r"^\| `(\w+)` \| [^|]* \| (\d+) \| (\d+) \| (yes|no) \| (yes|no) \|$",
+                        (RESULTS / "VERIFY.md").read_text(), re.M)
     keys = {r.folder.name for r in L.runs}
-    checked = {k: ok for k, ok in verify if k in keys}
+    checked = {k: ok for k, _, _, ok, _ in verify if k in keys}
+    differ = [(int(a), int(b), same) for k, a, b, ok, same in verify if k in keys and ok == "no"]
     minutes = sum(r.seconds for r in L.runs) / 60
     return {"ledger_runs": len(L.runs), "ledger_problems": problems,
             "ledger_mb": sum(f.stat().st_size for f in RESULTS.rglob("*") if f.is_file()) / 1e6,
@@ -1076,6 +1078,8 @@ def reproducibility(L: Ledger) -> dict:
             "verified_identical": sum(ok == "yes" for ok in checked.values()),
             "verified_differs": sum(ok == "no" for ok in checked.values()),
             "verified_pending": len(keys - set(checked)), "total_runs": len(L.runs),
+            "verified_differs_elsewhere": sum(same == "no" for _, _, same in differ),
+            "verified_max_gap": max((abs(a - b) for a, b, _ in differ), default=0),
             "total_minutes": minutes, "total_wall_minutes": minutes / 2}
 
 
