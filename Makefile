@@ -130,7 +130,8 @@ CLUSTER ?= $(USPS_CLUSTER)
 results: $(STAMP)
 	USPS_BOOK_PROFILE=full USPS_CLUSTER=$(CLUSTER) $(BIN)/python -m helpers results
 
-# RUNS selects a subset: --unverified, entry keys (8+ characters), words of registry groups (RUNS="third fourth").
+# RUNS selects a subset: --unverified, entry keys (8+ characters), or words of a registry group's name,
+# alternatives separated by commas (RUNS="third round, fourth round").
 RUNS ?=
 retrain: $(STAMP)
 	USPS_BOOK_PROFILE=full USPS_CLUSTER=$(CLUSTER) $(BIN)/python -m helpers retrain $(RUNS)

@@ -33,6 +33,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras
 from keras import layers
 from helpers import data, runs
+from helpers.job import Job
 x, y = data.load_usps("train"); xt, yt = data.load_usps("test")
 epochs, models = int(sys.argv[1]), int(sys.argv[2])
 start = time.perf_counter()
@@ -67,7 +68,7 @@ def main():
     from helpers.config import BASELINE
     config = BASELINE.with_(filters=64, padding="valid", epochs=int(sys.argv[1]))
     start = time.perf_counter()
-    runs.run_many([runs.Job(config, seed) for seed in range(int(sys.argv[2]))], workers=2)
+    runs.run_many([Job(config, seed) for seed in range(int(sys.argv[2]))], workers=2)
     print(time.perf_counter() - start)
 if __name__ == "__main__":
     main()

@@ -13,8 +13,11 @@ Training and its evidence:
 
 - :mod:`helpers.model`: the paper's convolutional network and the book's layers.
 - :mod:`helpers.train`: fit and predict (the training core).
+- :mod:`helpers.codehash`: what determines a trained model: the code hash.
+- :mod:`helpers.job`: what names a run (a configuration, a seed, a split) and the images it uses.
+- :mod:`helpers.store`: a run's entry in the results ledger, and the ledger's lookup.
 - :mod:`helpers.cluster`: Dask distributed, embedded or at ``USPS_CLUSTER``'s scheduler.
-- :mod:`helpers.runs`: a run's name, its files and the lookup ledger -> cache -> training.
+- :mod:`helpers.runs`: where a result comes from (ledger -> cache -> training) and training a job.
 - :mod:`helpers.recipe`: the paper's open choices, made on holdout splits.
 - :mod:`helpers.baselines`: k-nearest neighbours, logistic regression, an RBF SVM.
 - :mod:`helpers.ledger`: the committed results ledger as a whole: checks, pruning, retrain comparison.

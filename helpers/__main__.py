@@ -22,9 +22,10 @@ from helpers.data import USPSDataError
 
 def _evaluate(seed: int) -> dict[str, Any]:
     from helpers import evaluate, recipe, runs  # here, not at the top: `--help` needs no TensorFlow
+    from helpers.job import Job  # here too: `--help` needs no TensorFlow
 
     config = recipe.paper_config()
-    run = runs.run(runs.Job(config, seed), progress_every=10)
+    run = runs.run(Job(config, seed), progress_every=10)
     result = evaluate.score(run.labels, run.predicted)
     return {
         "test_accuracy": result.accuracy, "test_errors": result.errors, "test_images": result.n,
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check", help="verify the ledger's checksums and that no entry is stale")
     commands.add_parser("results", help="train what the ledger lacks or has stale, into the ledger")
     retrain_cmd = commands.add_parser("retrain", help="retrain runs into a separate folder and compare with the ledger")
-    retrain_cmd.add_argument("select", nargs="*", help="entry keys (8+ characters) or registry groups; default: all")
+    retrain_cmd.add_argument("select", nargs="*", help="entry keys (8+ characters) or words of a registry group's name, alternatives separated by commas; default: all")
     retrain_cmd.add_argument("--unverified", action="store_true", help="also every entry no report has retrained")
     args = parser.parse_args(argv)
     try:

@@ -21,9 +21,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import data, ledger, paper, stats
+from helpers import data, paper, stats, store
 from helpers.config import beyond, Config, profile, Rung
-from helpers.runs import Job, Run, run_many, training_mode
+from helpers.job import Job
+from helpers.runs import run_many, training_mode
+from helpers.store import Run
 from helpers._tf import keras
 from helpers.model import build_model
 
@@ -210,7 +212,7 @@ def select(base: Config) -> Selection:
     Kept per configuration, profile, training mode and ledger folder, so that the chapter's cells
     and the command line read the ledger once.
     """
-    key = (base, profile().name, training_mode(), str(ledger.root()))
+    key = (base, profile().name, training_mode(), str(store.root()))
     if key not in _SELECTIONS:
         first = cross_validate(base)
         choice = choose(first)

@@ -6,9 +6,9 @@ the runs it lacks to :func:`train`. They go to the Dask scheduler named by ``USP
 one-thread worker processes on this machine, started on first need and kept until the
 process ends (nothing starts it when every run is stored).
 
-What travels: the client sends each run its :class:`~helpers.runs.Job` (configuration, seed,
+What travels: the client sends each run its :class:`~helpers.job.Job` (configuration, seed,
 split), its key, the data's checksums, the client's code hash and the run's arrays (the images
-and labels :func:`~helpers.runs.arrays` gives, about 2.5 MB compressed), so a worker needs the
+and labels :func:`~helpers.job.arrays` gives, about 2.5 MB compressed), so a worker needs the
 project's environment and nothing else: no data folder, no shared filesystem, and it writes no
 file. It refuses a run when its own code hash differs from the client's (:class:`CodeMismatch`),
 trains it, and returns the entry's files as bytes (record with the worker's environment and host,

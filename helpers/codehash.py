@@ -1,6 +1,6 @@
 """Code read for what it does, not how it is written: the normalised form that the code hash hashes.
 
-:func:`helpers.runs.code_hash` names the code that determines a trained model. It hashes each
+:func:`helpers.job.code_hash` names the code that determines a trained model. It hashes each
 function or class of the training core (and a configuration's own layers and losses) by its name
 and its *normalised* source (:func:`normalise`): the syntax tree with every docstring removed
 (the first statement of a module, class or function when it is a string), so that comments,
@@ -20,6 +20,7 @@ import ast
 import inspect
 import json
 import textwrap
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 _WITH_DOCSTRING = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -73,3 +74,32 @@ def read(objects: Iterable[Any]) -> dict[str, str]:
 def fingerprint(normalised: Mapping[str, str]) -> str:
     """One text of named normalised sources, sorted by name: what the code hash hashes of the code."""
     return json.dumps(sorted(normalised.items()))
+
+
+def source_of(where: str, package: Path) -> str:
+    """The source text of ``"module:name"`` (a top-level function or class) or ``"module"`` of the package
+    folder ``package``, read from its file (nothing is imported)."""
+    module, _, name = where.partition(":")
+    text = (package / f"{module}.py").read_text()
+    if not name:
+        return text
+    found = [node for node in ast.parse(text).body if getattr(node, "name", None) == name
+             and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    if len(found) != 1:
+        raise LookupError(f"{where}: helpers/{module}.py defines no top-level {name} (the code hash names it "
+                          f"in helpers/job.py; say where it moved)")
+    node = found[0]
+    lines = text.splitlines(keepends=True)
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    return "".join(lines[first - 1:node.end_lineno])
+
+
+def read_named(places: Iterable[str], package: Path) -> dict[str, str]:
+    """The normalised source of each ``"module:name"``, by name (read now, from the files)."""
+    found: dict[str, str] = {}
+    for where in places:
+        name = where.partition(":")[2] or where
+        if name in found:
+            raise ValueError(f"two hashed objects are named {name!r}: the code hash names them by name")
+        found[name] = normalise(source_of(where, package))
+    return found

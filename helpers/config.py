@@ -53,7 +53,7 @@ class Config:
     weight_average: float = 0.0  # when > 0: predict with an exponential moving average of the weights (its momentum)
     augment_noise: float = 0.0  # Gaussian pixel noise in training: each image's sigma uniform in [0, this]
     # Distillation (off when 0): the share of the teachers' tempered probabilities in the soft targets a
-    # student is trained on, and their temperature. The teachers are named by the job (`runs.Job.teachers`).
+    # student is trained on, and their temperature. The teachers are named by the job (`helpers.job.Job.teachers`).
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
 

@@ -21,7 +21,8 @@ import pandas as pd
 
 from helpers import data, robust, stats
 from helpers.config import Config
-from helpers.runs import Job, Run, run_many
+from helpers.job import Job
+from helpers.runs import run_many
 
 PROTOCOL = "protocols/distillation.md"
 #: The commit of the protocol, made before any of this round's runs was trained.

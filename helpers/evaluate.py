@@ -156,7 +156,7 @@ def test_report(model: "keras.Model", scale: str = "unit") -> TestReport:  # noq
 
 
 def run_report(run: "Run") -> TestReport:  # noqa: F821
-    """The stored predictions of a test-split run (:class:`helpers.runs.Run`) with the test images."""
+    """The stored predictions of a test-split run (:class:`helpers.store.Run`) with the test images."""
     if run.job.split != "test":
         raise ValueError(f"{run.key} predicts {run.job.split} images, not the test set")
     images, labels = data.load_usps("test", scale=run.job.config.scale)

@@ -1,6 +1,6 @@
 """The experiments beyond the paper: seeds, ensembles, sweeps and the modernisation ladder.
 
-Every experiment is a list of :class:`helpers.runs.Job` trained (or loaded) through
+Every experiment is a list of :class:`helpers.job.Job` trained (or loaded) through
 :func:`helpers.runs.run_many`, so each model is trained once, cached, and shared by every
 chapter that needs it.
 """
@@ -16,7 +16,9 @@ import pandas as pd
 
 from helpers import baselines, best_published, data, distill, evaluate, ledger, recipe, robust, runs, stats
 from helpers.config import beyond, Config, DECISIONS, LADDER, profile, READINGS
-from helpers.runs import Job, Run, holdout_errors, run_many
+from helpers.job import Job
+from helpers.runs import holdout_errors, run_many
+from helpers.store import Run
 from helpers.recipe import decision_jobs, paper_config, paper_job
 
 

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, data, discussion, experiments, ledger, paper, recipe, runs, stats, testlog
-from helpers.runs import Run
+from helpers import baselines, best_published, data, discussion, experiments, paper, recipe, runs, stats, store, testlog
+from helpers.store import Run
 from helpers.config import beyond, DECISIONS, READINGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def gather() -> Results:
                    final_runs=final_runs, first=best_published.final(selection.first_choice, first_runs),
                    first_runs=first_runs,                    ensemble=best_published.ensemble(selection),
                    third=third, fourth=experiments.distill_results(third),
-                   ledger_seconds=[float(ledger.record(e)["seconds"]) for e in ledger.entries()],
+                   ledger_seconds=[float(store.record(e)["seconds"]) for e in store.entries()],
                    workers=beyond().workers)
 
 

@@ -29,10 +29,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import cache, cluster, runs
+from helpers import cache, cluster, runs, store
 from helpers.data import sha256_of
-from helpers.runs import (ENV_LEDGER, KIND, MANIFEST, REPO, WEIGHTS, Job, LedgerError, _files, entries, find,  # noqa: F401
-                          record, record_code, root, stale_reason, weights_pool, write_manifest)
+from helpers.job import Job
+from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
+                           root, stale_reason, weights_pool, write_manifest)
 
 
 def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
@@ -47,24 +48,24 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
         entry = find(job)
         if entry is None:
             raise LedgerError(f"results ledger: no entry for {job.describe()} ({job.key()}); run `make results`.")
-        if (entry / runs.WEIGHTS).is_file():
+        if (entry / store.WEIGHTS).is_file():
             continue
-        pool = weights_pool() / f"{job.key()}-{record_code(entry)}-{runs.WEIGHTS}"
+        pool = weights_pool() / f"{job.key()}-{record(entry)['code']}-{WEIGHTS}"
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
             with tempfile.TemporaryDirectory(prefix="usps-retrain-") as folder:
                 tmp = Path(folder)
                 runs.build_entry(job, tmp)
                 pool.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(tmp / runs.WEIGHTS, pool)
-        shutil.copy(pool, entry / runs.WEIGHTS)
+                shutil.move(tmp / store.WEIGHTS, pool)
+        shutil.copy(pool, entry / store.WEIGHTS)
         try:
-            runs.load_model(runs.load_entry(job, entry, "ledger"))  # refuses weights of another model
+            runs.load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model
         except Exception:
-            (entry / runs.WEIGHTS).unlink()
+            (entry / store.WEIGHTS).unlink()
             raise
         manifest = json.loads((entry / cache.MANIFEST).read_text())
-        manifest["files"][runs.WEIGHTS] = sha256_of(entry / runs.WEIGHTS)
+        manifest["files"][store.WEIGHTS] = sha256_of(entry / store.WEIGHTS)
         (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         changed.append(job.key())
     if changed:
@@ -78,11 +79,11 @@ def drop_weights(keep: Iterable[Job]) -> list[str]:  # noqa: F821
     wanted = {job.key() for job in keep}
     dropped = []
     for entry in entries():
-        if entry.name in wanted or not (entry / runs.WEIGHTS).is_file():
+        if entry.name in wanted or not (entry / store.WEIGHTS).is_file():
             continue
-        (entry / runs.WEIGHTS).unlink()
+        (entry / store.WEIGHTS).unlink()
         manifest = json.loads((entry / cache.MANIFEST).read_text())
-        manifest["files"].pop(runs.WEIGHTS, None)
+        manifest["files"].pop(store.WEIGHTS, None)
         (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         dropped.append(entry.name)
     if dropped:
@@ -119,7 +120,7 @@ def verify_manifest(folder: Path | None = None) -> list[str]:
         return [f"{path} is missing: run `make results`"]
     listed = json.loads(path.read_text())["files"]
     problems = []
-    present = {str(p.relative_to(folder)) for p in _files(folder)}
+    present = {str(p.relative_to(folder)) for p in ledger_files(folder)}
     for name, digest in sorted(listed.items()):
         file = folder / name
         if not file.is_file():
@@ -160,6 +161,9 @@ class Comparison:
     same_environment: bool | None
     retrained_seconds: float | None = None  # its training time, and when it was retrained
     retrained_at: str | None = None
+    #: When the ledger entry compared was trained (its record's ``trained``): a report's row is
+    #: evidence for that entry only, not for one trained again later under the same key.
+    entry_trained: str | None = None
 
 
 def same_environment(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -180,7 +184,7 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
         job = f"{rec['job']['split']} seed {rec['job']['seed']}"
         other = retrained / KIND / entry.name
         if not (other / "record.json").is_file() or cache.problem(other) is not None:
-            rows.append(Comparison(entry.name, job, rec["errors"], None, None, None))
+            rows.append(Comparison(entry.name, job, rec["errors"], None, None, None, entry_trained=rec["trained"]))
             continue
         rec2 = record(other)
         with np.load(entry / "predictions.npz") as a, np.load(other / "predictions.npz") as b:
@@ -190,7 +194,7 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
                     identical = identical and name in b.files and bool(np.array_equal(a[name], b[name]))
         same = same_environment(rec, rec2)
         rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical, same,
-                               float(rec2["seconds"]), rec2["trained"][:10]))
+                               float(rec2["seconds"]), rec2["trained"][:10], rec["trained"]))
     return rows
 
 
@@ -243,23 +247,47 @@ def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
 
 
 def report_rows(report: Path) -> dict[str, Comparison]:
-    """The retrained rows of a ``make retrain`` report (``VERIFY.md``'s per-run table), by entry key."""
+    """The retrained rows of a ``make retrain`` report (``VERIFY.md``'s per-run table), by entry key.
+
+    A row names the ledger entry it compared by the entry's training time. Rows of reports written
+    before that column existed get the report's own time instead (``<`` it: the entry was trained
+    before the report was written), which :func:`carried` reads as "any entry trained before then".
+    """
     rows: dict[str, Comparison] = {}
     if not report.is_file():
         return rows
+    text = report.read_text()
+    written = re.search(r"^# .*\((\d{4}-\d{2}-\d{2} \d{2}:\d{2})\)$", text, re.M)
     flag = {"yes": True, "no": False}
-    for line in report.read_text().splitlines():
+    for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[0].startswith("`") and cells[4] in flag:
+        if len(cells) == 8 and cells[0].startswith("`") and cells[5] in flag:  # entry, run, trained, ...
+            key, trained = cells[0].strip("`"), cells[2]
+            seconds = None if cells[7] in ("", "—") else float(cells[7])
+            rows[key] = Comparison(key, cells[1], int(cells[3]), int(cells[4]), flag[cells[5]], flag.get(cells[6]),
+                                   seconds, None, trained)
+        elif len(cells) == 6 and cells[0].startswith("`") and cells[4] in flag and written:  # the older table
             key = cells[0].strip("`")
-            rows[key] = Comparison(key, cells[1], int(cells[2]), int(cells[3]), flag[cells[4]], flag.get(cells[5]))
+            rows[key] = Comparison(key, cells[1], int(cells[2]), int(cells[3]), flag[cells[4]], flag.get(cells[5]),
+                                   entry_trained=f"<{written[1]}")
     return rows
+
+
+def carried(row: Comparison, entry: Path) -> bool:
+    """Whether an earlier report's ``row`` is evidence for the ledger entry as it is now: the same
+    entry, trained at the time the row names (or before an older report was written)."""
+    trained = record(entry)["trained"]
+    if row.entry_trained and row.entry_trained.startswith("<"):
+        return trained[:16] < row.entry_trained[1:]
+    return row.entry_trained == trained
 
 
 def verification(folder: Path | None = None) -> dict[str, str]:
     """Each entry's status in the last ``make retrain`` report (``results/VERIFY.md``)."""
-    rows = report_rows((folder or root()) / "VERIFY.md")
-    return {key: "identical" if row.identical else "differs" for key, row in rows.items()}
+    folder = folder or root()
+    rows = report_rows(folder / "VERIFY.md")
+    return {key: "identical" if row.identical else "differs" for key, row in rows.items()
+            if (folder / KIND / key).is_dir() and carried(row, folder / KIND / key)}
 
 
 def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from helpers import cluster, experiments, ledger, runs
+from helpers import cluster, experiments, ledger, runs, store
 from helpers.config import beyond
+from helpers.job import Job
 
-RETRAIN_DIR = ledger.REPO / "artifacts" / "retrain"
+RETRAIN_DIR = store.REPO / "artifacts" / "retrain"
 REPORT = "VERIFY.md"
 
 
@@ -21,23 +23,23 @@ def check() -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not problems:
-        print(f"results ledger: {len(ledger.entries())} runs, every checksum matches, none stale.")
+        print(f"results ledger: {len(store.entries())} runs, every checksum matches, none stale.")
     return 1 if problems else 0
 
 
-def _ledger_jobs(folder: Path) -> list[runs.Job]:
+def _ledger_jobs(folder: Path) -> list[Job]:
     """The job of every entry of the ledger in ``folder``, from its record."""
-    return [runs._job_of(ledger.record(entry)) for entry in ledger.entries(folder)]
+    return [Job.from_record(store.record(entry)) for entry in store.entries(folder)]
 
 
-def _train_everything(label: str, first: list[runs.Job] | None = None) -> float:
+def _train_everything(label: str, first: list[Job] | None = None) -> float:
     """Train what the book needs; ``first``, when given, are submitted before, in one batch (the runs
     the book's later steps need are known then, so that a cluster's workers all get work at once)."""
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
     start = time.perf_counter()
     where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
-    print(f"{label}: training every run the book needs that {ledger.root()} lacks on {where} "
+    print(f"{label}: training every run the book needs that {store.root()} lacks on {where} "
           f"(progress per run; interrupt and rerun to resume).", flush=True)
     try:
         if first:
@@ -63,17 +65,21 @@ def retrain(select: Sequence[str] = (), unverified: bool = False) -> int:
     """``make retrain``: re-derive runs into ``artifacts/retrain`` and write the comparison.
 
     Without a selection every run of the ledger is retrained. ``select`` names a subset: entry keys
-    (or their first 8 or more characters) and words of registry groups' names (:func:`experiments.jobs`);
-    ``unverified`` adds every entry that no report has retrained yet (:func:`_selected`). The comparison
-    (``results/VERIFY.md``) is written even when the call is interrupted, for the runs retrained so
-    far; a later call resumes and rewrites it, keeping the earlier report's rows of the runs this
-    folder has not retrained (a report from another machine is evidence, not to be lost).
+    (or their first 8 or more characters) and words of registry groups' names (:func:`experiments.jobs`),
+    alternatives separated by commas; ``unverified`` adds every entry that no report has retrained yet
+    (:func:`_selected`). The comparison (``results/VERIFY.md``) is written even when the call is
+    interrupted, for the runs retrained so far; a later call resumes and rewrites it, keeping the
+    earlier report's rows of the runs this folder has not retrained, where they compared the entry
+    as it is now (a report from another machine is evidence, not to be lost).
+
+    Exit status 1 when a run retrained by this call in its ledger entry's environment is not
+    bit-identical (in another environment only the error counts can be compared; the report says so).
     """
-    committed = ledger.root()
+    committed = store.root()
     jobs = _ledger_jobs(committed)  # every run of the ledger in one batch, then the book's steps check them
     subset = _selected(jobs, select, unverified) if (select or unverified) else None
     earlier = ledger.report_rows(committed / REPORT)
-    os.environ[ledger.ENV_LEDGER] = str(RETRAIN_DIR)
+    os.environ[store.ENV_LEDGER] = str(RETRAIN_DIR)
     RETRAIN_DIR.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
@@ -82,44 +88,53 @@ def retrain(select: Sequence[str] = (), unverified: bool = False) -> int:
         else:
             _train_subset(subset)
     finally:
-        rows = [earlier.get(r.key, r) if r.identical is None else r for r in ledger.compare(committed, RETRAIN_DIR)]
-        carried = sum(r is earlier.get(r.key) for r in rows)
+        fresh = ledger.compare(committed, RETRAIN_DIR)
+        old = {r.key: replace(earlier[r.key], entry_trained=r.entry_trained) for r in fresh
+               if r.identical is None and r.key in earlier and ledger.carried(earlier[r.key], committed / store.KIND / r.key)}
+        rows = [old.get(r.key, r) for r in fresh]
         report = committed / REPORT
-        report.write_text(render(rows, time.perf_counter() - start, carried))
+        report.write_text(render(rows, time.perf_counter() - start, len(old)))
         print(report.read_text())
-    return 0 if all(r.identical or r.identical is None for r in rows) else 1
+    return 1 if any(r.same_environment and not r.identical for r in fresh if r.identical is not None) else 0
 
 
 class SelectionError(ValueError):
     """A ``make retrain RUNS=...`` selection that names no ledger entry or registry group."""
 
 
-def _selected(jobs: list[runs.Job], select: Sequence[str], unverified: bool) -> list[runs.Job]:
-    """The jobs of ``jobs`` that ``select`` names, plus, with ``unverified``, those no report has
-    retrained. An item is an entry key (its first 8 or more characters) or words of registry groups'
-    names (case-insensitive: "third round" selects both of that round's groups)."""
+def _selected(jobs: list[Job], select: Sequence[str], unverified: bool) -> list[Job]:
+    """The jobs of ``jobs`` that ``select`` names, the teachers of any student among them, and, with
+    ``unverified``, those no report has retrained.
+
+    ``select`` is read as one text (the shell splits ``RUNS``), alternatives separated by commas. An
+    alternative is entry keys (each its first 8 or more characters) or words that all occur in a
+    registry group's name (case-insensitive): ``third round, fourth`` selects both of the third round's
+    groups and the fourth round's. Only runs of the ledger are selected.
+    """
     by_key = {job.key(): job for job in jobs}
     groups = experiments.jobs() if select else {}
-    chosen: dict[str, runs.Job] = {}
-    for item in select:
-        keys = [key for key in by_key if len(item) >= 8 and key.startswith(item)]
-        named = [name for name in groups if item.lower() in name.lower()]
-        if len(keys) == 1:
-            chosen[keys[0]] = by_key[keys[0]]
-        elif named and not keys:
-            chosen |= {j.key(): by_key.get(j.key(), j) for name in named for j in groups[name]}
+    chosen: dict[str, Job] = {}
+    for item in filter(None, (part.strip() for part in " ".join(select).split(","))):
+        words = item.lower().split()
+        keys = [[key for key in by_key if len(word) >= 8 and key.startswith(word)] for word in words]
+        named = [name for name in groups if all(word in name.lower() for word in words)]
+        if all(len(found) == 1 for found in keys):
+            chosen |= {found[0]: by_key[found[0]] for found in keys}
+        elif named:
+            chosen |= {j.key(): by_key[j.key()] for name in named for j in groups[name] if j.key() in by_key}
         else:
             raise SelectionError(
-                f"{item!r} names {len(keys) or 'no'} ledger entries and {len(named) or 'no'} registry groups; give "
-                f"an entry's key (8 characters or more, as in results/VERIFY.md) or words of a group's name: "
+                f"{item!r} names no single ledger entry and no registry group; give an entry's key (8 characters "
+                f"or more, as in results/VERIFY.md) or words of a group's name, alternatives separated by commas: "
                 + "; ".join(groups))
     if unverified:
         status = ledger.verification()
         chosen |= {key: job for key, job in by_key.items() if status.get(key) not in ("identical", "differs")}
-    return list(chosen.values())
+    teachers = {key for job in chosen.values() for key in getattr(job, "teachers", ()) if key in by_key}
+    return [by_key[key] for key in teachers - set(chosen)] + list(chosen.values())
 
 
-def _train_subset(jobs: list[runs.Job]) -> None:
+def _train_subset(jobs: list[Job]) -> None:
     """Train ``jobs`` (and the teachers of any student among them) into the retrain folder."""
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
@@ -140,9 +155,11 @@ def _cost(done: list[ledger.Comparison]) -> list[str]:
     days = sorted({r.retrained_at for r in done if r.retrained_at})
     if not times:
         return []
-    when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
-    return [f"The retrained runs took {sum(times) / 60:.0f} min of training summed over runs, about "
-            f"{sum(times) / 120:.0f} min of wall time on two one-thread workers (retrained {when})."]
+    when = "" if not days else f", retrained {days[0]}" if len(days) == 1 else f", retrained {days[0]} to {days[-1]}"
+    missing = len(done) - len(times)
+    return [f"{len(times)} of the retrained runs record their training time: {sum(times) / 60:.0f} min summed over "
+            f"runs, about {sum(times) / 120:.0f} min of wall time on two one-thread workers{when}"
+            + (f"; {missing} rows from an older report do not record it." if missing else ".")]
 
 
 def _by_environment(done: list[ledger.Comparison]) -> list[str]:
@@ -173,16 +190,15 @@ def render(rows: list[ledger.Comparison], seconds: float, carried: int = 0) -> s
              f"{len(done) - identical - same_count} make a different number of errors, "
              f"{len(rows) - len(done)} were not retrained."
              + (f" {carried} of the retrained rows are carried from the earlier report (retrained in another "
-                f"call's folder, possibly on another machine)." if carried else ""), "", *_cost(done), "", *_by_environment(done), "",
-             "| entry | run | errors (ledger) | errors (retrained) | identical | same environment |",
-             "| --- | --- | ---: | ---: | --- | --- |"]
+                f"call's folder, possibly on another machine, and compared with the entry as it is now)."
+                if carried else ""), "", *_cost(done), "", *_by_environment(done), "",
+             "| entry | run | entry trained | errors (ledger) | errors (retrained) | identical | same environment "
+             "| retraining (s) |",
+             "| --- | --- | --- | ---: | ---: | --- | --- | ---: |"]
     for r in rows:
         def show(value: object) -> str:
             return "—" if value is None else ("yes" if value is True else "no" if value is False else str(value))
-        lines.append(f"| `{r.key}` | {r.job} | {r.ledger_errors} | {show(r.retrained_errors)} | "
-                     f"{show(r.identical)} | {show(r.same_environment)} |")
+        seconds_ = "—" if r.retrained_seconds is None else f"{r.retrained_seconds:.0f}"
+        lines.append(f"| `{r.key}` | {r.job} | {show(r.entry_trained)} | {r.ledger_errors} | "
+                     f"{show(r.retrained_errors)} | {show(r.identical)} | {show(r.same_environment)} | {seconds_} |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(check())

@@ -11,7 +11,8 @@ import functools
 from typing import Any
 
 from helpers.config import BASELINE, DECISIONS, Config, profile
-from helpers.runs import Job, holdout_errors, run_many
+from helpers.job import Job
+from helpers.runs import holdout_errors, run_many
 from helpers.train import DEFAULT_SEED
 
 

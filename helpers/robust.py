@@ -21,7 +21,9 @@ import pandas as pd
 from helpers import data, stats
 from helpers.best_published import forward_selection, prediction_sets, training_runs
 from helpers.config import Config
-from helpers.runs import Job, Run, run_many
+from helpers.job import Job
+from helpers.runs import run_many
+from helpers.store import Run
 from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
 
 PROTOCOL = "protocols/accurate-and-robust.md"

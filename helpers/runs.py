@@ -1,73 +1,48 @@
-"""Runs: what names a training run, its files, and where its result comes from.
+"""Runs: where a job's result comes from, and training it.
 
-A *job* is a configuration, a seed and a split: ``"test"`` trains on all 7291 training
-images and predicts the 2007 test images (the paper's protocol); ``"holdout"`` trains on
-a stratified 80 % of the training images and predicts the other 20 %; ``"cv5-2"`` trains
-on four fifths of them and predicts fold 2 of a stratified 5-fold split (every training
-image is predicted once over the five folds).
+Where a job's result (:class:`helpers.store.Run`) comes from, in order (:func:`run`):
 
-Where a job's result comes from, in order (:func:`run`):
-
-1. the committed results ledger (``results/``; :func:`find`), so every machine shows the
-   published numbers;
+1. the committed results ledger (``results/``; :func:`helpers.store.find`), so every machine
+   shows the published numbers;
 2. the per-user cache, for runs the ledger lacks (a reader's own experiments);
 3. training now, when ``USPS_TRAINING`` allows it (see :func:`training_mode`): on this machine,
    or many at a time on Dask (:func:`run_many`, :mod:`helpers.cluster`).
 
-A run's entry is a folder: ``record.json`` (the job, its training history and time, the
-environment it ran in, the data checksums, the checksum of the labels it predicts and the
-hash of the code that determines the model: :func:`code_hash`), ``predictions.npz`` and, for
-the few models a chapter loads, :data:`WEIGHTS`. It is written into a temporary folder and
-renamed into place when complete (:func:`write`); ``MANIFEST.json`` lists the SHA-256 of every
-file of the ledger. What is done with the ledger as a whole (checks, pruning, the retrain
-comparison, listings) is :mod:`helpers.ledger`'s.
-
-One module, over the usual length, because it is one idea read top to bottom: a run's name,
-its files, and the lookup ledger -> cache -> training; split, each part would import the others.
+Training a job (:func:`entry_files`) fits its network on what :func:`training_arrays` gives
+(a distilled student's labels are its teachers' soft targets) and returns the entry's files.
+What names a job is :mod:`helpers.job`'s; the entry's files and the ledger's lookup are
+:mod:`helpers.store`'s.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import io
 import json
-import math
 import os
 import platform
-import re
-import shutil
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
-from filelock import FileLock
 
-from helpers import _tf, cache, cluster, codehash, data
-from helpers._tf import THREADS, keras, tf
-from helpers.config import BASELINE, Config
-from helpers.data import sha256_of
-from helpers.model import ElasticDistortion, PixelNoise, SmoothedSparseCrossentropy, build_model
-from helpers.train import DEFAULT_SEED, _predict, fit, predict_tta, predict_tta_rotations, set_seed, soft_targets
+from helpers import cache, cluster, data
+from helpers._tf import keras, tf
+
+from helpers.config import Config
+from helpers.job import DEFAULT_SEED, Job, arrays, code_hash, environment
+from helpers.model import build_model
+from helpers.store import (KIND, WEIGHTS, LedgerError, Run, entries, find, load_entry, npz, record, root, weights_pool, write,
+                           write_files, write_manifest)
+from helpers.train import _predict, fit, predict_tta, predict_tta_rotations, soft_targets
 
 ENV_TRAINING = "USPS_TRAINING"
-ENV_LEDGER = "USPS_LEDGER_DIR"
-MANIFEST = "MANIFEST.json"
-KIND = "runs"
-REPO = Path(__file__).resolve().parents[1]
 Mode = Literal["allow", "forbid", "ledger"]
-WEIGHTS = "model.weights.npz"  # the layers' weights only (no optimizer state), compressed
 
 
 class TrainingForbidden(RuntimeError):
     """A result is needed that neither the ledger nor the cache holds, and training is off."""
-
-
-class LedgerError(RuntimeError):
-    """The ledger is damaged, altered or stale for the current code."""
 
 
 def training_mode() -> Mode:
@@ -81,67 +56,6 @@ def training_mode() -> Mode:
     if mode not in ("allow", "forbid", "ledger"):
         raise ValueError(f"{ENV_TRAINING}={mode!r}: use allow, forbid or ledger.")
     return mode  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------- the job
-
-
-def split_parts(split: str) -> tuple[int, int] | None:
-    """``(folds, fold)`` of a cross-validation split such as ``"cv5-2"``, else ``None``."""
-    match = re.fullmatch(r"cv(\d+)-(\d+)", split)
-    return (int(match[1]), int(match[2])) if match else None
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training run: a configuration, a seed and a split (see the module's docstring)."""
-
-    config: Config
-    seed: int = DEFAULT_SEED
-    split: str = "test"
-    #: The commit of the protocol a run was trained under (recorded, not part of its name).
-    protocol: str = field(default="", compare=False)
-    #: A distilled student's teachers: the ledger keys of runs trained on exactly its training images
-    #: (part of its name; see :func:`training_arrays`).
-    teachers: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.split not in ("test", "holdout") and split_parts(self.split) is None:
-            raise ValueError(f"split must be 'test', 'holdout' or 'cv<k>-<fold>', not {self.split!r}")
-        if bool(self.config.distill_weight) != bool(self.teachers):
-            raise ValueError("a distilled configuration (distill_weight > 0) needs teachers, and only it: "
-                             f"distill_weight = {self.config.distill_weight}, {len(self.teachers)} teachers")
-
-    def identity(self) -> dict[str, Any]:
-        """What names the run: configuration, seed, split, the data's published checksums and its teachers."""
-        teachers = {"teachers": list(self.teachers)} if self.teachers else {}
-        return {"config": self.config.as_dict(), "seed": self.seed, "split": self.split, **teachers,
-                "data": dict(data.SHA256)}
-
-    def key(self) -> str:
-        """The run's name in the ledger."""
-        return cache.key_of(self.identity())
-
-    def spec(self) -> dict[str, Any]:
-        """The local cache's key: the identity plus the code hash and the environment."""
-        return {**self.identity(), "code": code_hash(self.config), "env": environment()}
-
-    def describe(self) -> str:
-        return f"{self.split} seed {self.seed}"
-
-
-def arrays(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Training images and labels, and the images and labels the job predicts."""
-    x, y = data.load_usps("train", scale=job.config.scale)
-    if job.split == "test":
-        xt, yt = data.load_usps("test", scale=job.config.scale)
-        return x, y, xt, yt
-    parts = split_parts(job.split)
-    if parts:
-        fit_idx, held_idx = data.fold_split(y, *parts, seed=job.seed)
-    else:
-        fit_idx, held_idx = data.validation_split(y, seed=job.seed)
-    return x[fit_idx], y[fit_idx], x[held_idx], y[held_idx]
 
 
 def training_arrays(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -189,147 +103,11 @@ def teacher_model(result: Run) -> keras.Model:
     return load_model(result)
 
 
-# ----------------------------------------------------------- what determines a model
+def _job_of(rec: dict[str, Any]) -> Job:  # the name the hashed teacher_probabilities calls it by
+    return Job.from_record(rec)
 
 
-#: The training core, hashed for every configuration: the thread settings, data parsing and splits,
-#: seeding, training and prediction.
-TRAINING_CORE: tuple[Any, ...] = (_tf, data.parse, data.to_images, data.validation_split, data.fold_split, set_seed,
-                                  fit, arrays, _predict)
-#: The book's own code behind a configuration option, hashed where the configuration uses it: its
-#: layers and losses, and a distilled student's soft targets.
-OPTION_CODE: dict[str, tuple[Any, ...]] = {
-    "augment_elastic": (ElasticDistortion,), "label_smoothing": (SmoothedSparseCrossentropy,),
-    "augment_noise": (PixelNoise,),
-    "distill_weight": (training_arrays, teacher_probabilities, soft_targets, predict_tta)}
-
-
-def hashed_code(config: Config) -> tuple[Any, ...]:
-    """The functions, classes and module whose code :func:`code_hash` covers for ``config``."""
-    return TRAINING_CORE + tuple(obj for option, code in OPTION_CODE.items() if getattr(config, option)
-                                 for obj in code)
-
-
-def _read_code() -> dict[str, str]:
-    """The normalised source (:func:`helpers.codehash.normalise`) of every object :func:`hashed_code` may name.
-
-    Read once, at import: ``inspect`` reads source files from disk, so reading it later in a
-    long-lived process, after a file was edited, would hash code the process is not running.
-    """
-    return codehash.read(dict.fromkeys(TRAINING_CORE + tuple(obj for code in OPTION_CODE.values() for obj in code)))
-
-
-_CODE = _read_code()
-
-
-def serialised_network(config: Config) -> str:
-    """The network :func:`helpers.model.build_model` makes of ``config``: its Keras architecture,
-    optimizer and loss as serialised by Keras (one JSON text)."""
-    net = build_model(config, steps_per_epoch=math.ceil(data.ROWS["train"] / config.batch_size))
-    return json.dumps({"model": json.loads(net.to_json()),
-                       "optimizer": keras.saving.serialize_keras_object(net.optimizer),
-                       "loss": keras.saving.serialize_keras_object(net.loss)}, sort_keys=True, default=str)
-
-
-@functools.lru_cache(maxsize=None)
-def code_hash(config: Config = BASELINE) -> str:
-    """Hash of what determines a trained model of ``config``, the configuration's values aside.
-
-    It covers the code of the training core (data parsing and splits, seeding, ``fit``, the
-    thread settings; :data:`TRAINING_CORE`), the book's own layers and losses where ``config``
-    uses them (:data:`OPTION_CODE`) and the network that :func:`helpers.model.build_model` makes
-    of ``config`` (:func:`serialised_network`). The code counts by what it does, not by how it is
-    written: each function by its name and its syntax tree without docstrings
-    (:mod:`helpers.codehash`), so a comment, a docstring, a line break or a function moved to
-    another module leaves the hash alone, and a changed constant, argument or statement does not.
-    A change to the model code that does not change this configuration's network (a new option,
-    off by default) leaves its hash alone; any change to its network does not.
-    """
-    code = codehash.fingerprint({name: _CODE[name] for name in map(codehash.name_of, hashed_code(config))})
-    return hashlib.sha256((code + serialised_network(config)).encode()).hexdigest()[:16]
-
-
-def _cpu() -> tuple[str, str]:
-    """The CPU's model name and a short hash of its feature flags (Linux; else what platform says)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
-        flags = re.search(r"^flags\s*:\s*(.*)$", info, re.M)
-        return ((model[1].strip() if model else platform.processor()),
-                hashlib.sha256((flags[1] if flags else "").encode()).hexdigest()[:12])
-    except OSError:
-        return platform.processor() or platform.machine(), "unknown"
-
-
-def environment() -> dict[str, Any]:
-    """Library versions, thread settings and machine facts that a trained model may depend on."""
-    cpu, flags = _cpu()
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "machine": platform.machine(), "cpu": cpu, "cpu_flags": flags,
-            "threads": THREADS, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
-
-
-# ------------------------------------------------------------------ a run and its files
-
-
-@dataclass(frozen=True)
-class Run:
-    """The result of a job, with where it came from."""
-
-    job: Job
-    key: str
-    entry: Path
-    history: dict[str, list[float]]
-    seconds: float
-    probabilities: np.ndarray  # on the test images, or on the held-out training images
-    labels: np.ndarray
-    source: Literal["ledger", "cache", "trained"] = "ledger"
-    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    # averaged over the image and its one-pixel shifts (runs trained before it existed: None)
-    tta: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # averaged over the shifts and small rotations (train.TTA_ROTATIONS; stored in half precision)
-    tta_rotations: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # the digits read under pixel noise, one row per level of `data.NOISE_LEVELS` (same draws for every run)
-    noisy: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    def noisy_errors(self, level: float) -> int | None:
-        """Errors on the predicted images with pixel noise of standard deviation ``level`` (None: not stored)."""
-        if self.noisy is None:
-            return None
-        return int((self.noisy[data.NOISE_LEVELS.index(level)] != self.labels).sum())
-
-    @property
-    def built(self) -> bool:
-        return self.source == "trained"
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1)
-
-    @property
-    def errors(self) -> int:
-        return int((self.predicted != self.labels).sum())
-
-    @property
-    def accuracy(self) -> float:
-        return 1.0 - self.errors / len(self.labels)
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        return self.seconds / self.job.config.epochs
-
-    @property
-    def weights(self) -> Path | None:
-        path = self.entry / WEIGHTS
-        return path if path.is_file() else None
-
-    def numbers(self) -> dict[str, Any]:
-        """How this run was trained, as the training chapter quotes it: epochs, batch size, seconds
-        in all and per epoch, and the CPU and threads of the environment it ran in."""
-        env = self.record.get("environment", {})
-        return {"epochs": self.job.config.epochs, "batch_size": self.job.config.batch_size,
-                "train_seconds": self.seconds, "seconds_per_epoch": self.seconds_per_epoch,
-                "train_cpu": env.get("cpu", "unknown"), "train_threads": env.get("threads", "unknown")}
+# ------------------------------------------------------------------ training a job
 
 
 def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> None:
@@ -375,153 +153,9 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         record["protocol"] = job.protocol
     if y.ndim == 2:  # a distilled student: the checksum of the soft targets it was trained on
         record["targets_sha256"] = hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).tobytes()).hexdigest()
-    return {"predictions.npz": _npz(probabilities=probabilities, labels=yp.astype(np.int8), tta=tta.astype(np.float32),
+    return {"predictions.npz": npz(probabilities=probabilities, labels=yp.astype(np.int8), tta=tta.astype(np.float32),
                                     **extra),
-            WEIGHTS: _npz(*model.get_weights()), "record.json": json.dumps(record, indent=1).encode()}
-
-
-def _npz(*arrays_: np.ndarray, **named: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, *arrays_, **named)
-    return buffer.getvalue()
-
-
-def write_files(folder: Path, files: dict[str, bytes]) -> None:
-    """Write an entry's files (from :func:`entry_files`) into ``folder``."""
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-
-
-def load_entry(job: Job, entry: Path, source: Literal["ledger", "cache", "trained"]) -> Run:
-    """A :class:`Run` from an entry folder written by :func:`build_entry`."""
-    record = json.loads((entry / "record.json").read_text())
-    with np.load(entry / "predictions.npz") as stored:
-        probabilities, labels = stored["probabilities"], stored["labels"].astype(np.int64)
-        optional = {name: stored[name] if name in stored.files else None for name in ("tta", "tta_rotations", "noisy")}
-    if optional["tta_rotations"] is not None:
-        optional["tta_rotations"] = optional["tta_rotations"].astype(np.float32)
-    return Run(job, job.key(), entry, record["history"], record["seconds"], probabilities, labels, source, record,
-               **optional)
-
-
-# ------------------------------------------------------------- the ledger folder
-
-
-def root() -> Path:
-    """The ledger's folder: ``USPS_LEDGER_DIR``, else ``results/`` beside ``helpers/``."""
-    env = os.environ.get(ENV_LEDGER)
-    return Path(env).expanduser().resolve() if env else REPO / "results"
-
-
-def entries(folder: Path | None = None) -> list[Path]:
-    """Every complete entry folder of the ledger, sorted by name."""
-    runs = (folder or root()) / KIND
-    return sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
-
-
-def record(entry: Path) -> dict[str, Any]:
-    """The ``record.json`` of an entry."""
-    return json.loads((entry / "record.json").read_text())
-
-
-def _job_of(rec: dict[str, Any]) -> "Job":  # noqa: F821
-    job = rec["job"]
-    return Job(Config(**job["config"]), job["seed"], job["split"], teachers=tuple(job.get("teachers", ())))
-
-
-def stale_reason(entry: Path) -> str | None:
-    """Why an intact entry is stale for the current code, or ``None``."""
-    rec = record(entry)
-    job = _job_of(rec)
-    if job.key() != entry.name:
-        return f"its record names another run ({job.key()})"
-    current = code_hash(job.config)
-    if rec["code"] != current:
-        return f"trained with code {rec['code']}, the current code is {current}"
-    for key in job.teachers:  # a student learnt from its teachers as they were when it was trained
-        teacher = entry.parent / key
-        if not (teacher / "record.json").is_file():
-            return f"its teacher {key} is not in the ledger"
-        if record(teacher)["trained"] > rec["trained"]:
-            return f"its teacher {key} was trained again after it"
-    return None
-
-
-def find(job: "Job", *, stale_ok: bool = False, quiet: bool = False) -> Path | None:  # noqa: F821
-    """The ledger entry of ``job`` if it is there, intact and current.
-
-    An altered entry raises :class:`LedgerError` naming the file. A stale entry raises too,
-    unless ``stale_ok`` (then it is treated as absent, with a one-line notice).
-    """
-    entry = root() / KIND / job.key()
-    if not entry.is_dir():
-        return None
-    problem = cache.problem(entry)
-    if problem is not None:
-        raise LedgerError(f"results ledger, entry {entry}: {problem}. The committed "
-                          f"ledger was altered: restore it with `git checkout -- results/`, or "
-                          f"retrain the entry with `make results`.")
-    reason = stale_reason(entry)
-    if reason is None:
-        return entry
-    if not stale_ok:
-        raise LedgerError(f"results ledger: entry {job.key()} ({job.describe()}) is stale: {reason}. "
-                          f"Run `make results` to retrain the stale entries.")
-    if not quiet:
-        print(f"results ledger: entry {job.key()} is stale ({reason}); not used.", file=sys.stderr)
-    return None
-
-
-def write(job: "Job", build: Callable[[Path], None]) -> tuple[Path, bool]:  # noqa: F821
-    """Build ``job``'s entry into the ledger (replacing a stale one) and update the manifest."""
-    folder = root()
-    spec = job.identity()
-
-    def current(entry: Path) -> bool:
-        return stale_reason(entry) is None
-
-    def build_without_weights(tmp: Path) -> None:
-        build(tmp)
-        # Weights go to the per-user pool; `keep_weights` moves the few the book needs in.
-        pool = weights_pool() / f"{job.key()}-{record_code(tmp)}-{WEIGHTS}"
-        pool.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(tmp / WEIGHTS, pool)
-
-    entry, built = cache.get_or_build(KIND, spec, build_without_weights, folder, accept=current)
-    if built:
-        write_manifest(folder)
-    return entry, built
-
-
-def record_code(entry: Path) -> str:
-    return record(entry)["code"]
-
-
-def weights_pool() -> Path:
-    """Where ``make results`` keeps the weights of the runs it trained (per user, not committed)."""
-    return data.cache_root() / "ledger-weights"
-
-
-def _files(folder: Path) -> list[Path]:
-    """Every file of the ledger but its manifest, locks and unfinished (dot-named) entries."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST
-                  and not p.name.endswith(".lock") and p.suffix != ".md"
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def write_manifest(folder: Path | None = None) -> Path:
-    """Rewrite ``MANIFEST.json``: the SHA-256 of every file of every complete entry."""
-    folder = folder or root()
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".manifest.lock")):
-        files = {str(p.relative_to(folder)): sha256_of(p) for p in _files(folder)}
-        target = folder / MANIFEST
-        tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, target)
-    return target
+            WEIGHTS: npz(*model.get_weights()), "record.json": json.dumps(record, indent=1).encode()}
 
 
 def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> Any:
@@ -586,7 +220,7 @@ def available(job: Job) -> bool:
             or cache.lookup("models", job.spec()) is not None)
 
 
-def estimate_seconds(job: "Job") -> float:  # noqa: F821
+def estimate_seconds(job: Job) -> float:
     """A rough training time for ``job``, from the ledger's runs of a similar network."""
     images = data.ROWS["train"] * (1.0 if job.split == "test" else 0.8)
     shape = ("second_block_filters", "augment_shift", "filters", "dense_units", "batch_size", "batch_norm")

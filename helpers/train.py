@@ -4,7 +4,7 @@
 :func:`_predict` and :func:`predict_tta` read images with it. Which images a run trains on, how its
 result is stored and found again, and when it is trained at all is :mod:`helpers.runs`'s job.
 The source of :func:`set_seed`, :func:`fit` and :func:`_predict` is part of the code hash that
-names a ledger entry's code (:func:`helpers.runs.code_hash`): edit them deliberately.
+names a ledger entry's code (:func:`helpers.job.code_hash`): edit them deliberately.
 """
 
 from __future__ import annotations

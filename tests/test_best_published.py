@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import best_published, data, evaluate, paper, runs, train
+import helpers.job
+from helpers import best_published, data, evaluate, paper, train
 from helpers._tf import keras
 from helpers.config import BASELINE, LATE_FIELDS
 from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
-from helpers.runs import Job, Run
+from helpers.job import Job
+from helpers.store import Run
 
 from conftest import need_real_data
 
@@ -41,7 +43,7 @@ def test_candidates_add_each_lever_and_all_together() -> None:
 
 
 def test_every_candidate_builds_and_hashes_differently() -> None:
-    hashes = {runs.code_hash(config) for config in best_published.candidates(BASE).values()}
+    hashes = {helpers.job.code_hash(config) for config in best_published.candidates(BASE).values()}
     assert len(hashes) == len(best_published.LEVERS) + 2
 
 
@@ -194,7 +196,7 @@ def test_second_round_adds_each_lever_to_the_first_choice() -> None:
     table = best_published.lever_table(best_published.SECOND_LEVERS)
     assert f"epochs = {2 * best_published.beyond().epochs}" in table.loc["elastic distortions, twice the epochs, cosine decay",
                                                                "configuration"]
-    assert len({runs.code_hash(config) for config in found.values()}) == len(found)
+    assert len({helpers.job.code_hash(config) for config in found.values()}) == len(found)
 
 
 def test_weight_averaging_predicts_with_the_average_and_a_third_block_builds() -> None:
@@ -208,7 +210,7 @@ def test_weight_averaging_predicts_with_the_average_and_a_third_block_builds() -
     assert not np.allclose(plain.get_layer("softmax").get_weights()[0], averaged.get_layer("softmax").get_weights()[0])
     third = build_model(config.with_(third_block_filters=4))
     assert third.get_layer("conv_3").filters == 4 and third.get_layer("max_pool_3").output.shape[1:3] == (2, 2)
-    assert runs.code_hash(config.with_(weight_average=0.9)) != runs.code_hash(config)
+    assert helpers.job.code_hash(config.with_(weight_average=0.9)) != helpers.job.code_hash(config)
 
 
 def _cv(name: str, wrong: np.ndarray, labels: np.ndarray) -> best_published.CVResult:

@@ -22,12 +22,15 @@ from typing import Any, Iterator
 
 import pytest
 
-from helpers import cache, cluster, ledger, ledger_cli, runs
+import helpers.job
+from helpers import cache, cluster, ledger, ledger_cli, runs, store
+
+from helpers.job import Job, arrays, environment
 from helpers.config import BASELINE
 from tests.conftest import REPO, need_real_data
 
 SHORT = BASELINE.with_(epochs=2)  # the paper's network, two epochs: a few seconds a run
-JOBS = [runs.Job(SHORT, 0, "test"), runs.Job(SHORT, 1, "holdout"), runs.Job(SHORT, 0, "cv5-2")]
+JOBS = [Job(SHORT, 0, "test"), Job(SHORT, 1, "holdout"), Job(SHORT, 0, "cv5-2")]
 BIN = Path(sys.executable).parent
 
 
@@ -121,7 +124,7 @@ def ledger_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _train_into(folder: Path, monkeypatch: pytest.MonkeyPatch, *, workers: int, address: str | None = None) -> None:
-    monkeypatch.setenv(ledger.ENV_LEDGER, str(folder))
+    monkeypatch.setenv(store.ENV_LEDGER, str(folder))
     if address:
         monkeypatch.setenv(cluster.ENV_CLUSTER, address)
     else:
@@ -132,8 +135,8 @@ def _train_into(folder: Path, monkeypatch: pytest.MonkeyPatch, *, workers: int, 
 
 def _complete(folder: Path) -> None:
     """One complete, intact entry per job, listed in the manifest, and nothing half-written."""
-    assert sorted(e.name for e in ledger.entries(folder)) == sorted(j.key() for j in JOBS)
-    assert all(cache.problem(e) is None for e in ledger.entries(folder))
+    assert sorted(e.name for e in store.entries(folder)) == sorted(j.key() for j in JOBS)
+    assert all(cache.problem(e) is None for e in store.entries(folder))
     assert ledger.verify_manifest(folder) == []
     assert not [p for p in folder.rglob(".*tmp*")], "temporary folders left in the ledger"
 
@@ -196,11 +199,11 @@ def test_embedded_and_remote_clusters_train_the_same_bits(reference: Path, dask_
     for folder in (ledger_mode / "embedded", ledger_mode / "remote"):
         _complete(folder)
         _identical(reference, folder)
-        for entry in ledger.entries(folder):
-            rec = ledger.record(entry)
+        for entry in store.entries(folder):
+            rec = store.record(entry)
             assert rec["key"] == entry.name and rec["data"] == runs.data.checksums()
-            assert rec["code"] == runs.code_hash(SHORT) and rec["environment"] == runs.environment()
-            assert rec["host"] == ledger.record(reference / ledger.KIND / entry.name)["host"]
+            assert rec["code"] == helpers.job.code_hash(SHORT) and rec["environment"] == environment()
+            assert rec["host"] == store.record(reference / store.KIND / entry.name)["host"]
     assert not list((dask_cluster.folder).glob("**/*.npz")), "workers write no files"
 
 
@@ -249,7 +252,7 @@ def test_a_worker_killed_mid_run_leaves_one_complete_entry(reference: Path, dask
 def test_a_scheduler_that_does_not_answer_is_named_within_ten_seconds(ledger_mode: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
-    monkeypatch.setenv(ledger.ENV_LEDGER, str(ledger_mode / "ledger"))
+    monkeypatch.setenv(store.ENV_LEDGER, str(ledger_mode / "ledger"))
     monkeypatch.setenv(cluster.ENV_CLUSTER, address)
     start = time.monotonic()
     with pytest.raises(cluster.ClusterUnavailable) as caught:
@@ -257,7 +260,7 @@ def test_a_scheduler_that_does_not_answer_is_named_within_ten_seconds(ledger_mod
     assert time.monotonic() - start < 10
     message = str(caught.value)
     assert address in message and "dask scheduler" in message and f"dask worker {address}" in message
-    assert ledger.entries(ledger_mode / "ledger") == []
+    assert store.entries(ledger_mode / "ledger") == []
 
 
 def test_a_nanny_preloading_helpers_cluster_starts_lean_workers(tmp_path: Path) -> None:
@@ -284,13 +287,13 @@ def test_a_nanny_preloading_helpers_cluster_starts_lean_workers(tmp_path: Path) 
 def test_a_worker_with_other_code_is_refused(ledger_mode: Path) -> None:
     job = JOBS[1]
     with pytest.raises(cluster.CodeMismatch, match="runs other code than the client.*code hash"):
-        cluster.train_on_worker(runs.entry_files, runs.code_hash, job, cluster.pack(runs.arrays(job)), "0" * 16,
+        cluster.train_on_worker(runs.entry_files, helpers.job.code_hash, job, cluster.pack(arrays(job)), "0" * 16,
                                 job.key(), runs.data.checksums())
 
 
 def test_nothing_missing_starts_no_cluster(reference: Path, ledger_mode: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ledger.ENV_LEDGER, str(reference))
+    monkeypatch.setenv(store.ENV_LEDGER, str(reference))
     monkeypatch.setenv("USPS_TRAINING", "forbid")
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -309,16 +312,16 @@ def test_a_stale_entry_is_missing_for_make_results_and_stops_the_book(reference:
 
     folder = ledger_mode / "ledger"
     shutil.copytree(reference, folder, ignore=shutil.ignore_patterns("*.lock"))
-    monkeypatch.setenv(ledger.ENV_LEDGER, str(folder))
-    entry = folder / ledger.KIND / JOBS[2].key()
-    rec = ledger.record(entry)
+    monkeypatch.setenv(store.ENV_LEDGER, str(folder))
+    entry = folder / store.KIND / JOBS[2].key()
+    rec = store.record(entry)
     rec["code"] = "0" * 16  # trained by other code; checksums kept consistent
     (entry / "record.json").write_text(json.dumps(rec))
     manifest = json.loads((entry / cache.MANIFEST).read_text())
     manifest["files"]["record.json"] = cache.sha256_of(entry / "record.json")
     (entry / cache.MANIFEST).write_text(json.dumps(manifest))
     monkeypatch.setenv("USPS_TRAINING", "forbid")
-    with pytest.raises(ledger.LedgerError, match="stale"):
+    with pytest.raises(store.LedgerError, match="stale"):
         runs.run_many(JOBS)
     monkeypatch.setenv("USPS_TRAINING", "ledger")
     assert [runs.available(j) for j in JOBS] == [True, True, False]

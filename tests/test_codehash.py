@@ -2,7 +2,7 @@
 
 Edits are made to scratch copies of ``helpers/train.py`` and ``helpers/data.py`` (the real files
 are never touched); the copies' functions replace the real ones in the hash
-(:func:`helpers.runs.code_hash` of the paper's configuration). A docstring, a comment, a line
+(:func:`helpers.job.code_hash` of the paper's configuration). A docstring, a comment, a line
 break inside a call or a function moved into another module leave the hash alone; a changed
 constant, argument or line of ``fit`` changes it. The last test edits ``fit`` in a copy of the
 package and runs ``python -m helpers check`` on the committed ledger there.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import glob
 import importlib.util
-import inspect
 import json
 import os
 import shutil
@@ -25,11 +24,12 @@ from typing import Callable
 
 import pytest
 
-from helpers import codehash, runs
+import helpers.job
+from helpers import codehash
 from helpers.config import BASELINE
 from tests.conftest import REPO, need_real_data
 
-FILES = ("train.py", "data.py")  # the modules that hold the training core's functions (and runs.arrays)
+FILES = ("train.py", "data.py")  # the modules that hold the training core's functions (and arrays)
 
 
 # --------------------------------------------------------------------- the normal form
@@ -92,8 +92,8 @@ def test_the_fingerprint_names_functions_not_files_and_ignores_their_order() -> 
 def test_the_normal_form_is_the_same_on_every_python_found(tmp_path: Path) -> None:
     """Python 3.12 added fields to the tree and 3.13 changed what ast.dump writes: the normal form of
     the hashed code must not depend on which Python computes it (a reader's is not the ledger's)."""
-    sources = {codehash.name_of(obj): inspect.getsource(obj)
-               for obj in dict.fromkeys(runs.TRAINING_CORE + sum(runs.OPTION_CODE.values(), ()))}
+    sources = {where.partition(":")[2] or where: codehash.source_of(where, helpers.job.PACKAGE)
+               for where in dict.fromkeys(helpers.job.TRAINING_CORE + sum(helpers.job.OPTION_CODE.values(), ()))}
     (tmp_path / "sources.json").write_text(json.dumps(sources))
     script = textwrap.dedent(f"""
         import importlib.util, json
@@ -104,7 +104,7 @@ def test_the_normal_form_is_the_same_on_every_python_found(tmp_path: Path) -> No
         print(codehash.fingerprint({{name: codehash.normalise(text) for name, text in sources.items()}}))
         """)
     here = codehash.fingerprint({name: codehash.normalise(text) for name, text in sources.items()})
-    assert here == codehash.fingerprint({name: runs._CODE[name] for name in sources})
+    assert here == codehash.fingerprint({name: helpers.job._CODE[name] for name in sources})
     found = {}
     candidates = [shutil.which(f"python3.{minor}") for minor in range(10, 15)]
     candidates += glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3"))
@@ -235,20 +235,19 @@ def hash_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[s
             module = importlib.util.module_from_spec(spec)
             monkeypatch.setitem(sys.modules, module_name, module)
             spec.loader.exec_module(module)
-            objects = [getattr(module, n) for n in runs._CODE if getattr(getattr(module, n, None), "__module__", None)
+            objects = [getattr(module, n) for n in helpers.job._CODE if getattr(getattr(module, n, None), "__module__", None)
                        == module_name]
             for key, value in codehash.read(objects).items():
                 assert key not in found, f"{key} is defined twice in the scratch files"
                 found[key] = value
-        core = {codehash.name_of(o) for o in runs.TRAINING_CORE
-                if getattr(o, "__module__", None) in ("helpers.train", "helpers.data")}
+        core = {where.partition(":")[2] for where in helpers.job.TRAINING_CORE if where.startswith(("train:", "data:"))}
         assert core <= set(found), f"the scratch files lack {core - set(found)}"
-        runs.code_hash.cache_clear()
+        helpers.job.code_hash.cache_clear()
         with monkeypatch.context() as patch:
             for key, value in found.items():
-                patch.setitem(runs._CODE, key, value)
-            result = runs.code_hash(BASELINE)
-        runs.code_hash.cache_clear()
+                patch.setitem(helpers.job._CODE, key, value)
+            result = helpers.job.code_hash(BASELINE)
+        helpers.job.code_hash.cache_clear()
         return result
 
     return compute
@@ -261,7 +260,7 @@ def originals() -> dict[str, str]:
 
 def test_scratch_copies_hash_like_the_real_files(hash_of: Callable[[dict[str, str]], str],
                                                  originals: dict[str, str]) -> None:
-    assert hash_of(originals) == runs.code_hash(BASELINE)
+    assert hash_of(originals) == helpers.job.code_hash(BASELINE)
 
 
 @pytest.mark.parametrize("edit", [docstring_sentence, new_docstring, comment, line_break_in_a_call])
@@ -277,7 +276,7 @@ def test_writing_changes_leave_the_hash_alone(edit: Callable[[str, str], str], f
     edited = edit(originals[file], function)
     assert edited != originals[file]
     ast.parse(edited)
-    assert hash_of({**originals, file: edited}) == runs.code_hash(BASELINE)
+    assert hash_of({**originals, file: edited}) == helpers.job.code_hash(BASELINE)
 
 
 def test_every_writing_change_at_once_and_a_move_leave_the_hash_alone(
@@ -288,7 +287,7 @@ def test_every_writing_change_at_once_and_a_move_leave_the_hash_alone(
     train, moved = drop(train, "_predict")  # into data.py, at its end
     data, moved_back = drop(originals["data.py"], "fold_split")  # into train.py
     files = {"train.py": train + "\n\n" + moved_back, "data.py": data + "\n\n" + moved}
-    assert hash_of(files) == runs.code_hash(BASELINE)
+    assert hash_of(files) == helpers.job.code_hash(BASELINE)
 
 
 @pytest.mark.parametrize("edit", [changed_constant, extra_argument, dropped_line])
@@ -300,15 +299,15 @@ def test_code_changes_change_the_hash(edit: Callable[[str, str], str], function:
         pytest.skip("_predict is one line")
     edited = edit(originals[file], function)
     ast.parse(edited)
-    assert hash_of({**originals, file: edited}) != runs.code_hash(BASELINE)
+    assert hash_of({**originals, file: edited}) != helpers.job.code_hash(BASELINE)
 
 
 def test_the_network_still_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The serialised network is part of the hash: another network, another hash (see also
     tests/test_trust.py, which adds a layer behind build_model's back)."""
-    base = runs.code_hash(BASELINE)
-    assert runs.code_hash(BASELINE.with_(dense_units=BASELINE.dense_units + 1)) != base
-    assert base == runs.code_hash(BASELINE)
+    base = helpers.job.code_hash(BASELINE)
+    assert helpers.job.code_hash(BASELINE.with_(dense_units=BASELINE.dense_units + 1)) != base
+    assert base == helpers.job.code_hash(BASELINE)
 
 
 # ---------------------------------------------------- the ledger, in a copy of the package

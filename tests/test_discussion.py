@@ -13,7 +13,8 @@ from scipy import stats
 
 from helpers import book, discussion, evaluate, paper
 from helpers.config import BASELINE, READINGS
-from helpers.runs import Job, Run
+from helpers.job import Job
+from helpers.store import Run
 from tests.conftest import REPO
 
 N = 2007  # the paper's 58 errors are judged against the real test-set size

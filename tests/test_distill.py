@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from helpers import data, distill, robust, runs, train
+import helpers.job
+from helpers import data, distill, robust, runs, store, train
 from helpers.config import BASELINE
-from helpers.runs import Job, Run
+from helpers.job import Job, arrays
+from helpers.store import Run
 
 from conftest import REPO, need_real_data
 from test_robust import B, _fake_run, check_protocol_runs
@@ -43,8 +45,8 @@ def test_the_rounds_runs_record_the_protocol_and_started_after_it() -> None:
     assert all(record["job"]["teachers"] for record in found)
     assert len(found) == robust.FOLDS * len(distill.CANDIDATES) + len(distill.FINAL_SEEDS), \
         f"{len(found)} runs of the round in the ledger"
-    finals = [runs.record(e) for e in runs.entries() if runs.record(e)["job"]["config"].get("distill_weight")
-              and runs.record(e)["job"]["split"] == "test"]
+    finals = [store.record(e) for e in store.entries() if store.record(e)["job"]["config"].get("distill_weight")
+              and store.record(e)["job"]["split"] == "test"]
     assert sorted(r["job"]["seed"] for r in finals) == list(distill.FINAL_SEEDS)
     assert len({tuple(r["job"]["teachers"]) for r in finals}) == 1 and len(finals[0]["job"]["teachers"]) == 5
 
@@ -87,27 +89,27 @@ def test_a_student_is_named_by_its_teachers_and_old_runs_keep_their_names() -> N
         Job(student, 1, "cv3-0")
     with pytest.raises(ValueError, match="needs teachers"):
         Job(W, 1, "cv3-0", teachers=("aaaa",))
-    assert runs.code_hash(student) != runs.code_hash(W.with_(label_smoothing=0.0))
+    assert helpers.job.code_hash(student) != helpers.job.code_hash(W.with_(label_smoothing=0.0))
 
 
 def test_a_teacher_trained_on_other_images_is_refused() -> None:
     need_real_data()
-    third_w = [e for e in runs.entries() if runs.record(e)["job"]["config"] == W.as_dict()
-               and runs.record(e)["job"]["split"].startswith("cv3-") and runs.record(e)["job"]["seed"] == robust.FOLD_SEED]
+    third_w = [e for e in store.entries() if store.record(e)["job"]["config"] == W.as_dict()
+               and store.record(e)["job"]["split"].startswith("cv3-") and store.record(e)["job"]["seed"] == robust.FOLD_SEED]
     if len(third_w) < robust.FOLDS:
         pytest.skip("the third round's runs of W are not in this ledger")
-    by_fold = {runs.record(e)["job"]["split"]: e.name for e in third_w}
+    by_fold = {store.record(e)["job"]["split"]: e.name for e in third_w}
     student = distill.student_config(W, 1.0, 1.0)
     wrong = Job(student, robust.FOLD_SEED, "cv3-1", teachers=(by_fold["cv3-0"],))  # fold 0's run, fold 1's images
     with pytest.raises(ValueError, match="not trained on the student's training images"):
         runs.training_arrays(wrong)
-    with pytest.raises(runs.LedgerError, match="not in the results ledger"):
+    with pytest.raises(store.LedgerError, match="not in the results ledger"):
         runs.training_arrays(Job(student, robust.FOLD_SEED, "cv3-1", teachers=("0" * 20,)))
 
 
 def test_a_tiny_teacher_and_student_train_end_to_end(tmp_path, monkeypatch) -> None:
     need_real_data()
-    monkeypatch.setenv(runs.ENV_LEDGER, str(tmp_path / "ledger"))
+    monkeypatch.setenv(store.ENV_LEDGER, str(tmp_path / "ledger"))
     monkeypatch.setenv(runs.ENV_TRAINING, "ledger")
     monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path / "cache"))
     tiny = BASELINE.with_(epochs=1, filters=4, dense_units=8, augment_noise=0.5)
@@ -117,11 +119,11 @@ def test_a_tiny_teacher_and_student_train_end_to_end(tmp_path, monkeypatch) -> N
     # one batch, the student first (as `make retrain` submits the whole ledger): its teacher is trained first
     student, teacher = runs.run_many([student_job, teacher_job], workers=1)
     assert [teacher.key, student.key] == [teacher_job.key(), student_job.key()]
-    assert {e.name for e in runs.entries()} == {teacher.key, student.key}
+    assert {e.name for e in store.entries()} == {teacher.key, student.key}
     x, targets, _, _ = runs.training_arrays(student_job)
-    _, y, _, _ = runs.arrays(student_job)
+    _, y, _, _ = arrays(student_job)
     # the targets are the teacher's shifted reading of the student's own images, tempered and mixed
-    model = runs.load_model(teacher, weights=runs.weights_pool() / f"{teacher.key}-{teacher.record['code']}-{runs.WEIGHTS}")
+    model = runs.load_model(teacher, weights=store.weights_pool() / f"{teacher.key}-{teacher.record['code']}-{store.WEIGHTS}")
     expected = train.soft_targets(train.predict_tta(model, x, 0.0), y, 0.5, 2.0)
     np.testing.assert_allclose(targets, expected, atol=1e-6)
     student = runs.run(student_job)
@@ -129,14 +131,14 @@ def test_a_tiny_teacher_and_student_train_end_to_end(tmp_path, monkeypatch) -> N
     stored = hashlib.sha256(np.ascontiguousarray(targets, dtype=np.float32).tobytes()).hexdigest()
     assert student.record["targets_sha256"] == stored
     assert len(student.record["targets_sha256"]) == 64 and student.record["n_train"] == len(y)
-    assert runs.stale_reason(student.entry) is None and runs._job_of(student.record) == student_job
+    assert store.stale_reason(student.entry) is None and Job.from_record(student.record) == student_job
     assert student.noisy is not None and student.tta_rotations is not None
     # a teacher trained again after its student makes the student stale, and so does a missing teacher
-    record = runs.record(teacher.entry) | {"trained": "2999-01-01 00:00:00 UTC"}
+    record = store.record(teacher.entry) | {"trained": "2999-01-01 00:00:00 UTC"}
     (teacher.entry / "record.json").write_text(json.dumps(record))
-    assert "trained again" in runs.stale_reason(student.entry)
+    assert "trained again" in store.stale_reason(student.entry)
     shutil.rmtree(teacher.entry)
-    assert "not in the ledger" in runs.stale_reason(student.entry)
+    assert "not in the ledger" in store.stale_reason(student.entry)
 
 
 # ------------------------------------------------------------------ the rule

@@ -10,7 +10,8 @@ import pytest
 
 from helpers import baselines, evaluate, experiments, runs
 from helpers.config import BASELINE, BEYOND, LADDER, beyond
-from helpers.runs import Job, Run
+from helpers.job import Job
+from helpers.store import Run
 
 TINY = BASELINE.with_(epochs=1, batch_size=16, filters=2, dense_units=4)
 

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import best_published, data, discussion, distill, experiments, findings, paper, plots, recipe, robust, stats
+from helpers import best_published, data, discussion, distill, experiments, findings, paper, plots, recipe, robust, stats, store
 from helpers.config import BASELINE, READINGS
-from helpers.runs import Job, Run
+from helpers.job import Job
+from helpers.store import Run
 from tests.conftest import need_real_data
 
 N = 2007
@@ -255,16 +256,16 @@ def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     monkeypatch.setenv("USPS_BOOK_PROFILE", "full")
-    monkeypatch.delenv(ledger.ENV_LEDGER, raising=False)
+    monkeypatch.delenv(store.ENV_LEDGER, raising=False)
     results = findings.gather()
     numbers = findings.numbers(results)
     assert all(r.source == "ledger" for r in results.runs())
-    assert numbers["seed0_errors"] == ledger.record(ledger.find(recipe.paper_job()))["errors"]
+    assert numbers["seed0_errors"] == store.record(store.find(recipe.paper_job()))["errors"]
     assert numbers["rec_seeds"] == len(experiments.paper_seed_runs()) == 5
     assert findings.headline_verdict(results.verdict) == "not reproduced"  # the title's [¬Re]
     assert numbers["ensemble_size"] <= numbers["ensemble_sets"]
     assert numbers["ensemble_size"] == len({best_published.training_identity(r) for g in results.ensemble.runs.values() for r in g})
-    seconds = [ledger.record(e)["seconds"] for e in ledger.entries()]
+    seconds = [store.record(e)["seconds"] for e in store.entries()]
     assert numbers["ledger_runs"] == len(seconds) and numbers["train_hours"] == pytest.approx(sum(seconds) / 3600)
     assert numbers["retrain_wall_hours"] == pytest.approx(sum(seconds) / 7200)
     assert numbers["close1_name"] in findings.augmenting_readings()

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cache, experiments, ledger, ledger_cli, recipe, runs
+from helpers import cache, experiments, ledger, ledger_cli, recipe, runs, store
+
+from helpers.job import Job
 from helpers.config import BASELINE
 from tests.conftest import REPO
 
@@ -26,9 +28,9 @@ TINY = BASELINE.with_(epochs=1, batch_size=16, filters=2, dense_units=4)
 @pytest.fixture
 def committed(monkeypatch: pytest.MonkeyPatch) -> Path:
     """The committed ledger, read with training forbidden (as `make book` and `make test` do)."""
-    if not (COMMITTED / ledger.MANIFEST).is_file():
+    if not (COMMITTED / store.MANIFEST).is_file():
         pytest.fail("results/MANIFEST.json is missing: run `make results` and commit results/")
-    monkeypatch.delenv(ledger.ENV_LEDGER, raising=False)
+    monkeypatch.delenv(store.ENV_LEDGER, raising=False)
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     monkeypatch.setenv("USPS_BOOK_PROFILE", "full")
     return COMMITTED
@@ -39,7 +41,7 @@ def copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committed: Path) -> Pa
     """A copy of the committed ledger that a test may damage."""
     target = tmp_path / "results"
     shutil.copytree(committed, target, ignore=shutil.ignore_patterns("*.lock"))
-    monkeypatch.setenv(ledger.ENV_LEDGER, str(target))
+    monkeypatch.setenv(store.ENV_LEDGER, str(target))
     return target
 
 
@@ -62,9 +64,9 @@ def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: P
     stages = experiments.everything()
     assert stages["decision search (model chapter)"] >= 20 and stages["seeds (variance chapter)"] >= 5
     registry = {job.key() for group in experiments.jobs().values() for job in group}
-    unused = {entry.name for entry in ledger.entries()} - registry
+    unused = {entry.name for entry in store.entries()} - registry
     assert not unused, f"{len(unused)} ledger entries outside the registry (e.g. {min(unused)}): run `make results`"
-    assert registry <= {entry.name for entry in ledger.entries()}
+    assert registry <= {entry.name for entry in store.entries()}
     for job in (recipe.paper_job(), experiments.final_job()):
         result = runs.run(job)
         assert result.source == "ledger" and result.weights is not None
@@ -74,17 +76,17 @@ def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: P
 def test_pruning_never_drops_a_run_scored_on_the_test_set(copy: Path) -> None:
     """On a copy of the committed ledger, pruning with no run asked for at all (the worst case)
     removes only cross-validation and holdout runs: every test-scored entry stays."""
-    assert ledger.root() == copy.resolve() != COMMITTED.resolve()  # never prune the committed ledger here
-    tested = {e.name for e in ledger.entries() if ledger.record(e)["job"]["split"] == "test"}
-    others = {e.name for e in ledger.entries()} - tested
+    assert store.root() == copy.resolve() != COMMITTED.resolve()  # never prune the committed ledger here
+    tested = {e.name for e in store.entries() if store.record(e)["job"]["split"] == "test"}
+    others = {e.name for e in store.entries()} - tested
     assert len(tested) >= 80 and others
     assert set(ledger.drop_unused(set())) == others
-    assert {e.name for e in ledger.entries()} == tested and ledger.verify_manifest() == []
+    assert {e.name for e in store.entries()} == tested and ledger.verify_manifest() == []
 
 
 def test_every_entry_records_its_provenance(committed: Path) -> None:
-    for entry in ledger.entries():
-        rec = ledger.record(entry)
+    for entry in store.entries():
+        rec = store.record(entry)
         assert set(rec) >= {"job", "code", "data", "labels_sha256", "history", "seconds", "environment", "trained"}
         assert set(rec["environment"]) >= {"python", "tensorflow", "keras", "numpy", "cpu", "cpu_flags", "threads"}
         assert rec["data"] == {"zip.train.gz": runs.data.SHA256["zip.train.gz"],
@@ -98,58 +100,58 @@ def test_every_entry_records_its_provenance(committed: Path) -> None:
 
 
 def test_an_edited_number_is_caught_and_names_the_file(copy: Path) -> None:
-    entry = ledger.entries()[0]
+    entry = store.entries()[0]
     record_file = entry / "record.json"
     text = record_file.read_text()
     record_file.write_text(text.replace('"errors": ', '"errors": 1', 1))
     problems = ledger.check()
     assert any(str(record_file) in p and "altered" in p for p in problems), problems
-    job = runs._job_of(json.loads(text))
-    with pytest.raises(ledger.LedgerError, match="record.json was altered"):
+    job = Job.from_record(json.loads(text))
+    with pytest.raises(store.LedgerError, match="record.json was altered"):
         runs.run(job)
     done = subprocess.run([sys.executable, "-m", "helpers", "check"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, ledger.ENV_LEDGER: str(copy)}, timeout=300)
+                          env={**os.environ, store.ENV_LEDGER: str(copy)}, timeout=300)
     assert done.returncode == 1 and str(record_file) in done.stderr
 
 
 def test_a_stale_entry_stops_the_book_with_the_command_that_refreshes_it(copy: Path) -> None:
     """An entry trained by other code (here: its code hash rewritten, checksums made consistent)."""
-    entry = next(e for e in ledger.entries() if ledger.record(e)["job"]["split"] == "test")
-    rec = ledger.record(entry)
+    entry = next(e for e in store.entries() if store.record(e)["job"]["split"] == "test")
+    rec = store.record(entry)
     rec["code"] = "0000000000000000"
     (entry / "record.json").write_text(json.dumps(rec))
     manifest = json.loads((entry / cache.MANIFEST).read_text())
     manifest["files"]["record.json"] = cache.sha256_of(entry / "record.json")
     (entry / cache.MANIFEST).write_text(json.dumps(manifest))
-    ledger.write_manifest(copy)
+    store.write_manifest(copy)
     problems = ledger.check()
     assert any("1 of" in p and "stale" in p and "make results" in p for p in problems), problems
-    with pytest.raises(ledger.LedgerError, match="stale.*make results"):
-        runs.run(runs._job_of(rec))
+    with pytest.raises(store.LedgerError, match="stale.*make results"):
+        runs.run(Job.from_record(rec))
     done = subprocess.run([sys.executable, "-m", "helpers", "check"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, ledger.ENV_LEDGER: str(copy)}, timeout=300)
+                          env={**os.environ, store.ENV_LEDGER: str(copy)}, timeout=300)
     assert done.returncode == 1 and "stale" in done.stderr and "make results" in done.stderr
 
 
 def test_a_run_the_ledger_lacks_is_refused_when_training_is_off(copy: Path) -> None:
     with pytest.raises(runs.TrainingForbidden, match="make results"):
-        runs.run(runs.Job(TINY, 123))
+        runs.run(Job(TINY, 123))
     with pytest.raises(runs.TrainingForbidden, match="make results"):
-        runs.run_many([recipe.paper_job(), runs.Job(TINY, 123)])
+        runs.run_many([recipe.paper_job(), Job(TINY, 123)])
 
 
 def test_ledger_mode_trains_into_the_ledger_and_resumes(fake_release: dict[str, Path], isolated: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
-    monkeypatch.setenv(ledger.ENV_LEDGER, str(isolated / "ledger"))
+    monkeypatch.setenv(store.ENV_LEDGER, str(isolated / "ledger"))
     monkeypatch.setenv("USPS_TRAINING", "ledger")
-    jobs = [runs.Job(TINY, 0), runs.Job(TINY, 0, "holdout")]
+    jobs = [Job(TINY, 0), Job(TINY, 0, "holdout")]
     results = runs.run_many(jobs, workers=1)
     assert "Training 2 of 2 runs" in capsys.readouterr().out
     assert [r.source for r in results] == ["ledger", "ledger"]
-    assert ledger.verify_manifest() == [] and len(ledger.entries()) == 2
-    assert not any(p.name == runs.WEIGHTS for p in (isolated / "ledger").rglob("*")), "weights kept by default"
+    assert ledger.verify_manifest() == [] and len(store.entries()) == 2
+    assert not any(p.name == store.WEIGHTS for p in (isolated / "ledger").rglob("*")), "weights kept by default"
     again = runs.run_many(jobs, workers=1)
     assert "Training" not in capsys.readouterr().out
     assert all((a.probabilities == b.probabilities).all() for a, b in zip(results, again))
@@ -162,7 +164,7 @@ def test_ledger_mode_trains_into_the_ledger_and_resumes(fake_release: dict[str, 
     assert runs.run(jobs[1]).source == "ledger"
     assert ledger.drop_unused({job.key() for job in jobs}) == []
     assert ledger.drop_unused(set()) == [jobs[1].key()]  # a holdout run no chapter asks for goes,
-    assert ledger.verify_manifest() == [] and [e.name for e in ledger.entries()] == [jobs[0].key()]  # a test run stays
+    assert ledger.verify_manifest() == [] and [e.name for e in store.entries()] == [jobs[0].key()]  # a test run stays
 
 
 def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[str, Path], isolated: Path,
@@ -171,12 +173,12 @@ def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[s
     monkeypatch.setenv("USPS_TRAINING", "ledger")
     folders = {}
     for name in ("a", "b"):
-        monkeypatch.setenv(ledger.ENV_LEDGER, str(isolated / name))
-        runs.run_many([runs.Job(TINY, 0), runs.Job(TINY, 1)], workers=1)
+        monkeypatch.setenv(store.ENV_LEDGER, str(isolated / name))
+        runs.run_many([Job(TINY, 0), Job(TINY, 1)], workers=1)
         folders[name] = isolated / name
     rows = ledger.compare(folders["a"], folders["b"])
     assert [r.identical for r in rows] == [True, True] and all(r.same_environment for r in rows)
-    changed = ledger.entries(folders["b"])[0] / "predictions.npz"
+    changed = store.entries(folders["b"])[0] / "predictions.npz"
     with np.load(changed) as stored:
         probabilities, labels = stored["probabilities"], stored["labels"]
     np.savez_compressed(changed, probabilities=probabilities[:, ::-1], labels=labels)
@@ -185,7 +187,7 @@ def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[s
     (changed.parent / cache.MANIFEST).write_text(json.dumps(manifest))
     rows = ledger.compare(folders["a"], folders["b"])
     assert sorted(r.identical for r in rows) == [False, True]  # the stored shifted predictions are gone
-    with np.load(ledger.entries(folders["a"])[0] / "predictions.npz") as stored:
+    with np.load(store.entries(folders["a"])[0] / "predictions.npz") as stored:
         assert "tta" in stored.files
     np.savez_compressed(changed, probabilities=probabilities, labels=labels, tta=probabilities[:, ::-1])
     manifest["files"]["predictions.npz"] = cache.sha256_of(changed)
@@ -204,13 +206,13 @@ def test_retrain_report_counts_identical_and_different_runs(fake_release: dict[s
 
 def test_estimates_come_from_similar_runs(copy: Path) -> None:
     paper = recipe.paper_job()
-    rec = ledger.record(ledger.root() / ledger.KIND / paper.key())
+    rec = store.record(store.root() / store.KIND / paper.key())
     assert runs.estimate_seconds(paper) == pytest.approx(rec["seconds"], rel=0.5)
 
 
 def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:
     table, numbers = ledger.overview()
-    assert numbers["ledger_runs"] == len(table) == len(ledger.entries())
+    assert numbers["ledger_runs"] == len(table) == len(store.entries())
     assert numbers["ledger_problems"] == 0 and "ledger_state" not in numbers
     assert numbers["verified_identical"] + numbers["verified_differs"] + numbers["verified_pending"] == len(table)
     assert "code" not in table.columns and {len(key) for key in table.index} == {8}
@@ -224,7 +226,7 @@ def test_overview_lists_every_entry_with_its_retrain_status(copy: Path) -> None:
 def test_environments_are_labelled_in_order_of_training(copy: Path) -> None:
     before = list(ledger.environments().index)  # "A", "B", ... in the order each first trained a run
     assert before == [chr(ord("A") + i) for i in range(len(before))]
-    first, second = ledger.entries()[:2]
+    first, second = store.entries()[:2]
     rec = json.loads((second / "record.json").read_text())
     rec["environment"] = {**rec["environment"], "tensorflow": "9.9.9"}
     rec["trained"] = "2099-01-01 00:00:00 UTC"  # trained last: the new environment gets the next label
@@ -232,7 +234,7 @@ def test_environments_are_labelled_in_order_of_training(copy: Path) -> None:
     envs = ledger.environments()
     new = chr(ord("A") + len(before))
     assert list(envs.index)[-1] == new and envs.loc[new, "tensorflow"] == "9.9.9"
-    assert envs.loc[new, "runs"] == 1 and envs["runs"].sum() == len(ledger.entries())
+    assert envs.loc[new, "runs"] == 1 and envs["runs"].sum() == len(store.entries())
     assert ledger.listing().loc[second.name, "environment"] == new
     (copy / "VERIFY.md").unlink()  # no report yet: nothing is verified, and the manifest does not list it
     table, numbers = ledger.overview()

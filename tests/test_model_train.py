@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cache, config, model, recipe, runs, train
+import helpers.job
+from helpers import cache, config, model, recipe, runs, store, train
+
+from helpers.job import Job
 from helpers.config import BASELINE, DECISIONS
 
 TINY = BASELINE.with_(epochs=2, batch_size=16, filters=4, dense_units=8)
@@ -62,7 +65,7 @@ def test_run_is_cached_under_its_full_spec_and_weights_reproduce_it(
         fake_release: dict[str, Path], isolated: Path, monkeypatch: pytest.MonkeyPatch, allow_training: None) -> None:
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
     monkeypatch.setenv("USPS_LEDGER_DIR", str(isolated / "empty-ledger"))
-    job = runs.Job(TINY, seed=1)
+    job = Job(TINY, seed=1)
     first = runs.run(job)
     assert first.source == "trained" and set(first.history) >= {"loss", "val_accuracy"}
     again = runs.run(job)
@@ -70,13 +73,13 @@ def test_run_is_cached_under_its_full_spec_and_weights_reproduce_it(
     assert (again.probabilities == first.probabilities).all()
     spec = job.spec()
     assert set(spec) >= {"config", "seed", "split", "data", "env", "code"}
-    assert spec["env"]["tensorflow"] and spec["code"] == runs.code_hash(TINY)
+    assert spec["env"]["tensorflow"] and spec["code"] == helpers.job.code_hash(TINY)
     assert first.record["data"]["zip.train.gz"] == first_hash(fake_release)
     numbers = first.numbers()
     assert (numbers["epochs"], numbers["batch_size"]) == (TINY.epochs, TINY.batch_size)
     assert numbers["seconds_per_epoch"] == pytest.approx(first.seconds / TINY.epochs) and first.seconds > 0
     assert numbers["train_cpu"] == first.record["environment"]["cpu"] and numbers["train_threads"] == 1
-    other = runs.run(runs.Job(TINY, seed=2))
+    other = runs.run(Job(TINY, seed=2))
     assert other.key != first.key and other.source == "trained"
     assert cache.lookup("models", spec) is not None
     trained = runs.trained_model(TINY, seed=1, progress_every=None)  # rebuilt from the stored weights
@@ -89,8 +92,8 @@ def test_weights_of_another_model_are_refused(fake_release: dict[str, Path], iso
                                               monkeypatch: pytest.MonkeyPatch, allow_training: None) -> None:
     monkeypatch.setenv("USPS_DATA_DIR", str(fake_release["train"].parent))
     monkeypatch.setenv("USPS_LEDGER_DIR", str(isolated / "empty-ledger"))
-    one, two = runs.run(runs.Job(TINY, seed=1)), runs.run(runs.Job(TINY, seed=2))
-    (one.entry / runs.WEIGHTS).write_bytes((two.entry / runs.WEIGHTS).read_bytes())
+    one, two = runs.run(Job(TINY, seed=1)), runs.run(Job(TINY, seed=2))
+    (one.entry / store.WEIGHTS).write_bytes((two.entry / store.WEIGHTS).read_bytes())
     with pytest.raises(ValueError, match="does not reproduce"):
         runs.load_model(one)
 

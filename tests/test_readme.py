@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import paper
+from helpers import paper, store
 from tests.conftest import REPO, need_real_data
 
 README = REPO / "README.md"
@@ -76,7 +76,7 @@ def committed_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers import ledger
 
     need_real_data()
-    monkeypatch.delenv(ledger.ENV_LEDGER, raising=False)
+    monkeypatch.delenv(store.ENV_LEDGER, raising=False)
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     monkeypatch.setenv("USPS_BOOK_PROFILE", "full")
 

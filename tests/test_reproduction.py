@@ -13,11 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from helpers import ledger, recipe, runs
+from helpers import ledger, recipe, runs, store
+
+from helpers.job import Job
 from tests.conftest import REPO, need_real_data
 
 FORBID = {**os.environ, "USPS_TRAINING": "forbid", "USPS_BOOK_PROFILE": "full"}
-FORBID.pop(ledger.ENV_LEDGER, None)
+FORBID.pop(store.ENV_LEDGER, None)
 
 
 def test_command_line_evaluate_json_answers_from_the_ledger() -> None:
@@ -27,7 +29,7 @@ def test_command_line_evaluate_json_answers_from_the_ledger() -> None:
                           capture_output=True, text=True, timeout=120, check=True)
     seconds = time.perf_counter() - start
     result = json.loads(done.stdout)
-    entry = ledger.record(ledger.root() / ledger.KIND / result["key"])
+    entry = store.record(store.root() / store.KIND / result["key"])
     assert result["source"] == "ledger" and result["test_errors"] == entry["errors"]
     assert result["test_images"] == 2007 and len(result["per_class_accuracy"]) == 10
     assert result["test_accuracy"] == pytest.approx(1 - entry["errors"] / 2007)
@@ -40,7 +42,7 @@ def test_command_line_summary_json_answers_from_the_ledger() -> None:
                           capture_output=True, text=True, timeout=120, check=True)
     seconds = time.perf_counter() - start
     result = json.loads(done.stdout)
-    seeds = [ledger.record(ledger.root() / ledger.KIND / runs.Job(recipe.paper_config(), s["seed"]).key())
+    seeds = [store.record(store.root() / store.KIND / Job(recipe.paper_config(), s["seed"]).key())
              for s in result["paper_model_seeds"]]
     assert [s["test_errors"] for s in result["paper_model_seeds"]] == [r["errors"] for r in seeds]
     assert 0 < result["best_single_error"] < result["paper_model_mean_error"]
@@ -114,7 +116,7 @@ def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkey
     stored = runs.run(job)
     assert stored.source == "ledger"
     runs.build_entry(job, tmp_path, progress_every=25)
-    again = runs.load_entry(job, tmp_path, "trained")
+    again = store.load_entry(job, tmp_path, "trained")
     same = ledger.same_environment(stored.record, again.record)
     if same:
         case = (f"same environment as the ledger entry: predictions must be identical "
@@ -124,7 +126,7 @@ def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkey
             f"retrained in the ledger's environment but the predictions differ "
             f"({again.errors} errors against {stored.errors}): the ledger entry {stored.key} is not reproduced")
     else:
-        seeds = [runs.run(runs.Job(job.config, seed)).errors for seed in (0, 1, 2, 3, 4)]
+        seeds = [runs.run(Job(job.config, seed)).errors for seed in (0, 1, 2, 3, 4)]
         low, high = retrain_band(seeds)
         record_property("retrain check", f"another environment than the ledger entry's: {again.errors} errors "
                                          f"retrained; the seeds made {seeds}, band {low:.1f} to {high:.1f} "

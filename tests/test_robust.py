@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import data, robust, runs, train
+import helpers.job
+from helpers import data, robust, runs, store, train
+
+from helpers.job import Job, arrays
 from helpers.config import BASELINE
 from helpers.model import PixelNoise
-from helpers.runs import Job, Run
+from helpers.store import Run
 
 from conftest import REPO, need_real_data
 
@@ -66,8 +69,8 @@ def check_protocol_runs(protocol: str, commit: str, of_round: Callable[[dict], b
                           cwd=REPO).returncode == 0, "the protocol was edited after its commit"
     committed = int(_git("log", "-1", "--format=%ct", commit))
     found = []
-    for entry in runs.entries():
-        record = runs.record(entry)
+    for entry in store.entries():
+        record = store.record(entry)
         if not of_round(record):
             continue
         found.append(record)
@@ -122,7 +125,7 @@ def test_pixel_noise_is_off_at_inference_seeded_clipped_and_of_varying_strength(
 
 
 def test_noise_changes_the_code_hash_only_where_it_is_used() -> None:
-    assert runs.code_hash(B) != runs.code_hash(B.with_(augment_noise=0.5))
+    assert helpers.job.code_hash(B) != helpers.job.code_hash(B.with_(augment_noise=0.5))
     assert "augment_noise" not in B.as_dict() and Job(B).key() != Job(B.with_(augment_noise=0.5)).key()
 
 
@@ -147,13 +150,13 @@ def test_a_new_run_stores_rotated_and_noisy_predictions_and_its_protocol(tmp_pat
     need_real_data()
     config = BASELINE.with_(epochs=1, filters=4, dense_units=8, augment_noise=0.5)
     job = Job(config, 1, "cv3-2", protocol=robust.PROTOCOL_COMMIT)
-    runs.write_files(tmp_path, runs.entry_files(job, runs.arrays(job)))
-    result = runs.load_entry(job, tmp_path, "trained")
+    store.write_files(tmp_path, runs.entry_files(job, arrays(job)))
+    result = store.load_entry(job, tmp_path, "trained")
     assert result.record["protocol"] == robust.PROTOCOL_COMMIT
     assert result.noisy.shape == (len(data.NOISE_LEVELS), len(result.labels))
     assert result.tta_rotations.shape == result.probabilities.shape
     model = runs.load_model(result)
-    *_, images, _ = runs.arrays(job)
+    *_, images, _ = arrays(job)
     again = np.array([train._predict(model, data.add_noise(images, s)).argmax(1) for s in data.NOISE_LEVELS])
     assert np.array_equal(again, result.noisy)
     np.testing.assert_allclose(train.predict_tta_rotations(model, images, 0.0), result.tta_rotations, atol=2e-3)

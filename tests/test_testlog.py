@@ -9,7 +9,8 @@ import pytest
 
 from helpers import testlog
 from helpers.config import BASELINE
-from helpers.runs import Job, Run
+from helpers.job import Job
+from helpers.store import Run
 
 LABELS = np.repeat(np.arange(10), 20)
 

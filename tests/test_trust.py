@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+import helpers.job
 from helpers import cache, runs, train
+
+from helpers.job import Job
 from helpers.config import BASELINE
 from tests.conftest import REPO, need_real_data
 
@@ -65,42 +68,43 @@ def test_code_hash_follows_the_code_that_determines_a_model(monkeypatch: pytest.
     builds, and with nothing else: a new model option, off by default, leaves old entries valid."""
     from helpers import model
 
-    base = runs.code_hash(BASELINE)
-    assert runs.code_hash(BASELINE) == base and runs.code_hash(BASELINE.with_(filters=64)) != base
-    code = runs._CODE  # the normalised source of the training core, by name (helpers/codehash.py)
+    base = helpers.job.code_hash(BASELINE)
+    assert helpers.job.code_hash(BASELINE) == base and helpers.job.code_hash(BASELINE.with_(filters=64)) != base
+    code = helpers.job._CODE  # the normalised source of the training core, by name (helpers/codehash.py)
     assert {"fit", "parse", "to_images", "validation_split", "fold_split", "arrays", "set_seed", "_predict",
             "_tf"} <= set(code)
     assert "set_intra_op_parallelism_threads" in code["_tf"] and "enable_op_determinism" in code["set_seed"]
 
-    runs.code_hash.cache_clear()
+    helpers.job.code_hash.cache_clear()
     shuffle = "keyword(arg='shuffle', value=Constant(value=True))"
     assert shuffle in code["fit"]
-    monkeypatch.setitem(runs._CODE, "fit", code["fit"].replace(shuffle, shuffle.replace("True", "False")))
-    assert runs.code_hash(BASELINE) != base, "a change to the training loop kept the hash"
+    monkeypatch.setitem(helpers.job._CODE, "fit", code["fit"].replace(shuffle, shuffle.replace("True", "False")))
+    assert helpers.job.code_hash(BASELINE) != base, "a change to the training loop kept the hash"
     monkeypatch.undo()
 
     real_build = model.build_model
 
     def with_extra_layer(config, steps_per_epoch=1):  # type: ignore[no-untyped-def]
         net = real_build(config, steps_per_epoch)
-        extended = runs.keras.Sequential([net, runs.keras.layers.Activation("linear")])
+        extended = helpers.job.keras.Sequential([net, helpers.job.keras.layers.Activation("linear")])
         extended.compile(optimizer=net.optimizer, loss=net.loss)
         return extended
 
-    runs.code_hash.cache_clear()
-    monkeypatch.setattr(runs, "build_model", with_extra_layer)
-    assert runs.code_hash(BASELINE) != base, "a change to the network kept the hash"
+    helpers.job.code_hash.cache_clear()
+    monkeypatch.setattr(helpers.job, "build_model", with_extra_layer)
+    assert helpers.job.code_hash(BASELINE) != base, "a change to the network kept the hash"
     monkeypatch.undo()
-    runs.code_hash.cache_clear()
-    assert runs.code_hash(BASELINE) == base
+    helpers.job.code_hash.cache_clear()
+    assert helpers.job.code_hash(BASELINE) == base
 
 
 KILLED = """
 import sys
 from helpers import runs
 from helpers.config import BASELINE
+from helpers.job import Job
 config = BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512)
-runs.run(runs.Job(config, 0), progress_every=1)
+runs.run(Job(config, 0), progress_every=1)
 """
 
 
@@ -116,7 +120,7 @@ def test_training_killed_half_way_is_retrained(tmp_path: Path, monkeypatch: pyte
         assert time.time() < deadline and child.poll() is None, "training did not start"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    job = runs.Job(BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512), 0)
+    job = Job(BASELINE.with_(epochs=12, filters=4, dense_units=8, batch_size=512), 0)
     assert cache.lookup("models", job.spec(), tmp_path) is None, "a killed run was accepted"
     assert list((tmp_path / "models").glob(".*.tmp-*")), "the killed run left only a temporary folder"
     result = runs.run(job)  # the next run trains afresh and cleans up
@@ -130,7 +134,7 @@ def test_altered_cached_run_is_detected_and_retrained(tmp_path: Path, monkeypatc
     need_real_data()
     monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("USPS_TRAINING", "allow")
-    job = runs.Job(BASELINE.with_(epochs=2, filters=4, dense_units=8, batch_size=512), 0)
+    job = Job(BASELINE.with_(epochs=2, filters=4, dense_units=8, batch_size=512), 0)
     first = runs.run(job)
     (first.entry / "predictions.npz").write_bytes(b"not the predictions")
     second = runs.run(job)
