@@ -64,12 +64,13 @@ class Numbers:
         self._values: dict[str, Any] = {}
 
     def add(self, values: Mapping[str, Any]) -> None:
-        """Make ``values`` quotable by the text below; a name may be added once per chapter."""
+        """Make ``values`` quotable by the text below. A name means one value per chapter: adding it
+        again with the same value (a cell run twice in JupyterLab) is fine, with another refused."""
         from myst_nb import glue
 
-        again = sorted(set(values) & set(self._values))
-        if again:
-            raise ValueError(f"these numbers are already in this chapter: {', '.join(again)}; "
+        clash = sorted(name for name in set(values) & set(self._values) if plain(values[name]) != self._values[name])
+        if clash:
+            raise ValueError(f"these numbers are already in this chapter with other values: {', '.join(clash)}; "
                              "give the new ones other names")
         for name, value in values.items():
             self._values[name] = plain(value)

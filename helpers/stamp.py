@@ -1,9 +1,9 @@
 """The hash of everything a chapter's outputs depend on besides its own cells.
 
 ``requirements.txt``, every module of ``helpers/``, the results ledger's manifest and its
-retrain report (``results/VERIFY.md``, which the reproducibility chapter reads). The
-Makefile keys Jupyter Book's execution cache on it, ``make notebooks`` records it in each
-chapter notebook's metadata, and a test compares the two. Standard library only, so that
+retrain report (``results/VERIFY.md``, which the reproducibility chapter reads).
+``make notebooks`` records it in each chapter notebook's metadata, and a test compares it with
+the current one, so a notebook committed with outputs of older code or an older ledger fails. Standard library only, so that
 ``python3 helpers/stamp.py`` runs before the virtual environment exists.
 """
 

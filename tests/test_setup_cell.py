@@ -51,6 +51,8 @@ def test_numbers_format_as_the_text_asks_and_say_what_is_missing() -> None:
 
     with pytest.raises(KeyError, match="n.add"):
         n["accuracy"]
-    with pytest.raises(ValueError, match="already"):
-        n.add({"rate": 1.0})
+    with pytest.raises(ValueError, match="already .* other values: rate"):
+        n.add({"rate": 1.0, "errors": 58})
     assert n["rate:.2f"] == "3.89"  # nothing was lost
+    n.add({"rate": 3.891, "errors": 58})  # a cell run again in JupyterLab adds the same values: fine
+    assert n["rate:.2f"] == "3.89" and len(n) == 4

@@ -1065,11 +1065,15 @@ def reproducibility(L: Ledger) -> dict:
     manifest = json.loads((RESULTS / "MANIFEST.json").read_text())["files"]
     problems = sum(not (RESULTS / f).is_file() or hashlib.sha256((RESULTS / f).read_bytes()).hexdigest() != h
                    for f, h in manifest.items())
-    verify = re.findall(r"^\| `(\w+)` \| [^|]* \| (\d+) \| (\d+) \| (yes|no) \| (yes|no) \|$",
+    # a row of the retrain report counts for the entry it compared: same key, same training time
+    verify = re.findall(r"^\| `(\w+)` \| [^|]* \| ([^|]*) \| (\d+) \| (\d+) \| (yes|no) \| (yes|no) \| [^|]* \|$",
                         (RESULTS / "VERIFY.md").read_text(), re.M)
-    keys = {r.folder.name for r in L.runs}
-    checked = {k: ok for k, _, _, ok, _ in verify if k in keys}
-    differ = [(int(a), int(b), same) for k, a, b, ok, same in verify if k in keys and ok == "no"]
+    trained = {r.folder.name: r.record["trained"] for r in L.runs}
+    verify = [(k, a, b, ok, same) for k, when, a, b, ok, same in verify if trained.get(k) == when.strip()]
+    keys = set(trained)
+    checked = {k: ok for k, _, _, ok, _ in verify}
+    differ = [(int(a), int(b), same) for k, a, b, ok, same in verify if ok == "no"]
+    recipe = [r.errors for r in L.find("test", {})]
     minutes = sum(r.seconds for r in L.runs) / 60
     return {"ledger_runs": len(L.runs), "ledger_problems": problems,
             "ledger_mb": sum(f.stat().st_size for f in RESULTS.rglob("*") if f.is_file()) / 1e6,
@@ -1080,6 +1084,7 @@ def reproducibility(L: Ledger) -> dict:
             "verified_pending": len(keys - set(checked)), "total_runs": len(L.runs),
             "verified_differs_elsewhere": sum(same == "no" for _, _, same in differ),
             "verified_max_gap": max((abs(a - b) for a, b, _ in differ), default=0),
+            "recipe_seeds": len(recipe), "recipe_seed_span": max(recipe) - min(recipe),
             "total_minutes": minutes, "total_wall_minutes": minutes / 2}
 
 
