@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, paper, stats, store
+from helpers.rounds import forward_selection, prediction_sets, training_runs
 from helpers.config import beyond, Config, profile, Rung
 from helpers.job import Job
 from helpers.runs import run_many, training_mode
@@ -231,26 +232,6 @@ def greedy_ensemble(pool: Mapping[str, CVResult], start: str) -> list[tuple[str,
     """Ensemble members chosen by cross-validation (:func:`forward_selection` on each candidate's
     out-of-fold probabilities, test-time shifted where that lowered its errors)."""
     return forward_selection({name: oof(r) for name, r in pool.items()}, pool[start].labels, start)
-
-
-def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarray, start: str) -> list[tuple[str, int]]:
-    """Forward selection of an ensemble (Caruana et al. 2004) on out-of-fold probabilities.
-
-    Start from ``start``; add the candidate whose probabilities lower the averaged ensemble's
-    errors most (a tie takes the earlier candidate); stop when no candidate lowers them. Returns
-    each member with the ensemble's errors once it joined.
-    """
-    def errors(names: list[str]) -> int:
-        return int((np.mean([probabilities[n] for n in names], axis=0).argmax(1) != labels).sum())
-
-    members = [(start, errors([start]))]
-    while True:
-        names = [n for n, _ in members]
-        options = [(errors(names + [n]), i, n) for i, n in enumerate(probabilities) if n not in names]
-        if not options or min(options)[0] >= members[-1][1]:
-            return members
-        count, _, name = min(options)
-        members.append((name, count))
 
 
 def _two_digits(value: float) -> float:
@@ -507,26 +488,6 @@ def selection_text(selection: Selection, ensemble: "Ensemble") -> str:
             f"predictions ({', '.join(repr(m) for m in ensemble.members)}: {ensemble.prediction_sets} prediction "
             f"sets from {ensemble.training_runs} independent training runs, each member weighted equally); "
             f"the test images are used only to report")
-
-
-def training_identity(result: Run) -> tuple[Config, int, str]:
-    """What determines a run's training: its configuration without weight averaging, its seed and split.
-
-    Weight averaging (``weight_average``) only replaces the final weights by their moving average
-    at the end of the same training (identical training curves), so a run with it and the run
-    without it of the same seed are one training run, with two sets of predictions.
-    """
-    return result.job.config.with_(weight_average=0.0), result.job.seed, result.job.split
-
-
-def prediction_sets(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many runs' predictions an ensemble of these members averages."""
-    return sum(len(group) for group in runs.values())
-
-
-def training_runs(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many independent training runs those predictions come from (:func:`training_identity`)."""
-    return len({training_identity(r) for group in runs.values() for r in group})
 
 
 @dataclass(frozen=True)

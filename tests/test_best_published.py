@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import helpers.job
-from helpers import best_published, data, evaluate, paper, train
+from helpers import best_published, data, evaluate, paper, rounds, train
 from helpers._tf import keras
 from helpers.config import BASELINE, LATE_FIELDS
 from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
@@ -296,7 +296,7 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
         return Run(Job(config, seed), Job(config, seed).key(), Path("."), {}, 1.0, p, labels, "ledger", tta=p)
 
     runs = {"chosen": [run(chosen, s) for s in range(5)], "smooth": [run(smooth, 0)], "other": [run(other, 0)]}
-    assert best_published.training_identity(runs["chosen"][0]) == best_published.training_identity(runs["smooth"][0])
+    assert rounds.training_identity(runs["chosen"][0]) == rounds.training_identity(runs["smooth"][0])
     ensemble = best_published.Ensemble(list(runs), [3, 2, 1], runs, [5, 4, 3], len(labels), 4)
     assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
     weights = {m["name"]: (m["seeds"], m["weight"]) for m in ensemble.weights()}
