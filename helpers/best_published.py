@@ -36,38 +36,36 @@ BASE = "the ladder's final model"
 ALL = "all four levers"
 
 
-#: A lever is documented like a rung of the ladder: a name, why it may help, and its changes.
-Lever = Rung
-
-LEVERS: tuple[Lever, ...] = (
-    Lever("cosine learning-rate decay", "anneal the step size to zero over the same 100 epochs",
-          {"schedule": "cosine"}),
-    Lever("elastic distortions", "Simard, Steinkraus & Platt (2003): a smooth random displacement field "
-          "(sigma 2 px, alpha 8 px)", {"augment_elastic": 8.0}),
-    Lever("scale and shear", "random zoom of up to 10 % and shear of up to 0.1, the slant and size of handwriting",
-          {"augment_zoom": 0.1, "augment_shear": 0.1}),
-    Lever("label smoothing", "train towards 0.9 on the label and 0.01 on each other class instead of 1 and 0",
-          {"label_smoothing": 0.1}),
+#: The first round's levers, each documented like a rung of the ladder: a name, why it may help, its changes.
+LEVERS: tuple[Rung, ...] = (
+    Rung("cosine learning-rate decay", "anneal the step size to zero over the same 100 epochs",
+         {"schedule": "cosine"}),
+    Rung("elastic distortions", "Simard, Steinkraus & Platt (2003): a smooth random displacement field "
+         "(sigma 2 px, alpha 8 px)", {"augment_elastic": 8.0}),
+    Rung("scale and shear", "random zoom of up to 10 % and shear of up to 0.1, the slant and size of handwriting",
+         {"augment_zoom": 0.1, "augment_shear": 0.1}),
+    Rung("label smoothing", "train towards 0.9 on the label and 0.01 on each other class instead of 1 and 0",
+         {"label_smoothing": 0.1}),
 )
 
 
 #: The second round starts from the first round's choice and adds, one at a time, what the first
 #: round left untried: the other lever that helped, weight averaging, a third convolution block
 #: and a longer schedule for the augmented model. Written down before any of its runs was trained.
-SECOND_LEVERS: tuple[Lever, ...] = (
-    Lever("elastic distortions", "the other lever that lowered cross-validated errors in the first round",
-          {"augment_elastic": 8.0}),
-    Lever("weight averaging", "predict with a moving average of the weights over training (momentum 0.99: "
-          "about the last 100 steps, 3 to 5 epochs)", {"weight_average": 0.99}),
-    Lever("a third convolution block", "a 3x3 convolution with 128 filters and pooling after the second block",
-          {"third_block_filters": 128}),
-    Lever("elastic distortions, twice the epochs, cosine decay", "a longer schedule with learning-rate decay "
-          "for the augmented model: the first round's augmented candidates fit fewer of their training batches",
-          {"augment_elastic": 8.0, "epochs": "double", "schedule": "cosine"}),
+SECOND_LEVERS: tuple[Rung, ...] = (
+    Rung("elastic distortions", "the other lever that lowered cross-validated errors in the first round",
+         {"augment_elastic": 8.0}),
+    Rung("weight averaging", "predict with a moving average of the weights over training (momentum 0.99: "
+         "about the last 100 steps, 3 to 5 epochs)", {"weight_average": 0.99}),
+    Rung("a third convolution block", "a 3x3 convolution with 128 filters and pooling after the second block",
+         {"third_block_filters": 128}),
+    Rung("elastic distortions, twice the epochs, cosine decay", "a longer schedule with learning-rate decay "
+         "for the augmented model: the first round's augmented candidates fit fewer of their training batches",
+         {"augment_elastic": 8.0, "epochs": "double", "schedule": "cosine"}),
 )
 
 
-def lever_table(levers: Sequence[Lever]) -> pd.DataFrame:
+def lever_table(levers: Sequence[Rung]) -> pd.DataFrame:
     """What each lever does and the configuration it changes (with this profile's epochs)."""
     return pd.DataFrame([{"lever": lever.name, "what it does": lever.why,
                           "configuration": ", ".join(f"{k} = {v}" for k, v in beyond().resolve(lever.changes).items())}
@@ -111,11 +109,11 @@ class CVResult:
 
     @property
     def errors(self) -> int:
-        return int((self.probabilities.argmax(1) != self.labels).sum())
+        return stats.errors(self.probabilities, self.labels)
 
     @property
     def tta_errors(self) -> int | None:
-        return None if self.tta is None else int((self.tta.argmax(1) != self.labels).sum())
+        return None if self.tta is None else stats.errors(self.tta, self.labels)
 
     @property
     def use_tta(self) -> bool:
@@ -331,7 +329,7 @@ def ensemble_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]
     pool = selection.pool
     members = [np.mean([probabilities(r, pool[name].use_tta) for r in group], axis=0) for name, group in runs.items()]
     labels = next(iter(runs.values()))[0].labels
-    return int((np.mean(members, axis=0).argmax(1) != labels).sum())
+    return stats.errors(np.mean(members, axis=0), labels)
 
 
 def probabilities(result: Run, tta: bool) -> np.ndarray:
@@ -401,8 +399,8 @@ def final(chosen: CVResult, runs: Sequence[Run]) -> Final:
     """Test errors of the chosen model's seeds and of their ensemble (mean of probabilities)."""
     labels = runs[0].labels
     probs = [probabilities(r, chosen.use_tta) for r in runs]
-    errors = [int((p.argmax(1) != labels).sum()) for p in probs]
-    ensemble = int((np.mean(probs, axis=0).argmax(1) != labels).sum())
+    errors = [stats.errors(p, labels) for p in probs]
+    ensemble = stats.errors(np.mean(probs, axis=0), labels)
     return Final(chosen.name, chosen.use_tta, errors, len(labels), ensemble)
 
 
@@ -419,14 +417,12 @@ def final_table(result: Final, runs: Sequence[Run]) -> pd.DataFrame:
     """One row per seed and one for the ensemble: errors, error rate and Wilson 95 % interval."""
     rows = []
     for run_, errors in zip(runs, result.errors):
-        low, high = stats.wilson_interval(errors, result.n)
         rows.append({"model": f"seed {run_.job.seed}", "errors": errors,
                      "error (%)": round(100 * errors / result.n, 2),
-                     "95 % interval (%)": f"{100 * low:.2f}-{100 * high:.2f}",
+                     "95 % interval (%)": stats.wilson_text(errors, result.n),
                      "training time (s)": round(run_.seconds)})
-    low, high = stats.wilson_interval(result.ensemble_errors, result.n)
     rows.append({"model": f"ensemble of the {len(runs)} seeds", "errors": result.ensemble_errors,
-                 "error (%)": round(result.ensemble, 2), "95 % interval (%)": f"{100 * low:.2f}-{100 * high:.2f}",
+                 "error (%)": round(result.ensemble, 2), "95 % interval (%)": stats.wilson_text(result.ensemble_errors, result.n),
                  "training time (s)": round(sum(r.seconds for r in runs))})
     return pd.DataFrame(rows).set_index("model")
 
@@ -551,7 +547,7 @@ def plain_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -
     pool = selection.pool
     sets = [probabilities(r, pool[name].use_tta) for name, group in runs.items() for r in group]
     labels = next(iter(runs.values()))[0].labels
-    return int((np.mean(sets, axis=0).argmax(1) != labels).sum())
+    return stats.errors(np.mean(sets, axis=0), labels)
 
 
 def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFrame:

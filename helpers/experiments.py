@@ -35,9 +35,8 @@ def seed_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: test errors, error rate and the 95 % interval of the error rate."""
     rows = []
     for r in runs:
-        low, high = stats.wilson_interval(r.errors, len(r.labels))
         rows.append({"seed": r.job.seed, "test errors": r.errors, "error rate (%)": round(100 * (1 - r.accuracy), 2),
-                     "95 % interval (%)": f"{100 * low:.2f} to {100 * high:.2f}",
+                     "95 % interval (%)": stats.wilson_text(r.errors, len(r.labels), " to "),
                      "training time (s)": round(r.seconds)})
     return pd.DataFrame(rows).set_index("seed")
 
@@ -47,7 +46,7 @@ def ensemble_errors(runs: Sequence[Run]) -> pd.DataFrame:
     labels = runs[0].labels
     rows = []
     for size in range(1, len(runs) + 1):
-        errors = [int((np.mean([runs[i].probabilities for i in subset], axis=0).argmax(1) != labels).sum())
+        errors = [stats.errors(np.mean([runs[i].probabilities for i in subset], axis=0), labels)
                   for subset in itertools.combinations(range(len(runs)), size)]
         rows.append({"ensemble size": size, "subsets": len(errors), "mean errors": float(np.mean(errors)),
                      "min errors": min(errors), "max errors": max(errors),

@@ -25,6 +25,7 @@ from helpers.config import Config
 from helpers.job import Job
 from helpers.runs import run_many
 from helpers.store import Run
+from helpers.stats import errors, p_text, wilson_text
 from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
 
 #: The prediction modes of a candidate, simplest first, and the stored array each uses.
@@ -78,7 +79,7 @@ class Round:
     def parent(self, name: str) -> str:
         """The candidate ``name`` changes, when it is one of this round's (for the McNemar test of that change)."""
         parent = next(c.parent for c in self.candidates if c.name == name)
-        return parent if parent in {c.name for c in self.candidates} else ""
+        return parent if parent != name and parent in {c.name for c in self.candidates} else ""
 
     def cv_jobs(self, config: Config, teacher: "Scored | None" = None) -> list[Job]:
         """A candidate's cross-validation runs, one per fold; a student's taught by the teacher's run on that fold."""
@@ -119,22 +120,6 @@ ROUNDS = {
         reference=PAPER, targets={"single": 1.8}, budget_minutes=60, teacher_mode="shifts",
         groups=("fourth round: cross-validation of the distilled students", "fourth round: the distilled student")),
 }
-
-
-def errors(probabilities: np.ndarray, labels: np.ndarray) -> int:
-    """The images whose most probable digit is not their label."""
-    return int((probabilities.argmax(1) != labels).sum())
-
-
-def wilson_text(errors: int, n: int) -> str:
-    """The Wilson 95 % interval (percent) of ``errors`` in ``n`` images, as text."""
-    low, high = stats.wilson_interval(errors, n)
-    return f"{100 * low:.2f}-{100 * high:.2f}"
-
-
-def p_text(value: float) -> str:
-    """A p-value to two significant digits, or "< 0.001"."""
-    return "< 0.001" if value < 0.001 else f"{value:.2g}"
 
 
 def read(result: Run, mode: str) -> np.ndarray:
