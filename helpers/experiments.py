@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, data, evaluate, ledger, recipe, rounds, runs, stats
+from helpers import baselines, best_published, data, evaluate, ledger, recipe, rounds, runs, stats, store
 from helpers.config import beyond, Config, DECISIONS, LADDER, profile, READINGS
 from helpers.job import Job
 from helpers.runs import holdout_errors, run_many
@@ -406,12 +406,16 @@ class RoundResults:
     reference: pd.DataFrame | None = None  # test error (%) by noise level of the paper's network and B, seed 0 each
 
 
-@functools.cache
 def round_results() -> dict[int, RoundResults]:
     """Every protocol round's cross-validation and its one look at the test set, by round number; the third
     with the noise comparison (the paper's network and B from their stored weights, on the same noise draws as
-    the chosen model), a student's round beside its teacher's look. Cached: the chapters, the findings and the
-    command line read the rounds through this one call."""
+    the chosen model), a student's round beside its teacher's look. The chapters, the findings and the command
+    line read the rounds through this one call, kept per profile, training mode and ledger folder."""
+    return _round_results(profile().name, runs.training_mode(), str(store.root()))
+
+
+@functools.cache
+def _round_results(*_key: str) -> dict[int, RoundResults]:
     found: dict[int, RoundResults] = {}
     for number, selection in round_selections().items():
         look = rounds.test_look(selection, workers=beyond().workers)

@@ -15,7 +15,7 @@ on all training images its final runs. Adding a round is a protocol, an entry he
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
 #: The prediction modes of a candidate, simplest first, and the stored array each uses.
 PREDICTION_MODES = {"plain": "probabilities", "shifts": "tta", "shifts and rotations": "tta_rotations"}
 PAPER, PREVIOUS = "the paper's network", "the previous round's choice"  # parents outside a round
+NOISE = 0.4  # the protocols' noise condition (standard deviation, images in [0, 1])
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Round:
     groups: tuple[str, str]  # its experiments in the registry: the cross-validation, the final runs
     folds: int = 3
     fold_seed: int = 1
-    noise: float = 0.4  # the noise condition's level (standard deviation, images in [0, 1])
+    noise: float = NOISE
     final_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     member_seeds: tuple[int, ...] = ()  # an ensemble's other members' seeds (none: no forward selection)
     teacher_mode: str = ""  # students: how the previous round's choice reads their images (runs.teacher_probabilities)
@@ -106,7 +107,8 @@ W = "W (the third round's choice, the teacher)"  # how the fourth round's tables
 ROUNDS = {
     3: Round(3, "third round", "protocols/accurate-and-robust.md", "37192d36a0c752e79c437de6b71471dab3fb7b3d", (
         Candidate(PAPER, PAPER),
-        Candidate(B, PREVIOUS, modes=("plain", "shifts")),  # B's earlier test runs store no rotated predictions
+        # B's earlier runs on all training images store no rotated predictions (the protocol's amendment)
+        Candidate(B, PREVIOUS, modes=("plain", "shifts")),
         Candidate(NOISY, B, {"augment_noise": 0.5}),
         Candidate(WIDER, NOISY, {"filters": 64, "second_block_filters": 128, "dense_units": 256}),
         Candidate(LONGER, WIDER, {"epochs": lambda parent: 2 * parent.epochs, "schedule": "cosine"}),
@@ -155,7 +157,7 @@ class Scored:
         """The clean score: out-of-fold errors in the chosen prediction mode."""
         return self.errors(self.mode)
 
-    def noise_errors(self, level: float = 0.4) -> int:
+    def noise_errors(self, level: float = NOISE) -> int:
         return int((self.noisy[data.NOISE_LEVELS.index(level)] != self.labels).sum())
 
     @property
@@ -211,15 +213,6 @@ def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarra
         members.append((name, found))
 
 
-def fewest_errors_among_robust(pool: Sequence[Scored], robust: Callable[[str], bool], noise: float) -> Scored:
-    """The protocols' rule: the fewest clean errors among the robust candidates of ``pool``, a tie taking the
-    earlier; with none robust, the lowest noise score."""
-    found = [c for c in pool if robust(c.name)]
-    if found:
-        return min(found, key=lambda c: (c.score, pool.index(c)))
-    return min(pool, key=lambda c: (c.noise_errors(noise), pool.index(c)))
-
-
 @dataclass(frozen=True)
 class Selection:
     """A round's rule applied to its cross-validated candidates (``previous``: the previous round's selection,
@@ -251,8 +244,12 @@ class Selection:
 
     @property
     def chosen(self) -> Scored:
-        """The fewest clean errors among the robust candidates (else the lowest noise score)."""
-        return fewest_errors_among_robust(list(self.choosable.values()), self.robust, self.round.noise)
+        """The protocols' rule: the fewest clean errors among the robust candidates, a tie taking the earlier;
+        with none robust (the fourth protocol does not say), the lowest noise score."""
+        pool = list(self.choosable.values())
+        if robust := [c for c in pool if self.robust(c.name)]:
+            return min(robust, key=lambda c: (c.score, pool.index(c)))
+        return min(pool, key=lambda c: (c.noise_errors(self.round.noise), pool.index(c)))
 
     @property
     def members(self) -> list[tuple[str, int]]:
@@ -490,7 +487,7 @@ def student_table(selection: Selection) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def final_table(look: TestLook, noise: float = 0.4) -> pd.DataFrame:
+def final_table(look: TestLook, noise: float = NOISE) -> pd.DataFrame:
     """One row per seed of the chosen model (named in the index's header), its seeds' ensemble and the
     ensemble: errors, error, binomial interval, and each seed's error under pixel noise ``noise``."""
     rows = []
@@ -512,7 +509,7 @@ def final_table(look: TestLook, noise: float = 0.4) -> pd.DataFrame:
         columns={"errors": f"errors, {mode}", "error (%)": f"error (%), {mode}"})
 
 
-def student_final_table(look: TestLook, teacher_look: TestLook, noise: float = 0.4) -> pd.DataFrame:
+def student_final_table(look: TestLook, teacher_look: TestLook, noise: float = NOISE) -> pd.DataFrame:
     """Seed by seed: the student's and W's test errors (each in its prediction mode) and their errors at
     ``noise``; then both seeds' ensembles."""
     rows = []

@@ -193,6 +193,16 @@ def test_the_student_replaces_its_teacher_only_with_fewer_errors_and_robust() ->
     assert table.loc[rounds.W, "p vs W"] == "" and float(table.loc[second, "p vs W"]) == pytest.approx(0.5)
 
 
+def test_a_teacher_not_read_with_shifts_is_refused() -> None:
+    labels = np.tile(np.arange(10), 730)[:7291]
+    p = np.eye(10, dtype=np.float32)[labels]
+    plain = rounds.Scored(rounds.WIDER, W, [], labels, {m: p for m in rounds.PREDICTION_MODES},
+                          np.array([labels] * len(data.NOISE_LEVELS)))
+    assert plain.mode == "plain"  # a tie reads plain, but the students' targets are read with shifts
+    with pytest.raises(ValueError, match="prediction mode is 'plain'"):
+        R4.cv_jobs(student_config(W, 1.0, 1.0), plain)
+
+
 def test_final_jobs_are_five_seeds_taught_by_ws_five_final_runs() -> None:
     selected = _round(37, ((36, 160), (35, 140)))
     found = rounds.final_jobs(selected)
