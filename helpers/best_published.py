@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, paper, stats, store
-from helpers.rounds import forward_selection, prediction_sets, training_runs
+from helpers.rounds import forward_selection, prediction_sets, TestLook, training_runs
 from helpers.config import beyond, Config, profile, Rung
 from helpers.job import Job
 from helpers.runs import run_many, training_mode
@@ -323,22 +323,11 @@ def test_jobs(selection: Selection) -> dict[str, list[Job]]:
             "ensemble members chosen by cross-validation": sum(member_jobs(selection, members).values(), [])}
 
 
-def ensemble_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -> int:
-    """Test errors of the ensemble: each member the mean of its runs' probabilities (shifted where its
-    cross-validation chose shifts), the members averaged with equal weight."""
-    pool = selection.pool
-    members = [np.mean([probabilities(r, pool[name].use_tta) for r in group], axis=0) for name, group in runs.items()]
-    labels = next(iter(runs.values()))[0].labels
-    return stats.errors(np.mean(members, axis=0), labels)
-
-
-def probabilities(result: Run, tta: bool) -> np.ndarray:
-    """A run's test probabilities, averaged over the shifted copies when ``tta``."""
-    if not tta:
-        return result.probabilities
-    if result.tta is None:
-        raise ValueError(f"run {result.key} stores no test-time-shift predictions; retrain it with `make results`")
-    return result.tta
+def test_look(selection: Selection, runs: Mapping[str, list[Run]]) -> TestLook:
+    """The test runs of ensemble members (the chosen model first), each read with test-time shifts where its
+    cross-validation chose them: the members' mean probabilities averaged with equal weight."""
+    return TestLook(next(iter(runs)), {name: "shifts" if selection.pool[name].use_tta else "plain" for name in runs},
+                    dict(runs))
 
 
 def ranking_jobs(results: Mapping[str, CVResult]) -> dict[str, Job]:
@@ -397,11 +386,8 @@ class Final:
 
 def final(chosen: CVResult, runs: Sequence[Run]) -> Final:
     """Test errors of the chosen model's seeds and of their ensemble (mean of probabilities)."""
-    labels = runs[0].labels
-    probs = [probabilities(r, chosen.use_tta) for r in runs]
-    errors = [stats.errors(p, labels) for p in probs]
-    ensemble = stats.errors(np.mean(probs, axis=0), labels)
-    return Final(chosen.name, chosen.use_tta, errors, len(labels), ensemble)
+    look = TestLook(chosen.name, {chosen.name: "shifts" if chosen.use_tta else "plain"}, {chosen.name: list(runs)})
+    return Final(chosen.name, chosen.use_tta, look.single_errors, look.n, look.seed_ensemble_errors)
 
 
 def first_round_numbers(result: Final) -> dict[str, Any]:
@@ -535,19 +521,11 @@ def ensemble(selection: Selection) -> Ensemble:
     chosen = greedy_ensemble(selection.pool, selection.chosen.name)
     members = [name for name, _ in chosen]
     runs = member_runs(selection, members)
-    test = [ensemble_test_errors(selection, {name: runs[name] for name in members[:i + 1]})
+    test = [test_look(selection, {name: runs[name] for name in members[:i + 1]}).ensemble_errors
             for i in range(len(members))]
-    plain = plain_test_errors(selection, runs)
+    plain = test_look(selection, runs).plain_ensemble_errors
     return Ensemble(members, [count for _, count in chosen], runs, test, len(next(iter(runs.values()))[0].labels),
                     plain)
-
-
-def plain_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -> int:
-    """Test errors of the plain average of the same prediction sets, each with equal weight."""
-    pool = selection.pool
-    sets = [probabilities(r, pool[name].use_tta) for name, group in runs.items() for r in group]
-    labels = next(iter(runs.values()))[0].labels
-    return stats.errors(np.mean(sets, axis=0), labels)
 
 
 def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFrame:
