@@ -32,6 +32,7 @@ from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
 PREDICTION_MODES = {"plain": "probabilities", "shifts": "tta", "shifts and rotations": "tta_rotations"}
 PAPER, PREVIOUS = "the paper's network", "the previous round's choice"  # parents outside a round
 NOISE = 0.4  # the protocols' noise condition (standard deviation, images in [0, 1])
+ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 
 @dataclass(frozen=True)
@@ -393,17 +394,17 @@ def selection_text(selection: Selection) -> str:
     start = f"the protocol {r.protocol} (commit {r.protocol_commit[:7]}, committed before any of its runs): "
     if selection.teacher is not None:
         return (start + f"students of '{selection.teacher.name}' trained on soft targets from its runs on the same "
-                f"images, {len(selection.candidates)} candidates cross-validated on the third round's folds; "
-                f"reported: '{chosen.name}' ({chosen.score} out-of-fold errors against the teacher's "
+                f"images, {len(selection.candidates)} candidates cross-validated on the {ORDINALS[r.number - 2]} "
+                f"round's folds; reported: '{chosen.name}' ({chosen.score} out-of-fold errors against the teacher's "
                 f"{selection.teacher.score}); it replaces the best single model only with fewer errors than the "
                 f"teacher and robust: {'yes' if selection.replaces else 'no'}; one look at the test set, to report")
     members = ", ".join(repr(name) for name, _ in selection.members)
-    return (start + f"{r.folds}-fold cross-validation over the 7291 training images on new folds (fold seed "
-            f"{r.fold_seed}); {len(selection.choosable)} candidates; robust = out-of-fold errors under pixel noise "
-            f"sigma = {r.noise} at or under the paper's network's ({selection.reference.noise_errors(r.noise)}); "
-            f"chosen: '{chosen.name}', the fewest clean out-of-fold errors among the robust, read {chosen.mode}; "
-            f"ensemble by forward selection on the out-of-fold predictions: {members}; one look at the test set, "
-            f"to report")
+    return (start + f"{r.folds}-fold cross-validation over the {len(chosen.labels)} training images on new folds "
+            f"(fold seed {r.fold_seed}); {len(selection.choosable)} candidates; robust = out-of-fold errors under "
+            f"pixel noise sigma = {r.noise} at or under the paper's network's "
+            f"({selection.reference.noise_errors(r.noise)}); chosen: '{chosen.name}', the fewest clean out-of-fold "
+            f"errors among the robust, read {chosen.mode}; ensemble by forward selection on the out-of-fold "
+            f"predictions: {members}; one look at the test set, to report")
 
 
 def cross_validation_json(selection: Selection) -> dict[str, dict[str, Any]]:
@@ -416,8 +417,6 @@ def cross_validation_json(selection: Selection) -> dict[str, dict[str, Any]]:
                               else selection.robust(name))}
             for name, c in shown.items()}
 
-
-ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 
 def candidate_table(selection: Selection) -> pd.DataFrame:
