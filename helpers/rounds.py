@@ -607,32 +607,33 @@ def lineage_numbers(selection: Selection, look: TestLook, paper_noise: float, pr
 
 def student_numbers(selection: Selection, look: TestLook, teacher_look: TestLook,
                     seconds: Sequence[float]) -> dict[str, object]:
-    """What the chapter and ``summary --json`` quote about the fourth round (``seconds``: the training time
-    of each of the round's runs, for its budget)."""
+    """What the chapter and ``summary --json`` quote about a round of students (keys prefixed ``r<number>_``;
+    ``seconds``: the training time of each of the round's runs, for its budget)."""
     r, student, teacher = selection.round, selection.chosen, selection.teacher
     assert teacher is not None
     rates, low, high, noise = _seeds(look, r.noise)
     teacher_rates = teacher_look.single_rates
-    return {
-        "r4_protocol": r.protocol_commit[:7], "r4_budget": r.budget_minutes, "r4_candidates": len(selection.candidates),
-        "r4_teacher_score": teacher.score, "r4_teacher_noise_errors": teacher.noise_errors(r.noise),
-        **{f"r4_score_{i}": c.score for i, c in enumerate(selection.candidates.values(), start=1)},
-        **{f"r4_noise_errors_{i}": c.noise_errors(r.noise)
+    found = {
+        "protocol": r.protocol_commit[:7], "budget": r.budget_minutes, "candidates": len(selection.candidates),
+        "teacher_score": teacher.score, "teacher_noise_errors": teacher.noise_errors(r.noise),
+        **{f"score_{i}": c.score for i, c in enumerate(selection.candidates.values(), start=1)},
+        **{f"noise_errors_{i}": c.noise_errors(r.noise)
            for i, c in enumerate(selection.candidates.values(), start=1)},
-        "r4_student": student.name, "r4_weight": student.config.distill_weight,
-        "r4_temperature": student.config.distill_temperature,
-        "r4_reading": student.mode, "r4_student_score": student.score,
-        "r4_student_noise_errors": student.noise_errors(r.noise),
-        "r4_robust": sum(selection.robust(name) for name in selection.candidates),
-        "r4_p": stats.mcnemar_p(student.probabilities.argmax(1), teacher.probabilities.argmax(1), student.labels),
-        "r4_replaces": selection.replaces, "r4_cv_gain": teacher.score - student.score,
-        "r4_seeds": len(rates), "r4_mean": float(rates.mean()), "r4_std": float(rates.std(ddof=1)),
-        "r4_low": low, "r4_high": high, "r4_min_errors": min(look.single_errors), "r4_max_errors": max(look.single_errors),
-        "r4_teacher_mean": float(teacher_rates.mean()), "r4_vs_teacher": float(rates.mean() - teacher_rates.mean()),
-        "r4_vs_teacher_p": stats.welch_p(rates, teacher_rates),
-        "r4_noise_mean": float(noise.mean()), "r4_noise_min": float(noise.min()), "r4_noise_max": float(noise.max()),
-        "r4_seed_ensemble_errors": look.seed_ensemble_errors, "r4_seed_ensemble": 100 * look.seed_ensemble_errors / look.n,
-        "r4_seed_ensemble_runs": 2 * len(rates),
-        "r4_target_single": r.targets["single"], "r4_single_gap": float(rates.mean()) - r.targets["single"],
-        "r4_runs": len(seconds), "r4_minutes": sum(seconds) / 60,
+        "student": student.name, "weight": student.config.distill_weight,
+        "temperature": student.config.distill_temperature,
+        "reading": student.mode, "student_score": student.score,
+        "student_noise_errors": student.noise_errors(r.noise),
+        "robust": sum(selection.robust(name) for name in selection.candidates),
+        "p": stats.mcnemar_p(student.probabilities.argmax(1), teacher.probabilities.argmax(1), student.labels),
+        "replaces": selection.replaces, "cv_gain": teacher.score - student.score,
+        "seeds": len(rates), "mean": float(rates.mean()), "std": float(rates.std(ddof=1)),
+        "low": low, "high": high, "min_errors": min(look.single_errors), "max_errors": max(look.single_errors),
+        "teacher_mean": float(teacher_rates.mean()), "vs_teacher": float(rates.mean() - teacher_rates.mean()),
+        "vs_teacher_p": stats.welch_p(rates, teacher_rates),
+        "noise_mean": float(noise.mean()), "noise_min": float(noise.min()), "noise_max": float(noise.max()),
+        "seed_ensemble_errors": look.seed_ensemble_errors, "seed_ensemble": 100 * look.seed_ensemble_errors / look.n,
+        "seed_ensemble_runs": 2 * len(rates),
+        "target_single": r.targets["single"], "single_gap": float(rates.mean()) - r.targets["single"],
+        "runs": len(seconds), "minutes": sum(seconds) / 60,
     }
+    return {f"r{r.number}_{key}": value for key, value in found.items()}
