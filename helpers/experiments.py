@@ -1,4 +1,4 @@
-"""The experiments beyond the paper: seeds, ensembles, sweeps and the modernisation ladder.
+"""The experiments beyond the paper: seeds, ensembles, sweeps, the modernisation ladder and the protocol rounds.
 
 Every experiment is a list of :class:`helpers.job.Job` trained (or loaded) through
 :func:`helpers.runs.run_many`, so each model is trained once, cached, and shared by every
