@@ -21,8 +21,9 @@ Training and its evidence:
 - :mod:`helpers.recipe`: the paper's open choices, made on holdout splits.
 - :mod:`helpers.baselines`: k-nearest neighbours, logistic regression, an RBF SVM.
 - :mod:`helpers.ledger`: the committed results ledger as a whole: checks, pruning, retrain comparison.
-- :mod:`helpers.robust`, :mod:`helpers.distill`: the best-published chapter's third and fourth rounds, as
-  their committed protocols (``protocols/``) say (:mod:`helpers.best_published` holds the first two).
+- :mod:`helpers.rounds`: the protocol rounds of the best-published search: one selection engine
+  (candidates, cross-validation, the rule, the one look at the test set), each round a data entry
+  as its committed protocol (``protocols/``) says (:mod:`helpers.best_published` holds rounds 1 and 2).
 - :mod:`helpers.experiments`: what the book trains, with the one registry of its runs.
 
 For the chapters and the command line:

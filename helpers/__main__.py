@@ -40,7 +40,7 @@ def _evaluate(seed: int) -> dict[str, Any]:
 def _summary() -> dict[str, Any]:
     import numpy as np
 
-    from helpers import best_published, distill, findings, robust, standings  # TensorFlow only when a command needs it
+    from helpers import best_published, findings, rounds, standings  # TensorFlow only when a command needs it
 
     everything = findings.gather()  # every round, read once; the standings as the book prints them
     table = standings.rows(everything, findings.test_log())
@@ -71,15 +71,15 @@ def _summary() -> dict[str, Any]:
         "best_single_errors": best.single_errors,
         "best_single_seeds": [r.job.seed for r in best.runs[best.chosen]],
         "best_single_noise_error": best_numbers["noise"] / 100,  # sigma = 0.4, mean over its seeds
-        "best_single_noise_errors": best.noise_errors(robust.NOISE),
+        "best_single_noise_errors": best.noise_errors(third.selection.round.noise),
         "paper_noise_error": r3["r3_paper_noise"] / 100,  # the paper's network, seed 0, the same noise draw
         "b_noise_error": r3["r3_previous_noise"] / 100,  # B (the second round's model), seed 0
-        "noise_level": robust.NOISE,
+        "noise_level": third.selection.round.noise,
         "ensemble_error": r3["r3_ensemble"] / 100,
         "ensemble_errors": look.ensemble_errors,
         "ensemble_size": look.training_runs,  # independent training runs (shared ones count once)
         "ensemble_prediction_sets": look.prediction_sets,
-        "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group], "reading": look.readings[name],
+        "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group], "reading": look.modes[name],
                               "weight": 1 / (len(look.runs) * len(group))} for name, group in look.runs.items()],
         "plain_ensemble_error": look.plain_ensemble_errors / look.n,
         "plain_ensemble_errors": look.plain_ensemble_errors,
@@ -87,25 +87,19 @@ def _summary() -> dict[str, Any]:
         "seed_ensemble_errors": look.seed_ensemble_errors,
         "test_images": look.n,
         "test_time_shifts": best_numbers["reading"] != "plain",
-        "protocol": robust.PROTOCOL, "protocol_commit": robust.PROTOCOL_COMMIT,
-        "selection": robust.selection_text(third.selection),
-        "third_round_cross_validation": {
-            name: {**{f"errors_{reading.replace(' ', '_')}": c.errors(reading) for reading in robust.READINGS},
-                   "noise_errors": c.noise_errors(), "robust": None if name == robust.REFERENCE else third.selection.robust(name)}
-            for name, c in third.selection.candidates.items()},
+        "protocol": third.selection.round.protocol, "protocol_commit": third.selection.round.protocol_commit,
+        "selection": rounds.selection_text(third.selection),
+        "third_round_cross_validation": rounds.cross_validation_json(third.selection),
         "distillation": {
-            "protocol": distill.PROTOCOL, "protocol_commit": distill.PROTOCOL_COMMIT,
-            "selection": distill.selection_text(fourth.round), "student": r4["r4_student"],
-            "teacher": fourth.round.teacher.name, "reading": r4["r4_reading"],
+            "protocol": fourth.selection.round.protocol, "protocol_commit": fourth.selection.round.protocol_commit,
+            "selection": rounds.selection_text(fourth.selection), "student": r4["r4_student"],
+            "teacher": fourth.teacher_look.chosen if fourth.teacher_look else "",
+            "reading": r4["r4_reading"],
             "replaces_best_single": r4["r4_replaces"],
-            "cross_validation": {
-                name: {**{f"errors_{reading.replace(' ', '_')}": c.errors(reading) for reading in robust.READINGS},
-                       "noise_errors": c.noise_errors(),
-                       "robust": fourth.round.robust(name) if name in fourth.round.students else True}
-                for name, c in {fourth.round.teacher.name: fourth.round.teacher, **fourth.round.students}.items()},
+            "cross_validation": rounds.cross_validation_json(fourth.selection),
             "error": r4["r4_mean"] / 100, "errors": fourth.look.single_errors,
             "seeds": [r.job.seed for r in fourth.look.runs[fourth.look.chosen]],
-            "noise_error": r4["r4_noise_mean"] / 100, "noise_errors": fourth.look.noise_errors(robust.NOISE),
+            "noise_error": r4["r4_noise_mean"] / 100, "noise_errors": fourth.look.noise_errors(fourth.selection.round.noise),
             "seed_ensemble_error": r4["r4_seed_ensemble"] / 100, "seed_ensemble_errors": r4["r4_seed_ensemble_errors"],
             "seed_ensemble_training_runs": r4["r4_seed_ensemble_runs"]},
         "second_round": {

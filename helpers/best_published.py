@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, paper, stats, store
+from helpers.rounds import forward_selection, prediction_sets, TestLook, training_runs
 from helpers.config import beyond, Config, profile, Rung
 from helpers.job import Job
 from helpers.runs import run_many, training_mode
@@ -35,38 +36,36 @@ BASE = "the ladder's final model"
 ALL = "all four levers"
 
 
-#: A lever is documented like a rung of the ladder: a name, why it may help, and its changes.
-Lever = Rung
-
-LEVERS: tuple[Lever, ...] = (
-    Lever("cosine learning-rate decay", "anneal the step size to zero over the same 100 epochs",
-          {"schedule": "cosine"}),
-    Lever("elastic distortions", "Simard, Steinkraus & Platt (2003): a smooth random displacement field "
-          "(sigma 2 px, alpha 8 px)", {"augment_elastic": 8.0}),
-    Lever("scale and shear", "random zoom of up to 10 % and shear of up to 0.1, the slant and size of handwriting",
-          {"augment_zoom": 0.1, "augment_shear": 0.1}),
-    Lever("label smoothing", "train towards 0.9 on the label and 0.01 on each other class instead of 1 and 0",
-          {"label_smoothing": 0.1}),
+#: The first round's levers, each documented like a rung of the ladder: a name, why it may help, its changes.
+LEVERS: tuple[Rung, ...] = (
+    Rung("cosine learning-rate decay", "anneal the step size to zero over the same 100 epochs",
+         {"schedule": "cosine"}),
+    Rung("elastic distortions", "Simard, Steinkraus & Platt (2003): a smooth random displacement field "
+         "(sigma 2 px, alpha 8 px)", {"augment_elastic": 8.0}),
+    Rung("scale and shear", "random zoom of up to 10 % and shear of up to 0.1, the slant and size of handwriting",
+         {"augment_zoom": 0.1, "augment_shear": 0.1}),
+    Rung("label smoothing", "train towards 0.9 on the label and 0.01 on each other class instead of 1 and 0",
+         {"label_smoothing": 0.1}),
 )
 
 
 #: The second round starts from the first round's choice and adds, one at a time, what the first
 #: round left untried: the other lever that helped, weight averaging, a third convolution block
 #: and a longer schedule for the augmented model. Written down before any of its runs was trained.
-SECOND_LEVERS: tuple[Lever, ...] = (
-    Lever("elastic distortions", "the other lever that lowered cross-validated errors in the first round",
-          {"augment_elastic": 8.0}),
-    Lever("weight averaging", "predict with a moving average of the weights over training (momentum 0.99: "
-          "about the last 100 steps, 3 to 5 epochs)", {"weight_average": 0.99}),
-    Lever("a third convolution block", "a 3x3 convolution with 128 filters and pooling after the second block",
-          {"third_block_filters": 128}),
-    Lever("elastic distortions, twice the epochs, cosine decay", "a longer schedule with learning-rate decay "
-          "for the augmented model: the first round's augmented candidates fit fewer of their training batches",
-          {"augment_elastic": 8.0, "epochs": "double", "schedule": "cosine"}),
+SECOND_LEVERS: tuple[Rung, ...] = (
+    Rung("elastic distortions", "the other lever that lowered cross-validated errors in the first round",
+         {"augment_elastic": 8.0}),
+    Rung("weight averaging", "predict with a moving average of the weights over training (momentum 0.99: "
+         "about the last 100 steps, 3 to 5 epochs)", {"weight_average": 0.99}),
+    Rung("a third convolution block", "a 3x3 convolution with 128 filters and pooling after the second block",
+         {"third_block_filters": 128}),
+    Rung("elastic distortions, twice the epochs, cosine decay", "a longer schedule with learning-rate decay "
+         "for the augmented model: the first round's augmented candidates fit fewer of their training batches",
+         {"augment_elastic": 8.0, "epochs": "double", "schedule": "cosine"}),
 )
 
 
-def lever_table(levers: Sequence[Lever]) -> pd.DataFrame:
+def lever_table(levers: Sequence[Rung]) -> pd.DataFrame:
     """What each lever does and the configuration it changes (with this profile's epochs)."""
     return pd.DataFrame([{"lever": lever.name, "what it does": lever.why,
                           "configuration": ", ".join(f"{k} = {v}" for k, v in beyond().resolve(lever.changes).items())}
@@ -110,11 +109,11 @@ class CVResult:
 
     @property
     def errors(self) -> int:
-        return int((self.probabilities.argmax(1) != self.labels).sum())
+        return stats.errors(self.probabilities, self.labels)
 
     @property
     def tta_errors(self) -> int | None:
-        return None if self.tta is None else int((self.tta.argmax(1) != self.labels).sum())
+        return None if self.tta is None else stats.errors(self.tta, self.labels)
 
     @property
     def use_tta(self) -> bool:
@@ -233,26 +232,6 @@ def greedy_ensemble(pool: Mapping[str, CVResult], start: str) -> list[tuple[str,
     return forward_selection({name: oof(r) for name, r in pool.items()}, pool[start].labels, start)
 
 
-def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarray, start: str) -> list[tuple[str, int]]:
-    """Forward selection of an ensemble (Caruana et al. 2004) on out-of-fold probabilities.
-
-    Start from ``start``; add the candidate whose probabilities lower the averaged ensemble's
-    errors most (a tie takes the earlier candidate); stop when no candidate lowers them. Returns
-    each member with the ensemble's errors once it joined.
-    """
-    def errors(names: list[str]) -> int:
-        return int((np.mean([probabilities[n] for n in names], axis=0).argmax(1) != labels).sum())
-
-    members = [(start, errors([start]))]
-    while True:
-        names = [n for n, _ in members]
-        options = [(errors(names + [n]), i, n) for i, n in enumerate(probabilities) if n not in names]
-        if not options or min(options)[0] >= members[-1][1]:
-            return members
-        count, _, name = min(options)
-        members.append((name, count))
-
-
 def _two_digits(value: float) -> float:
     return float(f"{value:.2g}")
 
@@ -344,22 +323,11 @@ def test_jobs(selection: Selection) -> dict[str, list[Job]]:
             "ensemble members chosen by cross-validation": sum(member_jobs(selection, members).values(), [])}
 
 
-def ensemble_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -> int:
-    """Test errors of the ensemble: each member the mean of its runs' probabilities (shifted where its
-    cross-validation chose shifts), the members averaged with equal weight."""
-    pool = selection.pool
-    members = [np.mean([probabilities(r, pool[name].use_tta) for r in group], axis=0) for name, group in runs.items()]
-    labels = next(iter(runs.values()))[0].labels
-    return int((np.mean(members, axis=0).argmax(1) != labels).sum())
-
-
-def probabilities(result: Run, tta: bool) -> np.ndarray:
-    """A run's test probabilities, averaged over the shifted copies when ``tta``."""
-    if not tta:
-        return result.probabilities
-    if result.tta is None:
-        raise ValueError(f"run {result.key} stores no test-time-shift predictions; retrain it with `make results`")
-    return result.tta
+def test_look(selection: Selection, runs: Mapping[str, list[Run]]) -> TestLook:
+    """The test runs of ensemble members (the chosen model first), each read with test-time shifts where its
+    cross-validation chose them: the members' mean probabilities averaged with equal weight."""
+    return TestLook(next(iter(runs)), {name: "shifts" if selection.pool[name].use_tta else "plain" for name in runs},
+                    dict(runs))
 
 
 def ranking_jobs(results: Mapping[str, CVResult]) -> dict[str, Job]:
@@ -418,11 +386,8 @@ class Final:
 
 def final(chosen: CVResult, runs: Sequence[Run]) -> Final:
     """Test errors of the chosen model's seeds and of their ensemble (mean of probabilities)."""
-    labels = runs[0].labels
-    probs = [probabilities(r, chosen.use_tta) for r in runs]
-    errors = [int((p.argmax(1) != labels).sum()) for p in probs]
-    ensemble = int((np.mean(probs, axis=0).argmax(1) != labels).sum())
-    return Final(chosen.name, chosen.use_tta, errors, len(labels), ensemble)
+    look = TestLook(chosen.name, {chosen.name: "shifts" if chosen.use_tta else "plain"}, {chosen.name: list(runs)})
+    return Final(chosen.name, chosen.use_tta, look.single_errors, look.n, look.seed_ensemble_errors)
 
 
 def first_round_numbers(result: Final) -> dict[str, Any]:
@@ -438,14 +403,12 @@ def final_table(result: Final, runs: Sequence[Run]) -> pd.DataFrame:
     """One row per seed and one for the ensemble: errors, error rate and Wilson 95 % interval."""
     rows = []
     for run_, errors in zip(runs, result.errors):
-        low, high = stats.wilson_interval(errors, result.n)
         rows.append({"model": f"seed {run_.job.seed}", "errors": errors,
                      "error (%)": round(100 * errors / result.n, 2),
-                     "95 % interval (%)": f"{100 * low:.2f}-{100 * high:.2f}",
+                     "95 % interval (%)": stats.wilson_text(errors, result.n),
                      "training time (s)": round(run_.seconds)})
-    low, high = stats.wilson_interval(result.ensemble_errors, result.n)
     rows.append({"model": f"ensemble of the {len(runs)} seeds", "errors": result.ensemble_errors,
-                 "error (%)": round(result.ensemble, 2), "95 % interval (%)": f"{100 * low:.2f}-{100 * high:.2f}",
+                 "error (%)": round(result.ensemble, 2), "95 % interval (%)": stats.wilson_text(result.ensemble_errors, result.n),
                  "training time (s)": round(sum(r.seconds for r in runs))})
     return pd.DataFrame(rows).set_index("model")
 
@@ -509,26 +472,6 @@ def selection_text(selection: Selection, ensemble: "Ensemble") -> str:
             f"the test images are used only to report")
 
 
-def training_identity(result: Run) -> tuple[Config, int, str]:
-    """What determines a run's training: its configuration without weight averaging, its seed and split.
-
-    Weight averaging (``weight_average``) only replaces the final weights by their moving average
-    at the end of the same training (identical training curves), so a run with it and the run
-    without it of the same seed are one training run, with two sets of predictions.
-    """
-    return result.job.config.with_(weight_average=0.0), result.job.seed, result.job.split
-
-
-def prediction_sets(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many runs' predictions an ensemble of these members averages."""
-    return sum(len(group) for group in runs.values())
-
-
-def training_runs(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many independent training runs those predictions come from (:func:`training_identity`)."""
-    return len({training_identity(r) for group in runs.values() for r in group})
-
-
 @dataclass(frozen=True)
 class Ensemble:
     """The ensemble chosen by cross-validation, on the test set.
@@ -578,19 +521,11 @@ def ensemble(selection: Selection) -> Ensemble:
     chosen = greedy_ensemble(selection.pool, selection.chosen.name)
     members = [name for name, _ in chosen]
     runs = member_runs(selection, members)
-    test = [ensemble_test_errors(selection, {name: runs[name] for name in members[:i + 1]})
+    test = [test_look(selection, {name: runs[name] for name in members[:i + 1]}).ensemble_errors
             for i in range(len(members))]
-    plain = plain_test_errors(selection, runs)
+    plain = test_look(selection, runs).plain_ensemble_errors
     return Ensemble(members, [count for _, count in chosen], runs, test, len(next(iter(runs.values()))[0].labels),
                     plain)
-
-
-def plain_test_errors(selection: Selection, runs: Mapping[str, Sequence[Run]]) -> int:
-    """Test errors of the plain average of the same prediction sets, each with equal weight."""
-    pool = selection.pool
-    sets = [probabilities(r, pool[name].use_tta) for name, group in runs.items() for r in group]
-    labels = next(iter(runs.values()))[0].labels
-    return int((np.mean(sets, axis=0).argmax(1) != labels).sum())
 
 
 def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFrame:

@@ -268,8 +268,7 @@ def literature_table(ours: Sequence[tuple[str, float, str]]) -> pd.DataFrame:
 
 def binomial_text(error: float, n: int = paper.COUNTS["test"]) -> str:
     """The Wilson 95 % interval (percent) of an error rate of ``error`` % on ``n`` images, as text."""
-    low, high = stats.wilson_interval(round(error / 100 * n), n)
-    return f"{100 * low:.2f}-{100 * high:.2f}"
+    return stats.wilson_text(round(error / 100 * n), n)
 
 
 def seed_row(name: str, rates: Sequence[float]) -> tuple[str, float, str]:

@@ -1,4 +1,4 @@
-"""The experiments beyond the paper: seeds, ensembles, sweeps and the modernisation ladder.
+"""The experiments beyond the paper: seeds, ensembles, sweeps, the modernisation ladder and the protocol rounds.
 
 Every experiment is a list of :class:`helpers.job.Job` trained (or loaded) through
 :func:`helpers.runs.run_many`, so each model is trained once, cached, and shared by every
@@ -7,6 +7,7 @@ chapter that needs it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -14,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, data, distill, evaluate, ledger, recipe, robust, runs, stats
+from helpers import baselines, best_published, data, evaluate, ledger, recipe, rounds, runs, stats, store
 from helpers.config import beyond, Config, DECISIONS, LADDER, profile, READINGS
 from helpers.job import Job
 from helpers.runs import holdout_errors, run_many
@@ -34,9 +35,8 @@ def seed_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: test errors, error rate and the 95 % interval of the error rate."""
     rows = []
     for r in runs:
-        low, high = stats.wilson_interval(r.errors, len(r.labels))
         rows.append({"seed": r.job.seed, "test errors": r.errors, "error rate (%)": round(100 * (1 - r.accuracy), 2),
-                     "95 % interval (%)": f"{100 * low:.2f} to {100 * high:.2f}",
+                     "95 % interval (%)": stats.wilson_text(r.errors, len(r.labels), " to "),
                      "training time (s)": round(r.seconds)})
     return pd.DataFrame(rows).set_index("seed")
 
@@ -46,7 +46,7 @@ def ensemble_errors(runs: Sequence[Run]) -> pd.DataFrame:
     labels = runs[0].labels
     rows = []
     for size in range(1, len(runs) + 1):
-        errors = [int((np.mean([runs[i].probabilities for i in subset], axis=0).argmax(1) != labels).sum())
+        errors = [stats.errors(np.mean([runs[i].probabilities for i in subset], axis=0), labels)
                   for subset in itertools.combinations(range(len(runs)), size)]
         rows.append({"ensemble size": size, "subsets": len(errors), "mean errors": float(np.mean(errors)),
                      "min errors": min(errors), "max errors": max(errors),
@@ -214,7 +214,7 @@ def jobs() -> dict[str, list[Job]]:
     rungs = ladder()
     selection = best_published.select(best_rung(rungs).config)
     second = [name for name in selection.second if name not in selection.first]
-    third = third_round(selection.chosen.config)
+    protocol_rounds = round_selections()
     registry = {
         "decision search (model chapter)": sweep,
         "the paper's model (training chapter)": [paper_job()],
@@ -230,9 +230,9 @@ def jobs() -> dict[str, list[Job]]:
         "cross-validation, first round": [r.job for x in selection.first.values() for r in x.runs],
         "cross-validation, second round": [r.job for name in second for r in selection.second[name].runs],
         **best_published.test_jobs(selection),
-        "third round: cross-validation": [r.job for c in third.candidates.values() for r in c.runs],
-        "third round: the chosen model and the ensemble's members": sum(robust.final_jobs(third).values(), []),
-        **fourth_round_jobs(third),
+        **{name: group for x in protocol_rounds.values() for name, group in (
+            (x.round.groups[0], [r.job for c in x.candidates.values() for r in c.runs]),
+            (x.round.groups[1], sum(rounds.final_jobs(x).values(), [])))},
     }
     return {name if "chapter)" in name else f"{name} (best-published chapter)": group
             for name, group in registry.items()}
@@ -378,87 +378,65 @@ def best_job() -> Job:
     return Job(chosen.config, beyond().best_seeds[0])
 
 
-def third_round(previous: Config | None = None) -> robust.Selection:
-    """The third round's candidates, cross-validated as its protocol says (:mod:`helpers.robust`), from the
-    second round's choice ``previous`` (read from the ledger when not given)."""
-    if previous is None:
-        previous = best_published.select(best_rung(ladder()).config).chosen.config
+def round_selections() -> dict[int, rounds.Selection]:
+    """Every protocol round of :data:`helpers.rounds.ROUNDS` cross-validated as its protocol says, each from the
+    round before (the first from the second round's choice, read from the ledger)."""
+    previous: Config | rounds.Selection = best_published.select(best_rung(ladder()).config).chosen.config
     paper = paper_config().with_(epochs=beyond().epochs)
-    return robust.Selection(robust.cross_validate(robust.candidates(previous, paper), workers=beyond().workers))
+    found = {}
+    for number, entry in rounds.ROUNDS.items():
+        found[number] = previous = rounds.cross_validate(entry, previous, paper, workers=beyond().workers)
+    return found
 
 
 def robust_job() -> Job:
     """The third round's chosen model, seed 0 (its weights are kept for the noise table and the demo)."""
-    third = third_round()
-    return robust.final_jobs(third)[third.chosen.name][0]
-
-
-def fourth_round(third: robust.Selection | None = None) -> distill.Round:
-    """The fourth round's students, cross-validated as its protocol says (:mod:`helpers.distill`), taught by
-    the third round's choice (``third``: read from the ledger when not given)."""
-    third = third or third_round()
-    return distill.Round(third, distill.cross_validate(third, workers=beyond().workers))
-
-
-def fourth_round_jobs(third: robust.Selection) -> dict[str, list[Job]]:
-    """The fourth round's groups of the registry: its cross-validation, then the chosen student's final runs
-    (after the third round's final runs, their teachers)."""
-    fourth = fourth_round(third)
-    return {"fourth round: cross-validation of the distilled students":
-            [r.job for c in fourth.students.values() for r in c.runs],
-            "fourth round: the distilled student": distill.final_jobs(fourth)}
+    third = round_selections()[3]
+    return rounds.final_jobs(third)[third.chosen.name][0]
 
 
 @dataclass(frozen=True)
-class DistillResults:
-    """The fourth round as the chapter and ``summary --json`` report it."""
+class RoundResults:
+    """A protocol round as its chapter section and ``summary --json`` report it."""
 
-    round: distill.Round
-    look: robust.TestLook  # the student's final runs
-    teacher_look: robust.TestLook  # W's final runs (the third round's look)
+    selection: rounds.Selection
+    look: rounds.TestLook  # the round's one look at the test set
     numbers: dict[str, Any]
+    teacher_look: rounds.TestLook | None = None  # a student's teacher's final runs (the previous round's look)
+    reference: pd.DataFrame | None = None  # test error (%) by noise level of the paper's network and B, seed 0 each
 
 
-def distill_results(third: "RobustResults | None" = None) -> DistillResults:
-    """The fourth round's cross-validation and its one look at the test set, beside the third round's
-    (``third``: :func:`robust_results`, read from the ledger when not given)."""
-    if third is None:
-        selection = third_round()
-        teacher_look = robust.test_look(selection, workers=beyond().workers)
-    else:
-        selection, teacher_look = third.selection, third.look
-    fourth = fourth_round(selection)
-    look = distill.test_look(fourth, teacher_look, workers=beyond().workers)
-    seconds = [r.seconds for c in fourth.students.values() for r in c.runs] + [r.seconds for r in look.runs[look.chosen]]
-    return DistillResults(fourth, look, teacher_look, distill.numbers(fourth, look, teacher_look, seconds))
+def round_results() -> dict[int, RoundResults]:
+    """Every protocol round's cross-validation and its one look at the test set, by round number; the third
+    with the noise comparison (the paper's network and B from their stored weights, on the same noise draws as
+    the chosen model), a student's round beside its teacher's look. The chapters, the findings and the command
+    line read the rounds through this one call, kept per profile, training mode and ledger folder."""
+    return _round_results(profile().name, runs.training_mode(), str(store.root()))
 
 
-@dataclass(frozen=True)
-class RobustResults:
-    """The third round as the chapter and ``summary --json`` report it."""
-
-    selection: robust.Selection
-    look: robust.TestLook
-    reference: pd.DataFrame  # test error (%) by noise level of the paper's network and B, seed 0 each
-    numbers: dict[str, Any]
-
-
-def robust_results() -> RobustResults:
-    """The third round's cross-validation, its one look at the test set and the noise comparison
-    (the paper's network and B from their stored weights, on the same noise draws as the chosen model)."""
-    selection = third_round()
-    look = robust.test_look(selection, workers=beyond().workers)
-    models = noise_models()
-    images, labels = data.load_usps("test")
-    reference = evaluate.noise_robustness({robust.REFERENCE: models["the paper's network"],
-                                           robust.PREVIOUS: models["B"]},
-                                          images, labels, levels=(0.0, *data.NOISE_LEVELS))
-    strongest = reference.loc[robust.NOISE]
-    previous = run_many([Job(selection.candidates[robust.PREVIOUS].config, seed) for seed in robust.FINAL_SEEDS],
-                        workers=beyond().workers)
-    numbers = robust.numbers(selection, look, paper_noise=float(strongest[robust.REFERENCE]),
-                             previous_noise=float(strongest[robust.PREVIOUS]), previous=previous)
-    return RobustResults(selection, look, reference, numbers)
+@functools.cache
+def _round_results(*_key: str) -> dict[int, RoundResults]:
+    found: dict[int, RoundResults] = {}
+    for number, selection in round_selections().items():
+        look = rounds.test_look(selection, workers=beyond().workers)
+        if selection.teacher is not None:
+            teacher = found[number - 1].look
+            seconds = [r.seconds for c in selection.candidates.values() for r in c.runs] + \
+                [r.seconds for r in look.runs[look.chosen]]
+            found[number] = RoundResults(selection, look, rounds.student_numbers(selection, look, teacher, seconds),
+                                         teacher_look=teacher)
+            continue
+        models = noise_models()
+        images, labels = data.load_usps("test")
+        reference = evaluate.noise_robustness({rounds.PAPER: models["the paper's network"], rounds.B: models["B"]},
+                                              images, labels, levels=(0.0, *data.NOISE_LEVELS))
+        strongest = reference.loc[selection.round.noise]
+        previous = run_many([Job(selection.candidates[rounds.B].config, seed) for seed in selection.round.final_seeds],
+                            workers=beyond().workers)
+        numbers = rounds.lineage_numbers(selection, look, paper_noise=float(strongest[rounds.PAPER]),
+                                         previous_noise=float(strongest[rounds.B]), previous=previous)
+        found[number] = RoundResults(selection, look, numbers, reference=reference)
+    return found
 
 
 def noise_models(with_best: bool = True) -> dict[str, Any]:

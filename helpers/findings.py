@@ -46,8 +46,8 @@ class Results:
     first: best_published.Final                      # the first round's choice on the test set (its seeds)
     first_runs: list[Run]
     ensemble: best_published.Ensemble                # the ensemble chosen by cross-validation
-    third: experiments.RobustResults                 # the third round: accurate and robust (its protocol)
-    fourth: experiments.DistillResults               # the fourth round: distillation (its protocol)
+    third: experiments.RoundResults                  # the third round: accurate and robust (its protocol)
+    fourth: experiments.RoundResults                 # the fourth round: distillation (its protocol)
     ledger_seconds: list[float] = field(default_factory=list)  # ``record["seconds"]`` of every ledger entry
     workers: int = 2                       # training processes side by side (two cores)
 
@@ -59,7 +59,7 @@ class Results:
                 + [r for runs in self.ensemble.runs.values() for r in runs]
                 + [r for c in self.third.selection.candidates.values() for r in c.runs]
                 + [r for runs in self.third.look.runs.values() for r in runs]
-                + [r for c in self.fourth.round.students.values() for r in c.runs]
+                + [r for c in self.fourth.selection.candidates.values() for r in c.runs]
                 + [r for runs in self.fourth.look.runs.values() for r in runs])
 
 
@@ -74,12 +74,12 @@ def gather() -> Results:
     selection = best_published.select(experiments.best_rung(rungs).config)
     final_runs = best_published.final_runs(selection.chosen)
     first_runs = best_published.final_runs(selection.first_choice)
-    third = experiments.robust_results()
+    protocol_rounds = experiments.round_results()
     return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
                    rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
                    final_runs=final_runs, first=best_published.final(selection.first_choice, first_runs),
                    first_runs=first_runs,                    ensemble=best_published.ensemble(selection),
-                   third=third, fourth=experiments.distill_results(third),
+                   third=protocol_rounds[3], fourth=protocol_rounds[4],
                    ledger_seconds=[float(store.record(e)["seconds"]) for e in store.entries()],
                    workers=beyond().workers)
 

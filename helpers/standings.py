@@ -69,7 +69,7 @@ class Standing:
     errors: tuple[float, ...]          # test errors of each seed; one value for an ensemble or a publication
     n: int                             # test images
     kind: str                          # "seeds", "ensemble", "published" or "human"
-    noise: float | None = None         # test error (%) under pixel noise of sigma robust.NOISE
+    noise: float | None = None         # test error (%) under pixel noise of sigma rounds.Round.noise
     noise_of: str = ""                 # whose noise error: "seed 0" or "mean of 5 seeds"
     chosen_by: str = ""
     looks_before: int | None = None    # looks at the test set the book had made before the choice
@@ -131,7 +131,7 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
 
 
 def best(third: Any, looks: int | None = None) -> Standing:
-    """W's row of the standings, from the third round alone (:func:`helpers.experiments.robust_results`): what
+    """W's row of the standings, from the third round alone (:func:`helpers.experiments.round_results`): what
     the demo quotes without reading every round."""
     return Standing(W, tuple(third.look.single_errors), third.look.n, "seeds", third.numbers["r3_noise_mean"],
                     "mean of seeds", chosen_by=CHOSEN_BY[W], looks_before=looks)
@@ -227,7 +227,7 @@ def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[
     """Every accuracy target the book set, in the order it was set, with what reached it closest.
 
     ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
-    ladder), :data:`helpers.best_published.TARGETS` (rounds 1 and 2), :data:`helpers.robust.TARGETS`
+    ladder), :data:`helpers.best_published.TARGETS` (rounds 1 and 2), :attr:`helpers.rounds.Round.targets`
     (rounds 3 and 4, in their protocols)."""
     final_rung = [r for r in results.rungs if r.kept][-1]  # the ladder's final model (experiments.best_rung)
     ladder_mean = float(np.mean([100 * r.errors / len(r.labels) for r in final_rung.runs]))

@@ -5,6 +5,8 @@
 - :func:`mean_interval`: the Student-t interval of a mean over seeds, SciPy's ``t.interval``.
 - :func:`t_test_p`: the two-sided one-sample t-test of a mean over seeds against a value, SciPy's.
 - :func:`mcnemar_p`: the exact McNemar test of two models on the same images, statsmodels'.
+- :func:`errors`: the images a model's probabilities misread; :func:`wilson_text`, :func:`p_text`: as the
+  tables print them.
 
 A spread over seeds (a standard deviation, a t-interval) is shown only from :data:`MIN_SEEDS` seeds
 on: from one or two it is not an estimate a reader can use, and the tables say "1 seed" or
@@ -22,6 +24,22 @@ from statsmodels.stats.proportion import proportion_confint
 
 #: The fewest seeds from which the book shows a standard deviation or an interval over seeds.
 MIN_SEEDS = 3
+
+
+def errors(probabilities: np.ndarray, labels: np.ndarray) -> int:
+    """The images whose most probable digit is not their label."""
+    return int((np.asarray(probabilities).argmax(1) != labels).sum())
+
+
+def wilson_text(errors: int, n: int, between: str = "-") -> str:
+    """The Wilson 95 % interval (percent) of ``errors`` in ``n`` images, as the tables print it."""
+    low, high = wilson_interval(errors, n)
+    return f"{100 * low:.2f}{between}{100 * high:.2f}"
+
+
+def p_text(value: float) -> str:
+    """A p-value to two significant digits, or "< 0.001"."""
+    return "< 0.001" if value < 0.001 else f"{value:.2g}"
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """The package's shape: layers without loops, and imports at the top of modules.
 
-The layers (README, *Architecture*): data -> model -> train -> codehash -> job -> store -> runs -> ledger ->
+The layers (README, *Architecture*): data -> model -> train -> codehash -> job -> store -> runs -> ledger -> rounds ->
 experiments ->
 the chapters' modules and the command line. A module imports only modules below it; an import
 inside a function is allowed only where it keeps a heavy import (TensorFlow, scikit-learn, the
@@ -80,7 +80,7 @@ def test_helpers_import_graph_has_no_cycle() -> None:
 
 def test_the_layers_look_only_down() -> None:
     edges = graph()
-    order = ["data", "model", "train", "codehash", "job", "store", "runs", "ledger", "experiments"]
+    order = ["data", "model", "train", "codehash", "job", "store", "runs", "ledger", "rounds", "experiments"]
     for i, module in enumerate(order):
         above = set(order[i + 1:])
         assert not edges.get(module, set()) & above, f"{module} imports {edges[module] & above}, a layer above it"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import helpers.job
-from helpers import best_published, data, evaluate, paper, train
+from helpers import best_published, data, evaluate, paper, rounds, train
 from helpers._tf import keras
 from helpers.config import BASELINE, LATE_FIELDS
 from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
@@ -143,8 +143,8 @@ def test_final_and_ensemble_errors() -> None:
     assert result.mean == pytest.approx(100 * 2 / 15)
     table = best_published.final_table(result, runs)
     assert list(table["errors"]) == [1, 1, 0, 0] and table.index[-1] == "ensemble of the 3 seeds"
-    with pytest.raises(ValueError, match="test-time-shift"):
-        best_published.probabilities(Run(Job(BASE), "k", Path("."), {}, 1.0, probs[0], labels, "ledger"), tta=True)
+    with pytest.raises(ValueError, match="stores no 'shifts' predictions"):
+        rounds.read(Run(Job(BASE), "k", Path("."), {}, 1.0, probs[0], labels, "ledger"), "shifts")
     rungs = [SimpleNamespace(name="recipe", kept=True, runs=runs[:1], holdout={"errors": 9, "n": 100, "accuracy": 0.91}),
              SimpleNamespace(name="dropped", kept=False, runs=runs[1:2], holdout={"errors": 12, "n": 100, "accuracy": 0.88}),
              SimpleNamespace(name="kept", kept=True, runs=runs, holdout={"errors": 7, "n": 100, "accuracy": 0.93})]
@@ -296,7 +296,7 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
         return Run(Job(config, seed), Job(config, seed).key(), Path("."), {}, 1.0, p, labels, "ledger", tta=p)
 
     runs = {"chosen": [run(chosen, s) for s in range(5)], "smooth": [run(smooth, 0)], "other": [run(other, 0)]}
-    assert best_published.training_identity(runs["chosen"][0]) == best_published.training_identity(runs["smooth"][0])
+    assert rounds.training_identity(runs["chosen"][0]) == rounds.training_identity(runs["smooth"][0])
     ensemble = best_published.Ensemble(list(runs), [3, 2, 1], runs, [5, 4, 3], len(labels), 4)
     assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
     weights = {m["name"]: (m["seeds"], m["weight"]) for m in ensemble.weights()}
@@ -305,8 +305,8 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
     cv = {name: best_published.CVResult(name, BASE, [], np.eye(10)[labels], labels, None) for name in runs}
     selection = best_published.Selection(cv, cv)
     expected = int((np.mean([r.probabilities for g in runs.values() for r in g], axis=0).argmax(1) != labels).sum())
-    assert best_published.plain_test_errors(selection, runs) == expected
+    assert best_published.test_look(selection, runs).plain_ensemble_errors == expected
     weighted = np.mean([np.mean([r.probabilities for r in g], axis=0) for g in runs.values()], axis=0)
-    assert best_published.ensemble_test_errors(selection, runs) == int((weighted.argmax(1) != labels).sum())
+    assert best_published.test_look(selection, runs).ensemble_errors == int((weighted.argmax(1) != labels).sum())
     table = best_published.ensemble_table(ensemble, cv)
     assert list(table["weight per run"]) == ["1/15", "1/3", "1/3"]

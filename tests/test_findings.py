@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import best_published, data, discussion, distill, experiments, findings, paper, plots, recipe, robust, stats, store
+from helpers import best_published, data, discussion, experiments, findings, paper, plots, recipe, rounds, stats, store
 from helpers.config import BASELINE, READINGS
 from helpers.job import Job
 from helpers.store import Run
@@ -56,46 +56,51 @@ def noisy_run(config, seed: int, errors: int, noisy_errors: int, reading_errors:
                tta=base.tta, tta_rotations=base.tta, noisy=noisy)
 
 
-def fake_third() -> experiments.RobustResults:
+def fake_third() -> experiments.RoundResults:
     """The third round: 5 seeds of the chosen model (39 errors on average with shifts, 200 under noise) and 3 of a member."""
-    configs = robust.candidates(BEST, BASELINE.with_(epochs=paper.EPOCHS))
+    r3 = rounds.ROUNDS[3]
+    configs = r3.configs(BEST, BASELINE.with_(epochs=paper.EPOCHS))
     cv_labels = LABELS[:50]
-    candidates = {name: robust.Candidate(name, config, [], cv_labels,
-                                         {r: np.eye(10)[(cv_labels + (cv_labels < i % 3)) % 10] for r in robust.READINGS},
-                                         np.array([(cv_labels + (cv_labels < (9 if name == robust.PREVIOUS else 2))) % 10] * 4))
+    candidates = {name: rounds.Scored(name, config, [], cv_labels,
+                                      {m: np.eye(10)[(cv_labels + (cv_labels < i % 3)) % 10] for m in rounds.PREDICTION_MODES},
+                                      np.array([(cv_labels + (cv_labels < (9 if name == rounds.B else 2))) % 10] * 4),
+                                      r3.modes(name))
                   for i, (name, config) in enumerate(configs.items())}
-    selection = robust.Selection(candidates)
+    selection = rounds.Selection(r3, candidates)
     chosen = selection.chosen.name
     members = {chosen: [noisy_run(configs[chosen], s, 45, 200, e) for s, e in zip(SEEDS, (39, 40, 38, 41, 37))]}
-    other = next(n for n in configs if n not in (chosen, robust.REFERENCE))
+    other = next(n for n in configs if n not in (chosen, rounds.PAPER))
     members[other] = [noisy_run(configs[other], s, 47, 300, 41) for s in (0, 1, 2)]
-    look = robust.TestLook(chosen, {chosen: "shifts", other: "shifts"}, members)
-    reference = pd.DataFrame({robust.REFERENCE: [3.9, 4.5, 6.0, 9.0, 11.8], robust.PREVIOUS: [2.2, 5.0, 20.0, 50.0, 70.0]},
+    look = rounds.TestLook(chosen, {chosen: "shifts", other: "shifts"}, members)
+    reference = pd.DataFrame({rounds.PAPER: [3.9, 4.5, 6.0, 9.0, 11.8], rounds.B: [2.2, 5.0, 20.0, 50.0, 70.0]},
                              index=pd.Index((0.0, *data.NOISE_LEVELS)))
     previous = [noisy_run(BEST, s, e, 300, e) for s, e in zip(SEEDS, (43, 44, 44, 42, 45))]
-    return experiments.RobustResults(selection, look, reference, robust.numbers(selection, look, 11.8, 70.0, previous))
+    return experiments.RoundResults(selection, look, rounds.lineage_numbers(selection, look, 11.8, 70.0, previous),
+                                    reference=reference)
 
 
-def fake_fourth(third: experiments.RobustResults) -> experiments.DistillResults:
+def fake_fourth(third: experiments.RoundResults) -> experiments.RoundResults:
     """The fourth round: two students cross-validated on the third round's images (one better than W), and the
     reported student's 5 seeds (41 errors on average with shifts, 150 under noise) beside W's."""
     w = third.selection.chosen
-    readings = [{r: np.eye(10)[(w.labels + (w.labels < 1)) % 10] for r in robust.READINGS},  # misreads the 0s
-                {r: np.eye(10)[w.labels] for r in robust.READINGS}]  # errs nowhere, as W
-    students = {name: robust.Candidate(name, distill.student_config(w.config, *ta), [], w.labels, readings[i], w.noisy)
-                for i, (name, ta) in enumerate(distill.CANDIDATES.items())}
-    selected = distill.Round(third.selection, students)
-    config = selected.student.config
+    predictions = [{m: np.eye(10)[(w.labels + (w.labels < 1)) % 10] for m in rounds.PREDICTION_MODES},  # misreads the 0s
+                   {m: np.eye(10)[w.labels] for m in rounds.PREDICTION_MODES}]  # errs nowhere, as W
+    r4 = rounds.ROUNDS[4]
+    students = {name: rounds.Scored(name, config, [], w.labels, predictions[i], w.noisy)
+                for i, (name, config) in enumerate(r4.configs(w.config, BASELINE).items())}
+    selected = rounds.Selection(r4, students, third.selection)
+    config = selected.chosen.config
     found = []
     for seed, e in zip(SEEDS, (40, 42, 41, 43, 39)):
         base = noisy_run(w.config, seed, 45, 150, e)
         job = Job(config, seed, teachers=("t",))
         found.append(Run(job, job.key(), Path("."), base.history, 700.0, base.probabilities, LABELS, "ledger",
                          tta=base.tta, tta_rotations=base.tta, noisy=base.noisy))
-    look = robust.TestLook(selected.student.name, {selected.student.name: "shifts"}, {selected.student.name: found})
-    teacher = robust.TestLook(third.look.chosen, {third.look.chosen: "shifts"},
+    look = rounds.TestLook(selected.chosen.name, {selected.chosen.name: "shifts"}, {selected.chosen.name: found})
+    teacher = rounds.TestLook(third.look.chosen, {third.look.chosen: "shifts"},
                               {third.look.chosen: third.look.runs[third.look.chosen]})
-    return experiments.DistillResults(selected, look, teacher, distill.numbers(selected, look, teacher, [700.0] * 11))
+    return experiments.RoundResults(selected, look, rounds.student_numbers(selected, look, teacher, [700.0] * 11),
+                                    teacher_look=teacher)
 
 
 def fake_results() -> findings.Results:
@@ -264,7 +269,7 @@ def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     assert numbers["rec_seeds"] == len(experiments.paper_seed_runs()) == 5
     assert findings.headline_verdict(results.verdict) == "not reproduced"  # the title's [¬Re]
     assert numbers["ensemble_size"] <= numbers["ensemble_sets"]
-    assert numbers["ensemble_size"] == len({best_published.training_identity(r) for g in results.ensemble.runs.values() for r in g})
+    assert numbers["ensemble_size"] == len({rounds.training_identity(r) for g in results.ensemble.runs.values() for r in g})
     seconds = [store.record(e)["seconds"] for e in store.entries()]
     assert numbers["ledger_runs"] == len(seconds) and numbers["train_hours"] == pytest.approx(sum(seconds) / 3600)
     assert numbers["retrain_wall_hours"] == pytest.approx(sum(seconds) / 7200)

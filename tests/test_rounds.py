@@ -1,6 +1,6 @@
-"""The third round (#26): the protocol as committed, the pixel-noise layer, the stored noisy and rotated
-predictions, and the rule and test look of helpers.robust on realistic inputs (3 folds of the real
-labels, 5 seeds, 10 digits)."""
+"""The protocol rounds' engine and the third round's data entry (#26, #33): the protocol as committed, the
+pixel-noise layer, the stored noisy and rotated predictions, and the rule and test look of helpers.rounds on
+realistic inputs (3 folds of the real labels, 5 seeds, 10 digits)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import helpers.job
-from helpers import data, robust, runs, store, train
+from helpers import data, rounds, runs, stats, store, train
 
 from helpers.job import Job, arrays
 from helpers.config import BASELINE
@@ -27,6 +27,7 @@ from conftest import REPO, need_real_data
 B = BASELINE.with_(second_block_filters=64, augment_shift=2 / 16, augment_rotation=10.0, label_smoothing=0.1,
                    weight_average=0.99)
 PAPER = BASELINE
+R3 = rounds.ROUNDS[3]
 
 
 # ------------------------------------------------------------------ the protocol
@@ -37,19 +38,19 @@ def _git(*args: str) -> str:
 
 
 def test_the_protocol_names_the_candidates_folds_rule_and_looks_the_code_uses() -> None:
-    text = (REPO / robust.PROTOCOL).read_text()
-    names = robust.candidates(B, PAPER)
+    text = (REPO / R3.protocol).read_text()
+    names = R3.configs(B, PAPER)
     # the protocol's numbered list, in order, bold names
     listed = re.findall(r"^\d\. \*\*(.+?)\*\*", text, flags=re.M)
     code = ["the paper's network", "B", *(name for name in names if name.startswith("B + "))]
     assert listed == code
-    assert f"fold seed {robust.FOLD_SEED}" in text.replace("**", "") and f"{robust.FOLDS}-fold" in text
-    assert f"sigma = {robust.NOISE}" in text and "**One look**" in text
-    assert f"{robust.TARGETS['single']} %" in text.replace("**", "") and f"{robust.TARGETS['ensemble']} %" in text.replace("**", "")
-    assert f"At most {robust.BUDGET_MINUTES} minutes" in text and "uniform in [0, 0.5]" in text and names[robust.NOISY].augment_noise == 0.5
-    assert names[robust.LONGER].epochs == 2 * B.epochs and names[robust.LONGER].schedule == "cosine"
-    assert (names[robust.WIDER].filters, names[robust.WIDER].second_block_filters, names[robust.WIDER].dense_units) == (64, 128, 256)
-    assert names[robust.DEEPER].third_block_filters == 128 and names[robust.PREVIOUS] == B
+    assert f"fold seed {R3.fold_seed}" in text.replace("**", "") and f"{R3.folds}-fold" in text
+    assert f"sigma = {R3.noise}" in text and "**One look**" in text
+    assert f"{R3.targets['single']} %" in text.replace("**", "") and f"{R3.targets['ensemble']} %" in text.replace("**", "")
+    assert f"At most {R3.budget_minutes} minutes" in text and "uniform in [0, 0.5]" in text and names[rounds.NOISY].augment_noise == 0.5
+    assert names[rounds.LONGER].epochs == 2 * B.epochs and names[rounds.LONGER].schedule == "cosine"
+    assert (names[rounds.WIDER].filters, names[rounds.WIDER].second_block_filters, names[rounds.WIDER].dense_units) == (64, 128, 256)
+    assert names[rounds.DEEPER].third_block_filters == 128 and names[rounds.B] == B
 
 
 def _history_or_skip() -> None:
@@ -89,22 +90,22 @@ def check_protocol_runs(protocol: str, commit: str, of_round: Callable[[dict], b
 def test_the_runs_were_trained_after_the_protocol_was_committed_and_record_it() -> None:
     def of_round(record: dict) -> bool:  # noise in training, or the new folds; the fourth round's students aside
         job = record["job"]
-        return bool((job["config"].get("augment_noise") or (job["split"].startswith("cv") and job["seed"] == robust.FOLD_SEED))
+        return bool((job["config"].get("augment_noise") or (job["split"].startswith("cv") and job["seed"] == R3.fold_seed))
                     and not job["config"].get("distill_weight"))
 
-    found = check_protocol_runs(robust.PROTOCOL, robust.PROTOCOL_COMMIT, of_round)
-    assert len(found) >= robust.FOLDS * len(robust.candidates(B, PAPER)), f"only {len(found)} runs of the round"
+    found = check_protocol_runs(R3.protocol, R3.protocol_commit, of_round)
+    assert len(found) >= R3.folds * len(R3.configs(B, PAPER)), f"only {len(found)} runs of the round"
 
 
 def test_the_protocol_commit_is_not_part_of_a_runs_name() -> None:
-    plain, tagged = Job(B, 1, "cv3-0"), Job(B, 1, "cv3-0", protocol=robust.PROTOCOL_COMMIT)
+    plain, tagged = Job(B, 1, "cv3-0"), Job(B, 1, "cv3-0", protocol=R3.protocol_commit)
     assert plain == tagged and plain.key() == tagged.key()
 
 
 def test_cv_jobs_use_the_protocols_folds_and_record_its_commit() -> None:
-    jobs = robust.cv_jobs(B)
+    jobs = R3.cv_jobs(B)
     assert [j.split for j in jobs] == ["cv3-0", "cv3-1", "cv3-2"]
-    assert {j.seed for j in jobs} == {robust.FOLD_SEED} and {j.protocol for j in jobs} == {robust.PROTOCOL_COMMIT}
+    assert {j.seed for j in jobs} == {R3.fold_seed} and {j.protocol for j in jobs} == {R3.protocol_commit}
 
 
 # ------------------------------------------------------------------ pixel noise
@@ -149,10 +150,10 @@ def test_rotation_turns_about_the_centre_and_keeps_zero_angle_exact() -> None:
 def test_a_new_run_stores_rotated_and_noisy_predictions_and_its_protocol(tmp_path: Path) -> None:
     need_real_data()
     config = BASELINE.with_(epochs=1, filters=4, dense_units=8, augment_noise=0.5)
-    job = Job(config, 1, "cv3-2", protocol=robust.PROTOCOL_COMMIT)
+    job = Job(config, 1, "cv3-2", protocol=R3.protocol_commit)
     store.write_files(tmp_path, runs.entry_files(job, arrays(job)))
     result = store.load_entry(job, tmp_path, "trained")
-    assert result.record["protocol"] == robust.PROTOCOL_COMMIT
+    assert result.record["protocol"] == R3.protocol_commit
     assert result.noisy.shape == (len(data.NOISE_LEVELS), len(result.labels))
     assert result.tta_rotations.shape == result.probabilities.shape
     model = runs.load_model(result)
@@ -181,77 +182,79 @@ def _fake_run(job: Job, labels: np.ndarray, wrong: np.ndarray, noisy_wrong: list
     return Run(job, job.key(), Path("."), {"accuracy": [0.99]}, 10.0, p, labels, record={}, noisy=noisy, **extra)
 
 
-def _cv_candidate(name: str, config, wrong_per_fold: int, noisy_per_fold: int, seed: int) -> robust.Candidate:
+def _cv_candidate(name: str, config, wrong_per_fold: int, noisy_per_fold: int, seed: int) -> rounds.Scored:
     _, labels = data.load_usps("train")
     rng = np.random.default_rng(seed)
     found = []
-    for fold in range(robust.FOLDS):
-        job = robust.cv_jobs(config)[fold]
-        _, held = data.fold_split(labels, robust.FOLDS, fold, seed=robust.FOLD_SEED)
+    for fold in range(R3.folds):
+        job = R3.cv_jobs(config)[fold]
+        _, held = data.fold_split(labels, R3.folds, fold, seed=R3.fold_seed)
         y = labels[held].astype(np.int64)
         wrong = rng.choice(len(y), wrong_per_fold, replace=False)
         noisy = [rng.choice(len(y), k, replace=False) for k in (noisy_per_fold // 4, noisy_per_fold // 2,
                                                               3 * noisy_per_fold // 4, noisy_per_fold)]
         found.append(_fake_run(job, y, wrong, noisy, rng))
-    return robust.out_of_fold(name, config, found)
+    return rounds.out_of_fold(R3, name, config, found)
 
 
 def test_the_rule_takes_the_fewest_clean_errors_among_the_robust_and_counts_out_of_fold() -> None:
     need_real_data()
-    configs = robust.candidates(B, PAPER)
-    spec = {robust.REFERENCE: (30, 300), robust.PREVIOUS: (12, 900), robust.NOISY: (14, 250),
-            robust.WIDER: (11, 280), robust.LONGER: (10, 400), robust.DEEPER: (13, 200)}
+    configs = R3.configs(B, PAPER)
+    spec = {rounds.PAPER: (30, 300), rounds.B: (12, 900), rounds.NOISY: (14, 250),
+            rounds.WIDER: (11, 280), rounds.LONGER: (10, 400), rounds.DEEPER: (13, 200)}
     found = {name: _cv_candidate(name, configs[name], *spec[name], seed=i) for i, name in enumerate(spec)}
-    selection = robust.Selection(found)
-    assert found[robust.NOISY].errors() == 3 * 14 and found[robust.NOISY].noise_errors() == 3 * 250
-    assert found[robust.NOISY].noise_errors(0.1) == 3 * (250 // 4)
+    selection = rounds.Selection(R3, found)
+    assert found[rounds.NOISY].errors() == 3 * 14 and found[rounds.NOISY].noise_errors() == 3 * 250
+    assert found[rounds.NOISY].noise_errors(0.1) == 3 * (250 // 4)
+    assert found[rounds.B].modes == ("plain", "shifts") and found[rounds.B].errors("shifts and rotations") == 3 * 12
     # robust: noise errors at or under the paper's network's 900; LONGER (1200) and B (2700) are not
-    assert [n for n in selection.choosable if selection.robust(n)] == [robust.NOISY, robust.WIDER, robust.DEEPER]
-    assert selection.chosen.name == robust.WIDER  # the fewest clean errors among the robust
-    table = robust.cv_table(selection).set_index("candidate")
-    assert table.loc[robust.WIDER, "score"] == 33 and table.loc[robust.WIDER, "changes #"] == 2  # B + noise
-    assert table.loc[robust.WIDER, "shifts"] == 33 and table.loc[robust.PREVIOUS, "changes #"] == ""
-    assert table.loc[robust.WIDER, "p vs it"] == "< 0.001" or 0 <= float(table.loc[robust.WIDER, "p vs it"]) <= 1
-    assert robust._p(0.00001) == "< 0.001" and robust._p(0.0037) == "0.0037" and robust._p(0.71) == "0.71"
-    noise = robust.noise_cv_table(selection).set_index("candidate")
-    assert noise.loc[robust.REFERENCE, "robust"] == "reference" and noise.loc[robust.PREVIOUS, "robust"] == "no"
-    assert noise.loc[robust.LONGER, "noise 0.4"] == 1200 and noise.loc[robust.LONGER, "noise 0.1"] == 3 * (400 // 4)
+    assert [n for n in selection.choosable if selection.robust(n)] == [rounds.NOISY, rounds.WIDER, rounds.DEEPER]
+    assert selection.chosen.name == rounds.WIDER  # the fewest clean errors among the robust
+    table = rounds.cv_table(selection).set_index("candidate")
+    assert table.loc[rounds.WIDER, "score"] == 33 and table.loc[rounds.WIDER, "changes #"] == 2  # B + noise
+    assert table.loc[rounds.WIDER, "shifts"] == 33 and table.loc[rounds.B, "changes #"] == "" == table.loc[rounds.PAPER, "changes #"]
+    assert table.loc[rounds.WIDER, "p vs it"] == "< 0.001" or 0 <= float(table.loc[rounds.WIDER, "p vs it"]) <= 1
+    assert stats.p_text(0.00001) == "< 0.001" and stats.p_text(0.0037) == "0.0037" and stats.p_text(0.71) == "0.71"
+    noise = rounds.noise_cv_table(selection).set_index("candidate")
+    assert noise.loc[rounds.PAPER, "robust"] == "reference" and noise.loc[rounds.B, "robust"] == "no"
+    assert noise.loc[rounds.LONGER, "noise 0.4"] == 1200 and noise.loc[rounds.LONGER, "noise 0.1"] == 3 * (400 // 4)
 
 
 def test_without_a_robust_candidate_the_rule_takes_the_lowest_noise_score() -> None:
     need_real_data()
-    configs = robust.candidates(B, PAPER)
-    spec = {robust.REFERENCE: (30, 10), robust.PREVIOUS: (12, 900), robust.NOISY: (14, 250),
-            robust.WIDER: (11, 280), robust.LONGER: (10, 400), robust.DEEPER: (13, 200)}
-    selection = robust.Selection({name: _cv_candidate(name, configs[name], *spec[name], seed=i)
+    configs = R3.configs(B, PAPER)
+    spec = {rounds.PAPER: (30, 10), rounds.B: (12, 900), rounds.NOISY: (14, 250),
+            rounds.WIDER: (11, 280), rounds.LONGER: (10, 400), rounds.DEEPER: (13, 200)}
+    selection = rounds.Selection(R3, {name: _cv_candidate(name, configs[name], *spec[name], seed=i)
                                   for i, name in enumerate(spec)})
-    assert not any(selection.robust(n) for n in selection.choosable) and selection.chosen.name == robust.DEEPER
+    assert not any(selection.robust(n) for n in selection.choosable) and selection.chosen.name == rounds.DEEPER
 
 
-def test_readings_tie_to_the_simpler_and_b_never_reads_rotations() -> None:
+def test_prediction_modes_tie_to_the_simpler_and_b_never_reads_rotations() -> None:
     labels = np.tile(np.arange(10), 30)
     rng = np.random.default_rng(0)
     wrong = np.arange(0, 300, 10)  # digit 0 wrong, 30 errors
     p = _probabilities(labels, wrong, rng)
     better = _probabilities(labels, wrong[:20], rng)
     common = dict(config=B, runs=[], labels=labels, noisy=np.zeros((4, 300), int))
-    tie = robust.Candidate(robust.NOISY, readings={"plain": p, "shifts": p, "shifts and rotations": p}, **common)
-    assert tie.reading == "plain" and tie.score == 30
-    rotations = robust.Candidate(robust.NOISY, readings={"plain": p, "shifts": p, "shifts and rotations": better}, **common)
-    assert rotations.reading == "shifts and rotations" and rotations.score == 20
-    previous = robust.Candidate(robust.PREVIOUS, readings={"plain": p, "shifts": p, "shifts and rotations": better}, **common)
-    assert previous.reading == "plain"
+    tie = rounds.Scored(rounds.NOISY, predictions={"plain": p, "shifts": p, "shifts and rotations": p}, **common)
+    assert tie.mode == "plain" and tie.score == 30
+    rotations = rounds.Scored(rounds.NOISY, predictions={"plain": p, "shifts": p, "shifts and rotations": better}, **common)
+    assert rotations.mode == "shifts and rotations" and rotations.score == 20
+    previous = rounds.Scored(rounds.B, predictions={"plain": p, "shifts": p, "shifts and rotations": better},
+                             modes=R3.modes(rounds.B), **common)
+    assert previous.mode == "plain" and R3.modes(rounds.NOISY) == tuple(rounds.PREDICTION_MODES)
 
 
-def _look(chosen_errors: list[int], member_errors: list[int], rng: np.random.Generator) -> robust.TestLook:
+def _look(chosen_errors: list[int], member_errors: list[int], rng: np.random.Generator) -> rounds.TestLook:
     labels = data.load_usps("test")[1].astype(np.int64)
-    runs_ = {robust.WIDER: [], robust.DEEPER: []}
-    for name, errors in ((robust.WIDER, chosen_errors), (robust.DEEPER, member_errors)):
-        config = robust.candidates(B, PAPER)[name]
+    runs_ = {rounds.WIDER: [], rounds.DEEPER: []}
+    for name, errors in ((rounds.WIDER, chosen_errors), (rounds.DEEPER, member_errors)):
+        config = R3.configs(B, PAPER)[name]
         for seed, k in enumerate(errors):
             wrong = rng.choice(len(labels), k, replace=False)
             runs_[name].append(_fake_run(Job(config, seed), labels, wrong, [wrong[:k // 2]] * 3 + [wrong], rng))
-    return robust.TestLook(robust.WIDER, {robust.WIDER: "shifts", robust.DEEPER: "plain"}, runs_)
+    return rounds.TestLook(rounds.WIDER, {rounds.WIDER: "shifts", rounds.DEEPER: "plain"}, runs_)
 
 
 def test_the_test_look_counts_seeds_members_and_training_runs() -> None:
@@ -262,15 +265,15 @@ def test_the_test_look_counts_seeds_members_and_training_runs() -> None:
     assert look.training_runs == 8 and look.prediction_sets == 8
     # members weigh equally: each run of the chosen model 1/10, each of the other member's 1/6
     labels = look.labels
-    chosen = np.mean([r.tta for r in look.runs[robust.WIDER]], axis=0)
-    other = np.mean([r.probabilities for r in look.runs[robust.DEEPER]], axis=0)
+    chosen = np.mean([r.tta for r in look.runs[rounds.WIDER]], axis=0)
+    other = np.mean([r.probabilities for r in look.runs[rounds.DEEPER]], axis=0)
     assert look.ensemble_errors == int((((chosen + other) / 2).argmax(1) != labels).sum())
-    table = robust.final_table(look)
+    table = rounds.final_table(look)
     assert list(table["errors, shifts"][:5]) == [40, 38, 41, 36, 39] and len(table) == 7
     assert list(table["σ = 0.4 (%), plain"][:5]) == [round(100 * k / 2007, 1) for k in (40, 38, 41, 36, 39)]
     previous = [_fake_run(Job(B, seed), look.labels, np.arange(k), [np.arange(k)] * 4, np.random.default_rng(seed))
                 for seed, k in enumerate((43, 44, 44, 42, 45))]
-    numbers = robust.numbers(_selection_stub(), look, paper_noise=11.8, previous_noise=70.0, previous=previous)
+    numbers = rounds.lineage_numbers(_selection_stub(), look, paper_noise=11.8, previous_noise=70.0, previous=previous)
     assert numbers["r3_prev_mean"] == pytest.approx(100 * 43.6 / len(look.labels))
     assert numbers["r3_vs_prev"] == pytest.approx(100 * (38.8 - 43.6) / len(look.labels))
     assert numbers["r3_mean"] == pytest.approx(100 * 38.8 / len(labels))
@@ -278,15 +281,15 @@ def test_the_test_look_counts_seeds_members_and_training_runs() -> None:
     assert numbers["r3_ensemble_runs"] == 8 and numbers["r3_seeds"] == 5
 
 
-def _selection_stub() -> robust.Selection:
+def _selection_stub() -> rounds.Selection:
     labels = np.tile(np.arange(10), 30)
     rng = np.random.default_rng(1)
     made = {}
-    for i, name in enumerate(robust.candidates(B, PAPER)):
+    for i, name in enumerate(R3.configs(B, PAPER)):
         p = _probabilities(labels, np.arange(i, 300, 37), rng)
         noisy = np.array([labels] * 4)
-        made[name] = robust.Candidate(name, B, [], labels, {r: p for r in robust.READINGS}, noisy)
-    return robust.Selection(made)
+        made[name] = rounds.Scored(name, B, [], labels, {r: p for r in rounds.PREDICTION_MODES}, noisy)
+    return rounds.Selection(R3, made)
 
 
 def test_noise_table_puts_the_chosen_model_beside_the_reference_columns() -> None:
@@ -294,11 +297,11 @@ def test_noise_table_puts_the_chosen_model_beside_the_reference_columns() -> Non
     look = _look([40, 38, 41, 36, 39], [45, 44, 47], np.random.default_rng(2))
     levels = (0.0, *data.NOISE_LEVELS)
     reference = pd.DataFrame({"the paper's network": [3.9, 4.5, 6.0, 9.0, 11.8]}, index=pd.Index(levels))
-    table = robust.noise_table(look, reference)
+    table = rounds.noise_table({look.chosen: look}, reference)
     n = len(look.labels)
     assert table.iloc[-1, 1] == pytest.approx(100 * 40 / n) and table.iloc[-1, 2] == pytest.approx(100 * 38.8 / n)
     with pytest.raises(ValueError, match="noise levels"):
-        robust.noise_table(look, reference.iloc[:3])
+        rounds.noise_table({look.chosen: look}, reference.iloc[:3])
 
 
 def _confident(labels: np.ndarray, wrong: np.ndarray) -> np.ndarray:
@@ -312,19 +315,19 @@ def _confident(labels: np.ndarray, wrong: np.ndarray) -> np.ndarray:
 
 def test_forward_selection_adds_the_member_that_errs_elsewhere_and_final_jobs_follow_the_protocol() -> None:
     labels = np.tile(np.arange(10), 30)  # 300 images, 10 digits
-    wrong = {robust.REFERENCE: np.arange(40), robust.PREVIOUS: np.arange(20), robust.NOISY: np.arange(15),
-             robust.WIDER: np.arange(10), robust.LONGER: np.arange(12), robust.DEEPER: np.arange(100, 112)}
-    configs = robust.candidates(B, PAPER)
-    made = {name: robust.Candidate(name, configs[name], [], labels,
-                                   {r: _confident(labels, wrong[name]) for r in robust.READINGS},
+    wrong = {rounds.PAPER: np.arange(40), rounds.B: np.arange(20), rounds.NOISY: np.arange(15),
+             rounds.WIDER: np.arange(10), rounds.LONGER: np.arange(12), rounds.DEEPER: np.arange(100, 112)}
+    configs = R3.configs(B, PAPER)
+    made = {name: rounds.Scored(name, configs[name], [], labels,
+                                   {r: _confident(labels, wrong[name]) for r in rounds.PREDICTION_MODES},
                                    np.array([labels] * 4)) for name in configs}
-    selection = robust.Selection(made)
-    assert selection.chosen.name == robust.WIDER and selection.chosen.score == 10
+    selection = rounds.Selection(R3, made)
+    assert selection.chosen.name == rounds.WIDER and selection.chosen.score == 10
     # the deeper candidate errs on other images: averaged in, every error goes; nothing lowers 0
-    assert selection.members == [(robust.WIDER, 10), (robust.DEEPER, 0)]
-    jobs = robust.final_jobs(selection)
-    assert list(jobs) == [robust.WIDER, robust.DEEPER]
-    assert [j.seed for j in jobs[robust.WIDER]] == list(robust.FINAL_SEEDS) == [0, 1, 2, 3, 4]
-    assert [j.seed for j in jobs[robust.DEEPER]] == list(robust.MEMBER_SEEDS) == [0, 1, 2]
-    assert all(j.split == "test" and j.protocol == robust.PROTOCOL_COMMIT for group in jobs.values() for j in group)
-    assert jobs[robust.DEEPER][0].config == configs[robust.DEEPER]
+    assert selection.members == [(rounds.WIDER, 10), (rounds.DEEPER, 0)]
+    jobs = rounds.final_jobs(selection)
+    assert list(jobs) == [rounds.WIDER, rounds.DEEPER]
+    assert [j.seed for j in jobs[rounds.WIDER]] == list(R3.final_seeds) == [0, 1, 2, 3, 4]
+    assert [j.seed for j in jobs[rounds.DEEPER]] == list(R3.member_seeds) == [0, 1, 2]
+    assert all(j.split == "test" and j.protocol == R3.protocol_commit for group in jobs.values() for j in group)
+    assert jobs[rounds.DEEPER][0].config == configs[rounds.DEEPER]
