@@ -103,13 +103,14 @@ def _summary() -> dict[str, Any]:
             "seed_ensemble_error": r4["r4_seed_ensemble"] / 100, "seed_ensemble_errors": r4["r4_seed_ensemble_errors"],
             "seed_ensemble_training_runs": r4["r4_seed_ensemble_runs"]},
         "second_round": {
-            "model": standings.B, "model_name": chosen.name + (", test-time shifts" if result.tta else ""),
-            "model_error": result.mean / 100, "model_errors": result.errors,
+            "model": standings.B, "model_name": chosen.name + (", test-time shifts" if chosen.use_tta else ""),
+            "model_error": float(best_published.seed_rates(result).mean()) / 100, "model_errors": result.single_errors,
             "ensemble_error": chosen_ensemble.error / 100, "ensemble_errors": chosen_ensemble.errors,
             "ensemble_size": chosen_ensemble.training_runs, "ensemble_prediction_sets": chosen_ensemble.prediction_sets,
             "ensemble_members": chosen_ensemble.weights(),
             "plain_ensemble_error": chosen_ensemble.plain_error / 100, "plain_ensemble_errors": chosen_ensemble.plain_errors,
-            "seed_ensemble_error": result.ensemble / 100, "seed_ensemble_errors": result.ensemble_errors,
+            "seed_ensemble_error": 100 * result.seed_ensemble_errors / result.n / 100,
+            "seed_ensemble_errors": result.seed_ensemble_errors,
             "selection": best_published.selection_text(selection, chosen_ensemble)},
         "cross_validation": {name: {"errors": r.errors, "errors_with_test_time_shifts": r.tta_errors}
                              for name, r in (selection.first | selection.second).items()},

@@ -361,55 +361,38 @@ def spearman(table: pd.DataFrame) -> float:
     return float(table["CV error (%)"].rank().corr(table["test error (%), seed 0"].rank()))
 
 
-@dataclass(frozen=True)
-class Final:
-    """The chosen model's test results: each seed alone and the ensemble of all seeds."""
-
-    name: str
-    tta: bool
-    errors: list[int]
-    n: int
-    ensemble_errors: int
-
-    @property
-    def rates(self) -> np.ndarray:
-        return np.array(self.errors) / self.n * 100
-
-    @property
-    def mean(self) -> float:
-        return float(self.rates.mean())
-
-    @property
-    def ensemble(self) -> float:
-        return 100 * self.ensemble_errors / self.n
+def final(chosen: CVResult, runs: Sequence[Run]) -> TestLook:
+    """The chosen model's seeds on the test set, read as its cross-validation chose (their ensemble: the
+    mean of their probabilities)."""
+    return TestLook(chosen.name, {chosen.name: "shifts" if chosen.use_tta else "plain"}, {chosen.name: list(runs)})
 
 
-def final(chosen: CVResult, runs: Sequence[Run]) -> Final:
-    """Test errors of the chosen model's seeds and of their ensemble (mean of probabilities)."""
-    look = TestLook(chosen.name, {chosen.name: "shifts" if chosen.use_tta else "plain"}, {chosen.name: list(runs)})
-    return Final(chosen.name, chosen.use_tta, look.single_errors, look.n, look.seed_ensemble_errors)
+def seed_rates(look: TestLook) -> np.ndarray:
+    """Test error (%) of each seed of the chosen model, as rounds 1 and 2 print it (``errors / n * 100``,
+    which may differ from :attr:`TestLook.single_rates` in the last bit)."""
+    return np.array(look.single_errors) / look.n * 100
 
 
-def first_round_numbers(result: Final) -> dict[str, Any]:
+def first_round_numbers(look: TestLook) -> dict[str, Any]:
     """What the chapter quotes about the first round's choice on the test set (its seeds and their
     ensemble), tested before the second round was written down."""
+    found = look.single_errors
     return {"first_target": TARGETS["single"], "first_ensemble_target": TARGETS["ensemble"],
-            "first_test_mean": result.mean, "first_test_seeds": len(result.errors),
-            "first_test_min_errors": min(result.errors), "first_test_max_errors": max(result.errors),
-            "first_seed_ensemble": result.ensemble, "first_seed_ensemble_errors": result.ensemble_errors}
+            "first_test_mean": float(seed_rates(look).mean()), "first_test_seeds": len(found),
+            "first_test_min_errors": min(found), "first_test_max_errors": max(found),
+            "first_seed_ensemble": 100 * look.seed_ensemble_errors / look.n,
+            "first_seed_ensemble_errors": look.seed_ensemble_errors}
 
 
-def final_table(result: Final, runs: Sequence[Run]) -> pd.DataFrame:
+def final_table(look: TestLook) -> pd.DataFrame:
     """One row per seed and one for the ensemble: errors, error rate and Wilson 95 % interval."""
     rows = []
-    for run_, errors in zip(runs, result.errors):
-        rows.append({"model": f"seed {run_.job.seed}", "errors": errors,
-                     "error (%)": round(100 * errors / result.n, 2),
-                     "95 % interval (%)": stats.wilson_text(errors, result.n),
-                     "training time (s)": round(run_.seconds)})
-    rows.append({"model": f"ensemble of the {len(runs)} seeds", "errors": result.ensemble_errors,
-                 "error (%)": round(result.ensemble, 2), "95 % interval (%)": stats.wilson_text(result.ensemble_errors, result.n),
-                 "training time (s)": round(sum(r.seconds for r in runs))})
+    runs, n = look.runs[look.chosen], look.n
+    for (run_, count) in [*zip(runs, look.single_errors), (None, look.seed_ensemble_errors)]:
+        rows.append({"model": f"seed {run_.job.seed}" if run_ else f"ensemble of the {len(runs)} seeds",
+                     "errors": count, "error (%)": round(100 * count / n, 2),
+                     "95 % interval (%)": stats.wilson_text(count, n),
+                     "training time (s)": round(run_.seconds if run_ else sum(r.seconds for r in runs))})
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -418,7 +401,7 @@ def final_table(result: Final, runs: Sequence[Run]) -> pd.DataFrame:
 TARGETS: dict[str, float] = {"single": 2.0, "ensemble": 1.8}
 
 
-def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] = TARGETS,
+def final_numbers(result: TestLook, chosen: CVResult, targets: Mapping[str, float] = TARGETS,
                   chosen_ensemble: Ensemble | None = None) -> dict[str, Any]:
     """The numbers the chapter quotes about the chosen model and its ensembles.
 
@@ -426,27 +409,27 @@ def final_numbers(result: Final, chosen: CVResult, targets: Mapping[str, float] 
     ``chosen_ensemble`` is given, else the ensemble of the chosen model's seeds; ``seed_ensemble_*``
     is always the latter.
     """
-    rates = result.rates
+    rates, singles, seed_errors = seed_rates(result), result.single_errors, result.seed_ensemble_errors
     low, high = stats.mean_interval(rates) if len(rates) > 1 else (float("nan"), float("nan"))
-    s_low, s_high = stats.wilson_interval(result.ensemble_errors, result.n)
-    errors, size, sets = result.ensemble_errors, len(rates), len(rates)
+    s_low, s_high = stats.wilson_interval(seed_errors, result.n)
+    errors, size, sets = seed_errors, len(rates), len(rates)
     plain = errors
     if chosen_ensemble is not None:
         errors, size, sets = chosen_ensemble.errors, chosen_ensemble.training_runs, chosen_ensemble.prediction_sets
         plain = chosen_ensemble.plain_errors
     e_low, e_high = stats.wilson_interval(errors, result.n)
-    single, ensemble = result.mean, 100 * errors / result.n
-    return {"chosen": result.name, "tta": "with" if result.tta else "without",
+    single, ensemble = float(rates.mean()), 100 * errors / result.n
+    return {"chosen": result.chosen, "tta": "with" if result.modes[result.chosen] == "shifts" else "without",
             "chosen_cv_errors": chosen.errors, "chosen_cv_tta_errors": chosen.tta_errors,
             "best_mean": single, "best_std": float(rates.std(ddof=1)) if len(rates) > 1 else float("nan"),
             "best_min": float(rates.min()), "best_max": float(rates.max()), "best_seeds": len(rates),
-            "best_low": low, "best_high": high, "best_min_errors": min(result.errors),
-            "best_max_errors": max(result.errors),
+            "best_low": low, "best_high": high, "best_min_errors": min(singles),
+            "best_max_errors": max(singles),
             "ensemble": ensemble, "ensemble_errors": errors, "ensemble_size": size, "ensemble_sets": sets,
             "plain_ensemble_errors": plain, "plain_ensemble": 100 * plain / result.n,
             "ensemble_low": 100 * e_low, "ensemble_high": 100 * e_high,
             "ensemble_members": len(chosen_ensemble.members) if chosen_ensemble is not None else 1,
-            "seed_ensemble": result.ensemble, "seed_ensemble_errors": result.ensemble_errors,
+            "seed_ensemble": 100 * seed_errors / result.n, "seed_ensemble_errors": seed_errors,
             "seed_ensemble_size": len(rates), "seed_ensemble_low": 100 * s_low, "seed_ensemble_high": 100 * s_high,
             "target_single": targets["single"], "target_ensemble": targets["ensemble"],
             "single_gap": single - targets["single"], "ensemble_gap": ensemble - targets["ensemble"],

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import baselines, best_published, data, discussion, experiments, paper, recipe, runs, stats, store, testlog
+from helpers import (baselines, best_published, data, discussion, experiments, paper, recipe, rounds, runs, stats, store,
+                     testlog)
 from helpers.store import Run
 from helpers.config import beyond, DECISIONS, READINGS
 
@@ -41,9 +42,9 @@ class Results:
     baselines: list[dict[str, Any]]        # :func:`helpers.baselines.all_baselines`
     rungs: list[Any]                       # :func:`helpers.experiments.ladder` (human-level chapter)
     selection: best_published.Selection              # both rounds of cross-validation (best-published chapter)
-    final: best_published.Final                      # the chosen model's seeds on the test set
+    final: rounds.TestLook                           # the chosen model's seeds on the test set
     final_runs: list[Run]
-    first: best_published.Final                      # the first round's choice on the test set (its seeds)
+    first: rounds.TestLook                           # the first round's choice on the test set (its seeds)
     first_runs: list[Run]
     ensemble: best_published.Ensemble                # the ensemble chosen by cross-validation
     third: experiments.RoundResults                  # the third round: accurate and robust (its protocol)
@@ -215,8 +216,10 @@ def points(results: Results) -> list[Row]:
              for r in results.rungs[1:] if r.kept]
     group = "the standings"
     look, student = results.third.look, results.fourth.look
-    rows += [Row(group, f"A (round 1), {len(results.first.errors)} seeds", tuple(float(x) for x in results.first.rates)),
-             Row(group, f"B (round 2), {len(results.final.errors)} seeds", tuple(float(x) for x in results.final.rates)),
+    rows += [Row(group, f"A (round 1), {len(results.first.runs[results.first.chosen])} seeds",
+                 tuple(float(x) for x in best_published.seed_rates(results.first))),
+             Row(group, f"B (round 2), {len(results.final.runs[results.final.chosen])} seeds",
+                 tuple(float(x) for x in best_published.seed_rates(results.final))),
              Row(group, f"B's ensemble, {results.ensemble.training_runs} training runs", (results.ensemble.error,)),
              Row(group, f"W (round 3), {len(look.single_errors)} seeds", tuple(float(x) for x in look.single_rates)),
              Row(group, f"W's ensemble, {look.training_runs} training runs", (100 * look.ensemble_errors / look.n,)),

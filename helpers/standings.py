@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import paper, stats, testlog
+from helpers import best_published, paper, stats, testlog
 
 #: The names the book gives its models, defined once (the introduction and the best-published chapter
 #: print these definitions; every page and ``summary --json`` use the same names).
@@ -117,8 +117,8 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
         Standing("the paper", (paper.ERRORS,), n, "published", chosen_by="its test set"),
         Standing(RECIPE, tuple(r.errors for r in results.recipe), n, "seeds", r3["r3_paper_noise"], "seed 0",
                  **mark(RECIPE)),
-        Standing(A, tuple(first.errors), n, "seeds", **mark(A)),
-        Standing(B, tuple(results.final.errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
+        Standing(A, tuple(first.single_errors), n, "seeds", **mark(A)),
+        Standing(B, tuple(results.final.single_errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
         Standing(B_ENSEMBLE, (results.ensemble.errors,), n, "ensemble", training_runs=results.ensemble.training_runs,
                  **mark(B_ENSEMBLE)),
         best(third, looks_before(log, CHOSEN_IN[W])),
@@ -233,7 +233,7 @@ def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[
     ladder_mean = float(np.mean([100 * r.errors / len(r.labels) for r in final_rung.runs]))
     third = results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
-            ("rounds 1 and 2 (best published)", round_targets, f"B {results.final.mean:.2f}",
+            ("rounds 1 and 2 (best published)", round_targets, f"B {float(best_published.seed_rates(results.final).mean()):.2f}",
              f"B's ens. {results.ensemble.error:.2f}"),
             ("rounds 3 and 4 (protocols)", protocol_targets, f"W {float(np.mean(third.single_rates)):.2f}",
              f"W's ens. {100 * third.ensemble_errors / third.n:.2f}")]

@@ -139,9 +139,10 @@ def test_final_and_ensemble_errors() -> None:
     runs = [Run(Job(BASE, s), f"k{s}", Path("."), {}, 5.0, p, labels, "ledger", tta=p) for s, p in enumerate(probs)]
     chosen = best_published.CVResult("x", BASE, [], np.eye(10)[labels], labels, np.eye(10)[labels])
     result = best_published.final(chosen, runs)
-    assert result.errors == [1, 1, 0] and result.ensemble_errors == 0
-    assert result.mean == pytest.approx(100 * 2 / 15)
-    table = best_published.final_table(result, runs)
+    assert result.single_errors == [1, 1, 0] and result.seed_ensemble_errors == 0
+    assert list(best_published.seed_rates(result)) == [1 / 5 * 100, 1 / 5 * 100, 0.0]  # the order rounds 1-2 print
+    assert best_published.first_round_numbers(result)["first_test_mean"] == pytest.approx(100 * 2 / 15)
+    table = best_published.final_table(result)
     assert list(table["errors"]) == [1, 1, 0, 0] and table.index[-1] == "ensemble of the 3 seeds"
     with pytest.raises(ValueError, match="stores no 'shifts' predictions"):
         rounds.read(Run(Job(BASE), "k", Path("."), {}, 1.0, probs[0], labels, "ledger"), "shifts")
