@@ -105,10 +105,14 @@ def _summary() -> dict[str, Any]:
         "second_round": {
             "model": standings.B, "model_name": chosen.name + (", test-time shifts" if chosen.use_tta else ""),
             "model_error": float(best_published.seed_rates(result).mean()) / 100, "model_errors": result.single_errors,
-            "ensemble_error": chosen_ensemble.error / 100, "ensemble_errors": chosen_ensemble.errors,
+            "ensemble_error": 100 * chosen_ensemble.ensemble_errors / chosen_ensemble.n / 100,
+            "ensemble_errors": chosen_ensemble.ensemble_errors,
             "ensemble_size": chosen_ensemble.training_runs, "ensemble_prediction_sets": chosen_ensemble.prediction_sets,
-            "ensemble_members": chosen_ensemble.weights(),
-            "plain_ensemble_error": chosen_ensemble.plain_error / 100, "plain_ensemble_errors": chosen_ensemble.plain_errors,
+            "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group],
+                                  "weight": 1 / (len(chosen_ensemble.runs) * len(group))}
+                                 for name, group in chosen_ensemble.runs.items()],
+            "plain_ensemble_error": 100 * chosen_ensemble.plain_ensemble_errors / chosen_ensemble.n / 100,
+            "plain_ensemble_errors": chosen_ensemble.plain_ensemble_errors,
             "seed_ensemble_error": 100 * result.seed_ensemble_errors / result.n / 100,
             "seed_ensemble_errors": result.seed_ensemble_errors,
             "selection": best_published.selection_text(selection, chosen_ensemble)},

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, paper, stats, store
-from helpers.rounds import forward_selection, prediction_sets, TestLook, training_runs
+from helpers.rounds import forward_selection, TestLook
 from helpers.config import beyond, Config, profile, Rung
 from helpers.job import Job
 from helpers.runs import run_many, training_mode
@@ -402,7 +402,7 @@ TARGETS: dict[str, float] = {"single": 2.0, "ensemble": 1.8}
 
 
 def final_numbers(result: TestLook, chosen: CVResult, targets: Mapping[str, float] = TARGETS,
-                  chosen_ensemble: Ensemble | None = None) -> dict[str, Any]:
+                  chosen_ensemble: TestLook | None = None) -> dict[str, Any]:
     """The numbers the chapter quotes about the chosen model and its ensembles.
 
     ``ensemble_*`` are the ensemble chosen by cross-validation when
@@ -415,8 +415,9 @@ def final_numbers(result: TestLook, chosen: CVResult, targets: Mapping[str, floa
     errors, size, sets = seed_errors, len(rates), len(rates)
     plain = errors
     if chosen_ensemble is not None:
-        errors, size, sets = chosen_ensemble.errors, chosen_ensemble.training_runs, chosen_ensemble.prediction_sets
-        plain = chosen_ensemble.plain_errors
+        errors, size = chosen_ensemble.ensemble_errors, chosen_ensemble.training_runs
+        sets = chosen_ensemble.prediction_sets
+        plain = chosen_ensemble.plain_ensemble_errors
     e_low, e_high = stats.wilson_interval(errors, result.n)
     single, ensemble = float(rates.mean()), 100 * errors / result.n
     return {"chosen": result.chosen, "tta": "with" if result.modes[result.chosen] == "shifts" else "without",
@@ -428,7 +429,7 @@ def final_numbers(result: TestLook, chosen: CVResult, targets: Mapping[str, floa
             "ensemble": ensemble, "ensemble_errors": errors, "ensemble_size": size, "ensemble_sets": sets,
             "plain_ensemble_errors": plain, "plain_ensemble": 100 * plain / result.n,
             "ensemble_low": 100 * e_low, "ensemble_high": 100 * e_high,
-            "ensemble_members": len(chosen_ensemble.members) if chosen_ensemble is not None else 1,
+            "ensemble_members": len(chosen_ensemble.runs) if chosen_ensemble is not None else 1,
             "seed_ensemble": 100 * seed_errors / result.n, "seed_ensemble_errors": seed_errors,
             "seed_ensemble_size": len(rates), "seed_ensemble_low": 100 * s_low, "seed_ensemble_high": 100 * s_high,
             "target_single": targets["single"], "target_ensemble": targets["ensemble"],
@@ -441,7 +442,7 @@ def rates(runs: Sequence[Run]) -> list[float]:
     return [100 * r.errors / len(r.labels) for r in runs]
 
 
-def selection_text(selection: Selection, ensemble: "Ensemble") -> str:
+def selection_text(selection: Selection, ensemble: TestLook) -> str:
     """How the final model and the ensemble were chosen, in one sentence (``summary --json``)."""
     chosen = selection.chosen
     return (f"{FOLDS}-fold cross-validation over the 7291 training images in two rounds: first "
@@ -450,81 +451,37 @@ def selection_text(selection: Selection, ensemble: "Ensemble") -> str:
             f"one at a time; chosen: '{chosen.name}', the fewest cross-validated errors, "
             f"{'with' if chosen.use_tta else 'without'} test-time shifts (used because they lowered its "
             f"cross-validated errors); the ensemble's members were added by forward selection on the out-of-fold "
-            f"predictions ({', '.join(repr(m) for m in ensemble.members)}: {ensemble.prediction_sets} prediction "
+            f"predictions ({', '.join(repr(m) for m in ensemble.runs)}: {ensemble.prediction_sets} prediction "
             f"sets from {ensemble.training_runs} independent training runs, each member weighted equally); "
             f"the test images are used only to report")
 
 
-@dataclass(frozen=True)
-class Ensemble:
-    """The ensemble chosen by cross-validation, on the test set.
-
-    Each member is the average of its runs' probabilities and the members count equally, so a
-    run's weight is ``1 / (members x runs of its member)``. Its size is counted in independent
-    training runs (:func:`training_identity`), not in prediction sets.
-    """
-
-    members: list[str]
-    cv_errors: list[int]  # the out-of-fold ensemble's errors as each member joined
-    runs: dict[str, list[Run]]
-    test_errors: list[int]  # the test ensemble's errors as each member joined
-    n: int
-    plain_errors: int = -1  # the same prediction sets averaged with equal weight each
-
-    @property
-    def errors(self) -> int:
-        return self.test_errors[-1]
-
-    @property
-    def error(self) -> float:
-        return 100 * self.errors / self.n
-
-    @property
-    def plain_error(self) -> float:
-        return 100 * self.plain_errors / self.n
-
-    @property
-    def prediction_sets(self) -> int:
-        """How many runs' predictions enter the average (two may come from one training run)."""
-        return prediction_sets(self.runs)
-
-    @property
-    def training_runs(self) -> int:
-        """How many independent training runs the ensemble's predictions come from."""
-        return training_runs(self.runs)
-
-    def weights(self) -> list[dict[str, Any]]:
-        """Each member with its seeds and the weight of each of its runs in the average."""
-        return [{"name": name, "seeds": [r.job.seed for r in group],
-                 "weight": 1 / (len(self.runs) * len(group))} for name, group in self.runs.items()]
+def ensemble(selection: Selection) -> TestLook:
+    """The ensemble :func:`greedy_ensemble` chose by cross-validation, on the test set: its members' runs on all
+    training images (:func:`member_runs`), each member the mean of its runs and the members weighted equally, so
+    a run's weight is ``1 / (members x runs of its member)``; its size counts independent training runs."""
+    members = [name for name, _ in greedy_ensemble(selection.pool, selection.chosen.name)]
+    return test_look(selection, member_runs(selection, members))
 
 
-def ensemble(selection: Selection) -> Ensemble:
-    """The members :func:`greedy_ensemble` adds to the chosen model, and their test errors as they join."""
-    chosen = greedy_ensemble(selection.pool, selection.chosen.name)
-    members = [name for name, _ in chosen]
-    runs = member_runs(selection, members)
-    test = [test_look(selection, {name: runs[name] for name in members[:i + 1]}).ensemble_errors
-            for i in range(len(members))]
-    plain = test_look(selection, runs).plain_ensemble_errors
-    return Ensemble(members, [count for _, count in chosen], runs, test, len(next(iter(runs.values()))[0].labels),
-                    plain)
-
-
-def ensemble_table(result: Ensemble, pool: Mapping[str, CVResult]) -> pd.DataFrame:
+def ensemble_table(look: TestLook, pool: Mapping[str, CVResult]) -> pd.DataFrame:
     """One row per member, in the order forward selection added them: its runs' seeds, the weight of each
     run, whether it is read with test-time shifts, and the ensemble's cross-validated errors once it joined
     (the choice) and its test errors (the report)."""
     n_cv = len(next(iter(pool.values())).labels)
+    joined = greedy_ensemble(pool, look.chosen)
+    if [name for name, _ in joined] != list(look.runs):
+        raise ValueError(f"the look's members {list(look.runs)} are not the ensemble chosen from this pool")
     rows = []
-    for name, cv_errors, test_errors in zip(result.members, result.cv_errors, result.test_errors):
-        group = result.runs[name]
+    for i, (name, cv_errors) in enumerate(joined):
+        group = look.runs[name]
+        test_errors = TestLook(look.chosen, look.modes, dict(list(look.runs.items())[:i + 1])).ensemble_errors
         rows.append({"member (in the order added)": name,
                      "seeds": ", ".join(str(r.job.seed) for r in group),
-                     "weight per run": f"1/{len(result.runs) * len(group)}",
+                     "weight per run": f"1/{len(look.runs) * len(group)}",
                      "shifts": "yes" if pool[name].use_tta else "no",
                      "CV errors": cv_errors, "CV (%)": round(100 * cv_errors / n_cv, 2),
-                     "test errors": test_errors, "test (%)": round(100 * test_errors / result.n, 2)})
+                     "test errors": test_errors, "test (%)": round(100 * test_errors / look.n, 2)})
     return pd.DataFrame(rows).set_index("member (in the order added)")
 
 

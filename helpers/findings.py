@@ -46,7 +46,7 @@ class Results:
     final_runs: list[Run]
     first: rounds.TestLook                           # the first round's choice on the test set (its seeds)
     first_runs: list[Run]
-    ensemble: best_published.Ensemble                # the ensemble chosen by cross-validation
+    ensemble: rounds.TestLook                        # the ensemble chosen by cross-validation
     third: experiments.RoundResults                  # the third round: accurate and robust (its protocol)
     fourth: experiments.RoundResults                 # the fourth round: distillation (its protocol)
     ledger_seconds: list[float] = field(default_factory=list)  # ``record["seconds"]`` of every ledger entry
@@ -220,7 +220,8 @@ def points(results: Results) -> list[Row]:
                  tuple(float(x) for x in best_published.seed_rates(results.first))),
              Row(group, f"B (round 2), {len(results.final.runs[results.final.chosen])} seeds",
                  tuple(float(x) for x in best_published.seed_rates(results.final))),
-             Row(group, f"B's ensemble, {results.ensemble.training_runs} training runs", (results.ensemble.error,)),
+             Row(group, f"B's ensemble, {results.ensemble.training_runs} training runs",
+                 (100 * results.ensemble.ensemble_errors / results.ensemble.n,)),
              Row(group, f"W (round 3), {len(look.single_errors)} seeds", tuple(float(x) for x in look.single_rates)),
              Row(group, f"W's ensemble, {look.training_runs} training runs", (100 * look.ensemble_errors / look.n,)),
              Row(group, f"the student (round 4), {len(student.single_errors)} seeds"

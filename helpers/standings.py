@@ -119,7 +119,7 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
                  **mark(RECIPE)),
         Standing(A, tuple(first.single_errors), n, "seeds", **mark(A)),
         Standing(B, tuple(results.final.single_errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
-        Standing(B_ENSEMBLE, (results.ensemble.errors,), n, "ensemble", training_runs=results.ensemble.training_runs,
+        Standing(B_ENSEMBLE, (results.ensemble.ensemble_errors,), n, "ensemble", training_runs=results.ensemble.training_runs,
                  **mark(B_ENSEMBLE)),
         best(third, looks_before(log, CHOSEN_IN[W])),
         Standing(W_ENSEMBLE, (third.look.ensemble_errors,), n, "ensemble", training_runs=third.look.training_runs,
@@ -234,7 +234,7 @@ def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[
     third = results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
             ("rounds 1 and 2 (best published)", round_targets, f"B {float(best_published.seed_rates(results.final).mean()):.2f}",
-             f"B's ens. {results.ensemble.error:.2f}"),
+             f"B's ens. {100 * results.ensemble.ensemble_errors / results.ensemble.n:.2f}"),
             ("rounds 3 and 4 (protocols)", protocol_targets, f"W {float(np.mean(third.single_rates)):.2f}",
              f"W's ens. {100 * third.ensemble_errors / third.n:.2f}")]
     return pd.DataFrame([{"set for": name, "one model (%)": f"{t['single']:g}", "ensemble (%)": f"{t['ensemble']:g}",

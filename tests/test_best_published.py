@@ -298,16 +298,24 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
 
     runs = {"chosen": [run(chosen, s) for s in range(5)], "smooth": [run(smooth, 0)], "other": [run(other, 0)]}
     assert rounds.training_identity(runs["chosen"][0]) == rounds.training_identity(runs["smooth"][0])
-    ensemble = best_published.Ensemble(list(runs), [3, 2, 1], runs, [5, 4, 3], len(labels), 4)
-    assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
-    weights = {m["name"]: (m["seeds"], m["weight"]) for m in ensemble.weights()}
-    assert weights == {"chosen": ([0, 1, 2, 3, 4], pytest.approx(1 / 15)), "smooth": ([0], pytest.approx(1 / 3)),
-                       "other": ([0], pytest.approx(1 / 3))}
-    cv = {name: best_published.CVResult(name, BASE, [], np.eye(10)[labels], labels, None) for name in runs}
+    def oof(confidence: float, wrong: list[int]) -> np.ndarray:  # out-of-fold probabilities wrong on ``wrong``
+        predicted = labels.copy()
+        predicted[wrong] = (labels[wrong] + 1) % 10
+        return np.eye(10)[predicted] * confidence + 0.01
+
+    # smooth fixes the chosen model's 3 errors but one, other ties it (the earlier joins), then other fixes the last
+    found = {"chosen": oof(0.6, [0, 1, 2]), "smooth": oof(0.9, [3]), "other": oof(0.9, [5])}
+    cv = {name: best_published.CVResult(name, BASE, [], p, labels, None) for name, p in found.items()}
     selection = best_published.Selection(cv, cv)
+    ensemble = best_published.test_look(selection, runs)
+    assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
     expected = int((np.mean([r.probabilities for g in runs.values() for r in g], axis=0).argmax(1) != labels).sum())
     assert best_published.test_look(selection, runs).plain_ensemble_errors == expected
     weighted = np.mean([np.mean([r.probabilities for r in g], axis=0) for g in runs.values()], axis=0)
     assert best_published.test_look(selection, runs).ensemble_errors == int((weighted.argmax(1) != labels).sum())
     table = best_published.ensemble_table(ensemble, cv)
-    assert list(table["weight per run"]) == ["1/15", "1/3", "1/3"]
+    assert list(table["weight per run"]) == ["1/15", "1/3", "1/3"] and list(table["CV errors"]) == [3, 1, 0]
+    assert table["test errors"].iloc[-1] == ensemble.ensemble_errors
+    assert table["test errors"].iloc[0] == best_published.final(cv["chosen"], runs["chosen"]).seed_ensemble_errors
+    with pytest.raises(ValueError, match="not the ensemble chosen"):
+        best_published.ensemble_table(best_published.test_look(selection, {"chosen": runs["chosen"]}), cv)

@@ -120,9 +120,13 @@ def fake_results() -> findings.Results:
                        cv_labels, np.eye(10)[cv_labels])  # test-time shifts lower its cross-validated errors
     selection = best_published.Selection(first={cv.name: cv}, second={cv.name: cv})
     final_runs = [run(BEST, s, 50, tta_errors=e) for s, e in zip(SEEDS, (43, 44, 44, 42, 45))]
-    # the second member's seed-0 run is the chosen model's seed 0 without weight averaging: one training run
-    members = {cv.name: final_runs, "label smoothing": [run(BEST.with_(weight_average=0.0), 0, 47, 46)]}
-    ensemble = best_published.Ensemble(list(members), [120, 110], members, [44, 38], N, plain_errors=40)
+    # the second member's seed-0 run is the chosen model's seed 0 without weight averaging: one training run;
+    # its one-hot predictions (38 errors) outweigh the chosen seeds' 0.91, so the ensemble makes its 38 errors
+    second = run(BEST.with_(weight_average=0.0), 0, 38)
+    second = Run(second.job, second.key, second.entry, second.history, second.seconds,
+                 np.eye(10, dtype="float32")[second.probabilities.argmax(1)], LABELS, "ledger")
+    ensemble = rounds.TestLook(cv.name, {cv.name: "shifts", "label smoothing": "plain"},
+                               {cv.name: final_runs, "label smoothing": [second]})
     baselines = [{"method": "k-nearest neighbours", "test error rate (%)": 5.63},
                  {"method": "logistic regression", "test error rate (%)": 8.22},
                  {"method": "RBF support vector machine", "test error rate (%)": 4.73}]
