@@ -103,7 +103,7 @@ def _summary() -> dict[str, Any]:
             "seed_ensemble_error": r4["r4_seed_ensemble"] / 100, "seed_ensemble_errors": r4["r4_seed_ensemble_errors"],
             "seed_ensemble_training_runs": r4["r4_seed_ensemble_runs"]},
         "second_round": {
-            "model": standings.B, "model_name": chosen.name + (", test-time shifts" if chosen.use_tta else ""),
+            "model": standings.B, "model_name": chosen.name + (", test-time shifts" if chosen.mode == "shifts" else ""),
             "model_error": float(best_published.seed_rates(result).mean()) / 100, "model_errors": result.single_errors,
             "ensemble_error": 100 * chosen_ensemble.ensemble_errors / chosen_ensemble.n / 100,
             "ensemble_errors": chosen_ensemble.ensemble_errors,
@@ -116,7 +116,7 @@ def _summary() -> dict[str, Any]:
             "seed_ensemble_error": 100 * result.seed_ensemble_errors / result.n / 100,
             "seed_ensemble_errors": result.seed_ensemble_errors,
             "selection": best_published.selection_text(selection, chosen_ensemble)},
-        "cross_validation": {name: {"errors": r.errors, "errors_with_test_time_shifts": r.tta_errors}
+        "cross_validation": {name: {"errors": r.errors(), "errors_with_test_time_shifts": best_published.shift_errors(r)}
                              for name, r in (selection.first | selection.second).items()},
         "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
                     "test_errors": r.test_errors} for r in rungs],

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, paper, stats, store
-from helpers.rounds import forward_selection, TestLook
+from helpers.rounds import forward_selection, out_of_fold, Scored, TestLook
 from helpers.config import beyond, Config, profile, Rung
 from helpers.job import Job
 from helpers.runs import run_many, training_mode
@@ -96,75 +96,17 @@ def cv_jobs(config: Config) -> list[Job]:
     return [Job(config, CV_SEED, f"cv{FOLDS}-{fold}") for fold in range(FOLDS)]
 
 
-@dataclass(frozen=True)
-class CVResult:
-    """One candidate's out-of-fold predictions of all training images."""
-
-    name: str
-    config: Config
-    runs: list[Run]
-    probabilities: np.ndarray
-    labels: np.ndarray
-    tta: np.ndarray | None
-
-    @property
-    def errors(self) -> int:
-        return stats.errors(self.probabilities, self.labels)
-
-    @property
-    def tta_errors(self) -> int | None:
-        return None if self.tta is None else stats.errors(self.tta, self.labels)
-
-    @property
-    def use_tta(self) -> bool:
-        """Whether averaging over shifted copies lowers this candidate's cross-validated errors."""
-        return self.tta_errors is not None and self.tta_errors < self.errors
-
-    @property
-    def score(self) -> int:
-        """Cross-validated errors, with test-time shifts when they help."""
-        return min(self.errors, self.tta_errors if self.tta_errors is not None else self.errors)
-
-    @property
-    def seconds(self) -> float:
-        return float(sum(r.seconds for r in self.runs))
-
-    @property
-    def fit_accuracy(self) -> float:
-        """Accuracy (%) on the (augmented) training batches in the last epoch, mean over folds."""
-        if not self.runs:
-            return float("nan")
-        return 100 * float(np.mean([r.history["accuracy"][-1] for r in self.runs]))
+def shift_errors(result: Scored) -> int | None:
+    """A candidate's out-of-fold errors with test-time shifts, ``None`` when its runs predate them."""
+    return result.errors("shifts") if "shifts" in result.predictions else None
 
 
-def out_of_fold(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Probabilities (plain and test-time shifted) and labels of every training image, from its fold."""
-    _, labels = data.load_usps("train")
-    probabilities = np.zeros((len(labels), 10), dtype=np.float32)
-    tta: np.ndarray | None = np.zeros_like(probabilities)
-    seen = np.zeros(len(labels), dtype=bool)
-    for result in runs:
-        folds, fold = (int(p) for p in result.job.split[2:].split("-"))
-        _, held = data.fold_split(labels, folds, fold, seed=result.job.seed)
-        if not np.array_equal(labels[held], result.labels):
-            raise ValueError(f"run {result.key} does not predict the images of fold {fold}")
-        probabilities[held] = result.probabilities
-        if tta is not None and result.tta is not None:
-            tta[held] = result.tta
-        else:
-            tta = None
-        seen[held] = True
-    if not seen.all():
-        raise ValueError(f"the folds cover {seen.sum()} of {len(labels)} training images")
-    return probabilities, labels.astype(np.int64), tta
-
-
-def cross_validate(base: Config) -> dict[str, CVResult]:
+def cross_validate(base: Config) -> dict[str, Scored]:
     """Every first-round candidate's cross-validation runs (trained if missing), as out-of-fold predictions."""
     return _cross_validate(candidates(base))
 
 
-def _cross_validate(configs: Mapping[str, Config]) -> dict[str, CVResult]:
+def _cross_validate(configs: Mapping[str, Config]) -> dict[str, Scored]:
     jobs = [job for config in configs.values() for job in cv_jobs(config)]
     names = {job: name for name, config in configs.items() for job in cv_jobs(config)}
     runs = dict(zip(jobs, run_many(jobs, workers=beyond().workers,
@@ -172,7 +114,8 @@ def _cross_validate(configs: Mapping[str, Config]) -> dict[str, CVResult]:
     results = {}
     for name, config in configs.items():
         folds = [runs[job] for job in cv_jobs(config)]
-        results[name] = CVResult(name, config, folds, *out_of_fold(folds))
+        modes = ("plain", "shifts") if all(r.tta is not None for r in folds) else ("plain",)  # no rotations, no noise
+        results[name] = out_of_fold(name, config, folds, FOLDS, CV_SEED, modes, modes, noisy=False)
     return results
 
 
@@ -180,20 +123,20 @@ def _cross_validate(configs: Mapping[str, Config]) -> dict[str, CVResult]:
 class Selection:
     """Both rounds of cross-validation: the first round's candidates, then the second round's."""
 
-    first: dict[str, CVResult]
-    second: dict[str, CVResult]
+    first: dict[str, Scored]
+    second: dict[str, Scored]
 
     @property
-    def first_choice(self) -> CVResult:
+    def first_choice(self) -> Scored:
         return choose(self.first)
 
     @property
-    def chosen(self) -> CVResult:
+    def chosen(self) -> Scored:
         """The final choice: the second round's fewest cross-validated errors (a tie keeps the first choice)."""
         return choose(self.second)
 
     @property
-    def pool(self) -> dict[str, CVResult]:
+    def pool(self) -> dict[str, Scored]:
         """Every candidate of both rounds that can join an ensemble.
 
         The ladder's final model is left out: its test run predates the stored test-time-shifted
@@ -221,22 +164,17 @@ def select(base: Config) -> Selection:
     return _SELECTIONS[key]
 
 
-def oof(result: CVResult) -> np.ndarray:
-    """A candidate's out-of-fold probabilities, test-time shifted when that lowered its errors."""
-    return result.tta if result.use_tta and result.tta is not None else result.probabilities
-
-
-def greedy_ensemble(pool: Mapping[str, CVResult], start: str) -> list[tuple[str, int]]:
+def greedy_ensemble(pool: Mapping[str, Scored], start: str) -> list[tuple[str, int]]:
     """Ensemble members chosen by cross-validation (:func:`forward_selection` on each candidate's
     out-of-fold probabilities, test-time shifted where that lowered its errors)."""
-    return forward_selection({name: oof(r) for name, r in pool.items()}, pool[start].labels, start)
+    return forward_selection({name: r.probabilities for name, r in pool.items()}, pool[start].labels, start)
 
 
 def _two_digits(value: float) -> float:
     return float(f"{value:.2g}")
 
 
-def cv_numbers(cv: pd.DataFrame, chosen: CVResult) -> dict[str, Any]:
+def cv_numbers(cv: pd.DataFrame, chosen: Scored) -> dict[str, Any]:
     """The numbers the chapter quotes from :func:`cv_table`."""
     base = cv.loc[BASE]
     p = pd.to_numeric(cv["p vs base"]).fillna(1.0)
@@ -264,12 +202,12 @@ def holdout_numbers(holdout: pd.DataFrame, final: str) -> dict[str, Any]:
             "ladder_holdout_pct": float(row["holdout error (%)"]), "ladder_test_mean": float(row["test error (%), mean"])}
 
 
-def choose(results: Mapping[str, CVResult]) -> CVResult:
+def choose(results: Mapping[str, Scored]) -> Scored:
     """The candidate with the fewest cross-validated errors (a tie keeps the earlier, simpler one)."""
     return min(results.values(), key=lambda r: (r.score, list(results).index(r.name)))
 
 
-def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
+def cv_table(results: Mapping[str, Scored]) -> pd.DataFrame:
     """Cross-validated errors of every candidate, without and with test-time shifts ("shifts"), the exact
     McNemar p against the base (the first row), the last epoch's training accuracy ("fit") and the training
     time summed over the folds."""
@@ -277,21 +215,22 @@ def cv_table(results: Mapping[str, CVResult]) -> pd.DataFrame:
     n = len(base.labels)
     rows = []
     for name, r in results.items():
-        rows.append({"candidate": name, "CV errors": r.errors, "CV (%)": round(100 * r.errors / n, 2),
-                     "shifts": r.tta_errors if r.tta_errors is not None else "not stored",
-                     "shifts (%)": round(100 * r.tta_errors / n, 2) if r.tta_errors is not None else "",
+        shifts = shift_errors(r)
+        rows.append({"candidate": name, "CV errors": r.errors(), "CV (%)": round(100 * r.errors() / n, 2),
+                     "shifts": shifts if shifts is not None else "not stored",
+                     "shifts (%)": round(100 * shifts / n, 2) if shifts is not None else "",
                      "p vs base": "" if r is base else _two_digits(stats.mcnemar_p(
-                         r.probabilities.argmax(1), base.probabilities.argmax(1), r.labels)),
+                         r.predictions["plain"].argmax(1), base.predictions["plain"].argmax(1), r.labels)),
                      "fit (%)": round(r.fit_accuracy, 1), "time (s)": round(r.seconds)})
     return pd.DataFrame(rows).set_index("candidate")
 
 
-def seed_jobs(chosen: CVResult) -> list[Job]:
+def seed_jobs(chosen: Scored) -> list[Job]:
     """The chosen candidate on all training images, one job per ``best_seeds`` seed."""
     return [Job(chosen.config, seed) for seed in beyond().best_seeds]
 
 
-def final_runs(chosen: CVResult) -> list[Run]:
+def final_runs(chosen: Scored) -> list[Run]:
     """The chosen candidate trained on all training images, one run per ``best_seeds`` seed."""
     return run_many(seed_jobs(chosen), workers=beyond().workers, describe=lambda j: f"best model, test seed {j.seed}")
 
@@ -326,16 +265,16 @@ def test_jobs(selection: Selection) -> dict[str, list[Job]]:
 def test_look(selection: Selection, runs: Mapping[str, list[Run]]) -> TestLook:
     """The test runs of ensemble members (the chosen model first), each read with test-time shifts where its
     cross-validation chose them: the members' mean probabilities averaged with equal weight."""
-    return TestLook(next(iter(runs)), {name: "shifts" if selection.pool[name].use_tta else "plain" for name in runs},
+    return TestLook(next(iter(runs)), {name: selection.pool[name].mode for name in runs},
                     dict(runs))
 
 
-def ranking_jobs(results: Mapping[str, CVResult]) -> dict[str, Job]:
+def ranking_jobs(results: Mapping[str, Scored]) -> dict[str, Job]:
     """Each candidate once on all training images (seed 0), by name: the ranking check's jobs."""
     return {name: Job(r.config, 0) for name, r in results.items()}
 
 
-def ranking_runs(results: Mapping[str, CVResult]) -> dict[str, Run]:
+def ranking_runs(results: Mapping[str, Scored]) -> dict[str, Run]:
     """Every candidate trained once on all training images (seed 0) and tested, to check after the fact
     how cross-validated error ranks the candidates on the test set (nothing is chosen from these)."""
     jobs = ranking_jobs(results)
@@ -343,12 +282,12 @@ def ranking_runs(results: Mapping[str, CVResult]) -> dict[str, Run]:
     return dict(zip(jobs, runs))
 
 
-def ranking_table(results: Mapping[str, CVResult], tests: Mapping[str, Run]) -> pd.DataFrame:
+def ranking_table(results: Mapping[str, Scored], tests: Mapping[str, Run]) -> pd.DataFrame:
     """Cross-validated error next to the test error of the same candidate (seed 0), with ranks."""
     rows = []
     for name, r in results.items():
         t = tests[name]
-        rows.append({"candidate": name, "CV error (%)": round(100 * r.errors / len(r.labels), 2),
+        rows.append({"candidate": name, "CV error (%)": round(100 * r.errors() / len(r.labels), 2),
                      "test error (%), seed 0": round(100 * t.errors / len(t.labels), 2)})
     table = pd.DataFrame(rows).set_index("candidate")
     table["CV rank"] = table["CV error (%)"].rank(method="min").astype(int)
@@ -361,10 +300,10 @@ def spearman(table: pd.DataFrame) -> float:
     return float(table["CV error (%)"].rank().corr(table["test error (%), seed 0"].rank()))
 
 
-def final(chosen: CVResult, runs: Sequence[Run]) -> TestLook:
+def final(chosen: Scored, runs: Sequence[Run]) -> TestLook:
     """The chosen model's seeds on the test set, read as its cross-validation chose (their ensemble: the
     mean of their probabilities)."""
-    return TestLook(chosen.name, {chosen.name: "shifts" if chosen.use_tta else "plain"}, {chosen.name: list(runs)})
+    return TestLook(chosen.name, {chosen.name: chosen.mode}, {chosen.name: list(runs)})
 
 
 def seed_rates(look: TestLook) -> np.ndarray:
@@ -401,7 +340,7 @@ def final_table(look: TestLook) -> pd.DataFrame:
 TARGETS: dict[str, float] = {"single": 2.0, "ensemble": 1.8}
 
 
-def final_numbers(result: TestLook, chosen: CVResult, targets: Mapping[str, float] = TARGETS,
+def final_numbers(result: TestLook, chosen: Scored, targets: Mapping[str, float] = TARGETS,
                   chosen_ensemble: TestLook | None = None) -> dict[str, Any]:
     """The numbers the chapter quotes about the chosen model and its ensembles.
 
@@ -421,7 +360,7 @@ def final_numbers(result: TestLook, chosen: CVResult, targets: Mapping[str, floa
     e_low, e_high = stats.wilson_interval(errors, result.n)
     single, ensemble = float(rates.mean()), 100 * errors / result.n
     return {"chosen": result.chosen, "tta": "with" if result.modes[result.chosen] == "shifts" else "without",
-            "chosen_cv_errors": chosen.errors, "chosen_cv_tta_errors": chosen.tta_errors,
+            "chosen_cv_errors": chosen.errors(), "chosen_cv_tta_errors": shift_errors(chosen),
             "best_mean": single, "best_std": float(rates.std(ddof=1)) if len(rates) > 1 else float("nan"),
             "best_min": float(rates.min()), "best_max": float(rates.max()), "best_seeds": len(rates),
             "best_low": low, "best_high": high, "best_min_errors": min(singles),
@@ -449,7 +388,7 @@ def selection_text(selection: Selection, ensemble: TestLook) -> str:
             f"{len(LEVERS) + 2} candidates (the ladder's final model, {len(LEVERS)} levers alone and all together; "
             f"chosen '{selection.first_choice.name}'), then {len(SECOND_LEVERS)} more levers added to that choice "
             f"one at a time; chosen: '{chosen.name}', the fewest cross-validated errors, "
-            f"{'with' if chosen.use_tta else 'without'} test-time shifts (used because they lowered its "
+            f"{'with' if chosen.mode == 'shifts' else 'without'} test-time shifts (used because they lowered its "
             f"cross-validated errors); the ensemble's members were added by forward selection on the out-of-fold "
             f"predictions ({', '.join(repr(m) for m in ensemble.runs)}: {ensemble.prediction_sets} prediction "
             f"sets from {ensemble.training_runs} independent training runs, each member weighted equally); "
@@ -464,7 +403,7 @@ def ensemble(selection: Selection) -> TestLook:
     return test_look(selection, member_runs(selection, members))
 
 
-def ensemble_table(look: TestLook, pool: Mapping[str, CVResult]) -> pd.DataFrame:
+def ensemble_table(look: TestLook, pool: Mapping[str, Scored]) -> pd.DataFrame:
     """One row per member, in the order forward selection added them: its runs' seeds, the weight of each
     run, whether it is read with test-time shifts, and the ensemble's cross-validated errors once it joined
     (the choice) and its test errors (the report)."""
@@ -479,7 +418,7 @@ def ensemble_table(look: TestLook, pool: Mapping[str, CVResult]) -> pd.DataFrame
         rows.append({"member (in the order added)": name,
                      "seeds": ", ".join(str(r.job.seed) for r in group),
                      "weight per run": f"1/{len(look.runs) * len(group)}",
-                     "shifts": "yes" if pool[name].use_tta else "no",
+                     "shifts": "yes" if pool[name].mode == "shifts" else "no",
                      "CV errors": cv_errors, "CV (%)": round(100 * cv_errors / n_cv, 2),
                      "test errors": test_errors, "test (%)": round(100 * test_errors / look.n, 2)})
     return pd.DataFrame(rows).set_index("member (in the order added)")
@@ -494,8 +433,8 @@ def second_numbers(selection: Selection) -> dict[str, Any]:
     elastic = [r for name, r in second.items() if name.endswith("+ elastic distortions")]
     chosen = selection.chosen
     return {"first_choice": first.name, "first_score": first.score, "second_candidates": len(second) - 1,
-            "first_errors": first.errors, "first_tta_errors": first.tta_errors,
-            "first_tta": "with" if first.use_tta else "without",
+            "first_errors": first.errors(), "first_tta_errors": shift_errors(first),
+            "first_tta": "with" if first.mode == "shifts" else "without",
             "chosen_score": chosen.score,
             "second_better": len(better), "second_best_score": min(scores.values()),
             "second_worst_score": max(scores.values()),

@@ -135,14 +135,15 @@ def read(result: Run, mode: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scored:
-    """One candidate cross-validated: its out-of-fold predictions of all 7291 training images."""
+    """One candidate cross-validated: its out-of-fold predictions of all 7291 training images (rounds 1 and 2:
+    no noisy predictions, and no shifted ones for a candidate whose runs predate them)."""
 
     name: str
     config: Config
     runs: list[Run]
     labels: np.ndarray
     predictions: dict[str, np.ndarray]  # prediction mode -> probabilities
-    noisy: np.ndarray  # predicted digits, one row per level of data.NOISE_LEVELS
+    noisy: np.ndarray | None  # predicted digits, one row per level of data.NOISE_LEVELS
     modes: tuple[str, ...] = tuple(PREDICTION_MODES)  # the modes the rule may choose from
 
     def errors(self, mode: str = "plain") -> int:
@@ -159,6 +160,8 @@ class Scored:
         return self.errors(self.mode)
 
     def noise_errors(self, level: float = NOISE) -> int:
+        if self.noisy is None:
+            raise ValueError(f"candidate {self.name!r} has no noisy out-of-fold predictions")
         return int((self.noisy[data.NOISE_LEVELS.index(level)] != self.labels).sum())
 
     @property
@@ -169,29 +172,38 @@ class Scored:
     def seconds(self) -> float:
         return float(sum(r.seconds for r in self.runs))
 
+    @property
+    def fit_accuracy(self) -> float:
+        """Accuracy (%) on the (augmented) training batches in the last epoch, mean over folds."""
+        if not self.runs:
+            return float("nan")
+        return 100 * float(np.mean([r.history["accuracy"][-1] for r in self.runs]))
 
-def out_of_fold(round_: Round, name: str, config: Config, runs: Sequence[Run]) -> Scored:
-    """Put a candidate's fold runs together: every training image predicted once, by the run that did not see it."""
+
+def out_of_fold(name: str, config: Config, runs: Sequence[Run], folds: int, fold_seed: int, modes: Sequence[str],
+                read_modes: Sequence[str] = tuple(PREDICTION_MODES), noisy: bool = True) -> Scored:
+    """Put a candidate's fold runs together: every training image predicted once, by the run that did not see it,
+    in each of ``read_modes`` (the rule choosing from ``modes``) and, when ``noisy``, under pixel noise."""
     _, labels = data.load_usps("train")
-    predictions = {mode: np.zeros((len(labels), 10), np.float32) for mode in PREDICTION_MODES}
-    noisy = np.zeros((len(data.NOISE_LEVELS), len(labels)), np.int64)
+    predictions = {mode: np.zeros((len(labels), 10), np.float32) for mode in read_modes}
+    found = np.zeros((len(data.NOISE_LEVELS), len(labels)), np.int64) if noisy else None
     seen = np.zeros(len(labels), dtype=bool)
     for result in runs:
-        if result.job.seed != round_.fold_seed:
-            raise ValueError(f"run {result.key} has seed {result.job.seed}; the protocol's folds are drawn with "
-                             f"{round_.fold_seed}")
-        _, held = data.fold_split(labels, round_.folds, int(result.job.split.split("-")[1]), seed=round_.fold_seed)
+        if result.job.seed != fold_seed:
+            raise ValueError(f"run {result.key} has seed {result.job.seed}; the folds are drawn with {fold_seed}")
+        _, held = data.fold_split(labels, folds, int(result.job.split.split("-")[1]), seed=fold_seed)
         if not np.array_equal(labels[held], result.labels):
             raise ValueError(f"run {result.key} does not predict the images of its fold")
-        for mode in PREDICTION_MODES:
+        for mode in read_modes:
             predictions[mode][held] = read(result, mode)
-        if result.noisy is None:
-            raise ValueError(f"run {result.key} stores no noisy predictions; retrain it with `make results`")
-        noisy[:, held] = result.noisy
+        if found is not None:
+            if result.noisy is None:
+                raise ValueError(f"run {result.key} stores no noisy predictions; retrain it with `make results`")
+            found[:, held] = result.noisy
         seen[held] = True
     if not seen.all():
         raise ValueError(f"the folds cover {seen.sum()} of {len(labels)} training images")
-    return Scored(name, config, list(runs), labels.astype(np.int64), predictions, noisy, round_.modes(name))
+    return Scored(name, config, list(runs), labels.astype(np.int64), predictions, found, tuple(modes))
 
 
 def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarray, start: str) -> list[tuple[str, int]]:
@@ -277,7 +289,8 @@ def cross_validate(round_: Round, previous: Config | Selection, paper: Config, w
     jobs = {name: round_.cv_jobs(config, teacher) for name, config in configs.items()}
     found = iter(run_many(sum(jobs.values(), []), workers=workers,
                           describe=lambda j: f"{round_.name}, CV fold {j.split[-1]}, {j.key()[:8]}"))
-    return Selection(round_, {name: out_of_fold(round_, name, configs[name], [next(found) for _ in group])
+    return Selection(round_, {name: out_of_fold(name, configs[name], [next(found) for _ in group], round_.folds,
+                                                round_.fold_seed, round_.modes(name))
                               for name, group in jobs.items()}, before)
 
 

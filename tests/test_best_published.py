@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
 from types import SimpleNamespace
 
 import numpy as np
@@ -109,18 +110,31 @@ def _fold_runs(labels: np.ndarray, wrong: int, folds: int = best_published.FOLDS
     return runs
 
 
+def _out_of_fold(name: str, runs: list[Run]) -> rounds.Scored:
+    """Rounds 1 and 2 put fold runs together: plain and shifted predictions, no noise."""
+    return rounds.out_of_fold(name, BASE, runs, best_published.FOLDS, best_published.CV_SEED, ("plain", "shifts"),
+                              ("plain", "shifts"), noisy=False)
+
+
+def _scored(name: str, plain: np.ndarray, labels: np.ndarray, shifts: np.ndarray | None = None,
+            runs: Sequence[Run] = ()) -> rounds.Scored:
+    """A first- or second-round candidate: plain out-of-fold probabilities, shifted ones when stored."""
+    predictions = {"plain": plain} | ({} if shifts is None else {"shifts": shifts})
+    return rounds.Scored(name, BASE, list(runs), labels, predictions, None, tuple(predictions))
+
+
 def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() -> None:
     need_real_data()
     _, labels = data.load_usps("train")
     runs = _fold_runs(labels, wrong=4)
-    probabilities, got, tta = best_published.out_of_fold(runs)
-    assert np.array_equal(got, labels) and tta is not None
-    assert int((probabilities.argmax(1) != labels).sum()) == 4 * best_published.FOLDS
-    results = {best_published.BASE: best_published.CVResult(best_published.BASE, BASE, runs, probabilities, labels, None),
-               "better": best_published.CVResult("better", BASE, runs, *best_published.out_of_fold(_fold_runs(labels, wrong=1))),
-               best_published.ALL: best_published.CVResult(best_published.ALL, BASE, runs, *best_published.out_of_fold(_fold_runs(labels, wrong=1)))}
+    base = _out_of_fold(best_published.BASE, runs)
+    assert np.array_equal(base.labels, labels) and "shifts" in base.predictions and base.noisy is None
+    assert base.errors() == 4 * best_published.FOLDS
+    results = {best_published.BASE: _scored(best_published.BASE, base.predictions["plain"], labels, runs=runs),
+               "better": _out_of_fold("better", _fold_runs(labels, wrong=1)),
+               best_published.ALL: _out_of_fold(best_published.ALL, _fold_runs(labels, wrong=1))}
     chosen = best_published.choose(results)
-    assert chosen.name == "better" and chosen.use_tta and chosen.score == 0  # shifts fix its errors
+    assert chosen.name == "better" and chosen.mode == "shifts" and chosen.score == 0  # shifts fix its errors
     table = best_published.cv_table(results)
     assert table.loc[best_published.BASE, "CV errors"] == 12 and table.loc["better", "shifts"] == 0
     assert table.loc["better", "p vs base"] < 0.05
@@ -129,7 +143,7 @@ def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() 
     assert numbers["cv_better"] == 2 and numbers["cv_significant"] == 2 and numbers["base_cv_errors"] == 12
     assert numbers["chosen_p"] < 0.05 and numbers["cv_n"] == len(labels)
     with pytest.raises(ValueError, match="cover"):
-        best_published.out_of_fold(runs[:-1])
+        _out_of_fold("short", runs[:-1])
 
 
 def test_final_and_ensemble_errors() -> None:
@@ -137,7 +151,7 @@ def test_final_and_ensemble_errors() -> None:
     probs = [np.eye(10)[[0, 1, 2, 3, 9]] * 0.6 + 0.04, np.eye(10)[[0, 1, 2, 9, 4]] * 0.6 + 0.04,
              np.eye(10)[[0, 1, 2, 3, 4]] * 0.9 + 0.01]
     runs = [Run(Job(BASE, s), f"k{s}", Path("."), {}, 5.0, p, labels, "ledger", tta=p) for s, p in enumerate(probs)]
-    chosen = best_published.CVResult("x", BASE, [], np.eye(10)[labels], labels, np.eye(10)[labels])
+    chosen = _scored("x", np.eye(10)[labels], labels, shifts=np.eye(10)[labels])
     result = best_published.final(chosen, runs)
     assert result.single_errors == [1, 1, 0] and result.seed_ensemble_errors == 0
     assert list(best_published.seed_rates(result)) == [1 / 5 * 100, 1 / 5 * 100, 0.0]  # the order rounds 1-2 print
@@ -166,7 +180,7 @@ def test_literature_table_sorts_and_marks_the_best_published() -> None:
 
 def test_ranking_table_and_spearman() -> None:
     labels = np.zeros(10, int)
-    results = {n: best_published.CVResult(n, BASE, [], np.eye(10)[np.r_[np.ones(k, int), np.zeros(10 - k, int)]], labels, None)
+    results = {n: _scored(n, np.eye(10)[np.r_[np.ones(k, int), np.zeros(10 - k, int)]], labels)
                for n, k in (("a", 1), ("b", 2), ("c", 3))}
     tests = {n: Run(Job(BASE), n, Path("."), {}, 1.0, results[n].probabilities, labels, "ledger")
              for n in results}
@@ -214,13 +228,13 @@ def test_weight_averaging_predicts_with_the_average_and_a_third_block_builds() -
     assert helpers.job.code_hash(config.with_(weight_average=0.9)) != helpers.job.code_hash(config)
 
 
-def _cv(name: str, wrong: np.ndarray, labels: np.ndarray) -> best_published.CVResult:
+def _cv(name: str, wrong: np.ndarray, labels: np.ndarray) -> rounds.Scored:
     # right: 0.6 on the label; wrong: 0.5 on the next digit and 0.3 on the label (a confident vote fixes it)
     probs = np.eye(10, dtype="float32")[labels] * 0.6 + 0.04
     probs[wrong] = np.eye(10, dtype="float32")[(labels[wrong] + 1) % 10] * 0.5 \
         + np.eye(10, dtype="float32")[labels[wrong]] * 0.3 + 0.2 / 8 * (1 - np.eye(10)[labels[wrong]]
                                                                         - np.eye(10)[(labels[wrong] + 1) % 10])
-    return best_published.CVResult(name, BASE, [], probs, labels, None)
+    return _scored(name, probs, labels)
 
 
 def test_greedy_ensemble_adds_members_only_while_cross_validated_errors_fall() -> None:
@@ -305,7 +319,7 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
 
     # smooth fixes the chosen model's 3 errors but one, other ties it (the earlier joins), then other fixes the last
     found = {"chosen": oof(0.6, [0, 1, 2]), "smooth": oof(0.9, [3]), "other": oof(0.9, [5])}
-    cv = {name: best_published.CVResult(name, BASE, [], p, labels, None) for name, p in found.items()}
+    cv = {name: _scored(name, p, labels) for name, p in found.items()}
     selection = best_published.Selection(cv, cv)
     ensemble = best_published.test_look(selection, runs)
     assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6

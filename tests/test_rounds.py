@@ -194,7 +194,7 @@ def _cv_candidate(name: str, config, wrong_per_fold: int, noisy_per_fold: int, s
         noisy = [rng.choice(len(y), k, replace=False) for k in (noisy_per_fold // 4, noisy_per_fold // 2,
                                                               3 * noisy_per_fold // 4, noisy_per_fold)]
         found.append(_fake_run(job, y, wrong, noisy, rng))
-    return rounds.out_of_fold(R3, name, config, found)
+    return rounds.out_of_fold(name, config, found, R3.folds, R3.fold_seed, R3.modes(name))
 
 
 def test_the_rule_takes_the_fewest_clean_errors_among_the_robust_and_counts_out_of_fold() -> None:
