@@ -23,7 +23,8 @@ Training and its evidence:
 - :mod:`helpers.ledger`: the committed results ledger as a whole: checks, pruning, retrain comparison.
 - :mod:`helpers.rounds`: the protocol rounds of the best-published search: one selection engine
   (candidates, cross-validation, the rule, the one look at the test set), each round a data entry
-  as its committed protocol (``protocols/``) says (:mod:`helpers.best_published` holds rounds 1 and 2).
+  as its committed protocol (``protocols/``) says (:mod:`helpers.best_published` holds what is specific
+  to rounds 1 and 2 and reads them through this engine).
 - :mod:`helpers.experiments`: what the book trains, with the one registry of its runs.
 
 For the chapters and the command line:

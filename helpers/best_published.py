@@ -7,10 +7,11 @@ is predicted once, by a model that never saw it), and candidates are compared on
 images with an exact McNemar test. The chosen candidate is then trained on all training
 images with :attr:`helpers.config.BeyondSettings.best_seeds` seeds and tested once.
 
-One module for one chapter, over the usual length: cross-validation, the choice, the ensemble,
-the ranking check and the noise anatomy are the steps of one argument, each a few functions that
-read the previous step's result; the statistics are :mod:`helpers.stats`', the published results
-:data:`helpers.paper.LITERATURE`, the runs :mod:`helpers.runs`'.
+What is specific to rounds 1 and 2 (written before the protocols): their levers, candidates and rule
+(the fewest cross-validated errors, plain or shifted), the pool of both rounds, the ranking check and
+the noise anatomy. The engine is :mod:`helpers.rounds`': a candidate cross-validated is a
+:class:`helpers.rounds.Scored` (:func:`helpers.rounds.out_of_fold`, without noise), a look at the
+test set a :class:`helpers.rounds.TestLook`, an ensemble chosen by :func:`helpers.rounds.forward_selection`.
 """
 
 from __future__ import annotations

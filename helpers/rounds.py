@@ -104,7 +104,8 @@ B, NOISY = "B", "B + pixel noise"
 WIDER, LONGER, DEEPER = "B + pixel noise, wider", "B + pixel noise, wider, twice the epochs", "B + pixel noise, third block"
 W = "W (the third round's choice, the teacher)"  # how the fourth round's tables name its teacher
 
-#: The protocol rounds, in the order they happened (rounds 1 and 2: :mod:`helpers.best_published`).
+#: The protocol rounds, in the order they happened (rounds 1 and 2, before the protocols, are
+#: :mod:`helpers.best_published`'s and read their candidates with :func:`out_of_fold` and :class:`TestLook`).
 ROUNDS = {
     3: Round(3, "third round", "protocols/accurate-and-robust.md", "37192d36a0c752e79c437de6b71471dab3fb7b3d", (
         Candidate(PAPER, PAPER),
