@@ -121,7 +121,7 @@ def _cross_validate(configs: Mapping[str, Config]) -> dict[str, Scored]:
 
 
 @dataclass(frozen=True)
-class Selection:
+class TwoRounds:
     """Both rounds of cross-validation: the first round's candidates, then the second round's."""
 
     first: dict[str, Scored]
@@ -146,10 +146,10 @@ class Selection:
         return {name: r for name, r in (self.first | self.second).items() if name != BASE}
 
 
-_SELECTIONS: dict[tuple[Any, ...], Selection] = {}
+_SELECTIONS: dict[tuple[Any, ...], TwoRounds] = {}
 
 
-def select(base: Config) -> Selection:
+def select(base: Config) -> TwoRounds:
     """Cross-validate both rounds from the ladder's final model ``base`` (runs trained if missing).
 
     Kept per configuration, profile, training mode and ledger folder, so that the chapter's cells
@@ -160,7 +160,7 @@ def select(base: Config) -> Selection:
         first = cross_validate(base)
         choice = choose(first)
         second = _cross_validate(second_candidates(choice.name, choice.config))
-        _SELECTIONS[key] = Selection(first, {choice.name: first[choice.name]} | {
+        _SELECTIONS[key] = TwoRounds(first, {choice.name: first[choice.name]} | {
             name: r for name, r in second.items() if name != choice.name})
     return _SELECTIONS[key]
 
@@ -236,7 +236,7 @@ def final_runs(chosen: Scored) -> list[Run]:
     return run_many(seed_jobs(chosen), workers=beyond().workers, describe=lambda j: f"best model, test seed {j.seed}")
 
 
-def member_jobs(selection: Selection, members: Sequence[str]) -> dict[str, list[Job]]:
+def member_jobs(selection: TwoRounds, members: Sequence[str]) -> dict[str, list[Job]]:
     """The jobs behind each ensemble member, on all training images: the chosen model's
     ``best_seeds`` seeds, and seed 0 of every other member."""
     chosen = selection.chosen
@@ -244,7 +244,7 @@ def member_jobs(selection: Selection, members: Sequence[str]) -> dict[str, list[
             for name in members}
 
 
-def member_runs(selection: Selection, members: Sequence[str]) -> dict[str, list[Run]]:
+def member_runs(selection: TwoRounds, members: Sequence[str]) -> dict[str, list[Run]]:
     """The runs of :func:`member_jobs` (trained if missing), grouped by member."""
     jobs = member_jobs(selection, members)
     runs = iter(run_many(sum(jobs.values(), []), workers=beyond().workers,
@@ -252,7 +252,7 @@ def member_runs(selection: Selection, members: Sequence[str]) -> dict[str, list[
     return {name: [next(runs) for _ in group] for name, group in jobs.items()}
 
 
-def test_jobs(selection: Selection) -> dict[str, list[Job]]:
+def test_jobs(selection: TwoRounds) -> dict[str, list[Job]]:
     """Every run the chapter tests, by group: the first round's choice (tested on its seeds before
     the second round was written down), the final choice's seeds, the ranking check (each
     first-round candidate once) and the members of the ensemble chosen by cross-validation."""
@@ -263,7 +263,7 @@ def test_jobs(selection: Selection) -> dict[str, list[Job]]:
             "ensemble members chosen by cross-validation": sum(member_jobs(selection, members).values(), [])}
 
 
-def test_look(selection: Selection, runs: Mapping[str, list[Run]]) -> TestLook:
+def test_look(selection: TwoRounds, runs: Mapping[str, list[Run]]) -> TestLook:
     """The test runs of ensemble members (the chosen model first), each read with test-time shifts where its
     cross-validation chose them: the members' mean probabilities averaged with equal weight."""
     return TestLook(next(iter(runs)), {name: selection.pool[name].mode for name in runs},
@@ -382,7 +382,7 @@ def rates(runs: Sequence[Run]) -> list[float]:
     return [100 * r.errors / len(r.labels) for r in runs]
 
 
-def selection_text(selection: Selection, ensemble: TestLook) -> str:
+def selection_text(selection: TwoRounds, ensemble: TestLook) -> str:
     """How the final model and the ensemble were chosen, in one sentence (``summary --json``)."""
     chosen = selection.chosen
     return (f"{FOLDS}-fold cross-validation over the 7291 training images in two rounds: first "
@@ -396,7 +396,7 @@ def selection_text(selection: Selection, ensemble: TestLook) -> str:
             f"the test images are used only to report")
 
 
-def ensemble(selection: Selection) -> TestLook:
+def ensemble(selection: TwoRounds) -> TestLook:
     """The ensemble :func:`greedy_ensemble` chose by cross-validation, on the test set: its members' runs on all
     training images (:func:`member_runs`), each member the mean of its runs and the members weighted equally, so
     a run's weight is ``1 / (members x runs of its member)``; its size counts independent training runs."""
@@ -425,7 +425,7 @@ def ensemble_table(look: TestLook, pool: Mapping[str, Scored]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("member (in the order added)")
 
 
-def second_numbers(selection: Selection) -> dict[str, Any]:
+def second_numbers(selection: TwoRounds) -> dict[str, Any]:
     """The numbers the chapter quotes about the second round."""
     first, second = selection.first_choice, selection.second
     scores = {name: r.score for name, r in second.items()}

@@ -41,7 +41,7 @@ class Results:
     verdict: pd.DataFrame                  # :func:`helpers.discussion.verdict_table` (discussion chapter)
     baselines: list[dict[str, Any]]        # :func:`helpers.baselines.all_baselines`
     rungs: list[Any]                       # :func:`helpers.experiments.ladder` (human-level chapter)
-    selection: best_published.Selection              # both rounds of cross-validation (best-published chapter)
+    selection: best_published.TwoRounds              # both rounds of cross-validation (best-published chapter)
     final: rounds.TestLook                           # the chosen model's seeds on the test set
     final_runs: list[Run]
     first: rounds.TestLook                           # the first round's choice on the test set (its seeds)

@@ -266,7 +266,7 @@ def test_selection_and_second_round_numbers() -> None:
               "ls + weight averaging": _cv("ls + weight averaging", wrong(3), labels),
               "ls + elastic distortions, twice the epochs, cosine decay":
               _cv("ls + elastic distortions, twice the epochs, cosine decay", wrong(4), labels)}
-    selection = best_published.Selection(first, second)
+    selection = best_published.TwoRounds(first, second)
     assert selection.first_choice.name == "ls" and selection.chosen.name == "ls + weight averaging"
     assert best_published.BASE not in selection.pool and len(selection.pool) == 5
     numbers = best_published.second_numbers(selection)
@@ -288,7 +288,7 @@ def test_test_jobs_list_the_chosen_seeds_the_ranking_check_and_the_members() -> 
     first = {best_published.BASE: _cv(best_published.BASE, wrong(0, 8), labels),
              "ls": dataclasses.replace(_cv("ls", wrong(0, 6), labels), config=smooth),
              "elastic": dataclasses.replace(_cv("elastic", wrong(6, 13), labels), config=elastic)}
-    selection = best_published.Selection(first, {"ls": first["ls"]})
+    selection = best_published.TwoRounds(first, {"ls": first["ls"]})
     jobs = best_published.test_jobs(selection)
     seeds = [Job(smooth, seed) for seed in best_published.beyond().best_seeds]
     assert selection.chosen.name == "ls" and jobs["B, the second round's choice"] == seeds
@@ -320,7 +320,7 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
     # smooth fixes the chosen model's 3 errors but one, other ties it (the earlier joins), then other fixes the last
     found = {"chosen": oof(0.6, [0, 1, 2]), "smooth": oof(0.9, [3]), "other": oof(0.9, [5])}
     cv = {name: _scored(name, p, labels) for name, p in found.items()}
-    selection = best_published.Selection(cv, cv)
+    selection = best_published.TwoRounds(cv, cv)
     ensemble = best_published.test_look(selection, runs)
     assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
     expected = int((np.mean([r.probabilities for g in runs.values() for r in g], axis=0).argmax(1) != labels).sum())

@@ -119,7 +119,7 @@ def fake_results() -> findings.Results:
     cv = rounds.Scored("label smoothing + weight averaging", BEST, [], cv_labels,  # shifts lower its errors
                        {"plain": np.eye(10)[(cv_labels + (cv_labels < 3)) % 10], "shifts": np.eye(10)[cv_labels]},
                        None, ("plain", "shifts"))
-    selection = best_published.Selection(first={cv.name: cv}, second={cv.name: cv})
+    selection = best_published.TwoRounds(first={cv.name: cv}, second={cv.name: cv})
     final_runs = [run(BEST, s, 50, tta_errors=e) for s, e in zip(SEEDS, (43, 44, 44, 42, 45))]
     # the second member's seed-0 run is the chosen model's seed 0 without weight averaging: one training run;
     # its one-hot predictions (38 errors) outweigh the chosen seeds' 0.91, so the ensemble makes its 38 errors
