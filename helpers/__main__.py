@@ -52,8 +52,8 @@ def _summary() -> dict[str, Any]:
     # the fourth round's student replaces the third round's choice only by its protocol's rule (fewer
     # out-of-fold errors than its teacher, and robust); otherwise the best single model stays the third round's
     best, best_round = (fourth.look, "fourth") if r4["r4_replaces"] else (look, "third")
-    best_numbers = {"mean": r4["r4_mean"], "noise": r4["r4_noise_mean"], "reading": r4["r4_reading"]} \
-        if r4["r4_replaces"] else {"mean": r3["r3_mean"], "noise": r3["r3_noise_mean"], "reading": r3["r3_reading"]}
+    best_numbers = {"mean": r4["r4_mean"], "noise": r4["r4_noise_mean"], "mode": r4["r4_mode"]} \
+        if r4["r4_replaces"] else {"mean": r3["r3_mean"], "noise": r3["r3_noise_mean"], "mode": r3["r3_mode"]}
     return {
         "best": standings.BEST,
         "best_definition": f"'best' is {standings.BEST}: {standings.DEFINITIONS[standings.BEST]}",
@@ -64,9 +64,9 @@ def _summary() -> dict[str, Any]:
         "paper_model_std_error": float(np.std([1 - r.accuracy for r in seeds], ddof=1)),
         # the book's best model (standings.BEST, W) and its ensemble: the third round's, chosen by its protocol
         # (until 2026-12-01 these fields were the second round's; those are now under "second_round")
-        "best_single_round": best_round, "best_single_name": f"{best.chosen}, read {best_numbers['reading']}",
+        "best_single_round": best_round, "best_single_name": f"{best.chosen}, read {best_numbers['mode']}",
         "best_single_candidate": best.chosen,
-        "best_single_reading": best_numbers["reading"],
+        "best_single_prediction_mode": best_numbers["mode"],
         "best_single_error": best_numbers["mean"] / 100,
         "best_single_errors": best.single_errors,
         "best_single_seeds": [r.job.seed for r in best.runs[best.chosen]],
@@ -79,14 +79,14 @@ def _summary() -> dict[str, Any]:
         "ensemble_errors": look.ensemble_errors,
         "ensemble_size": look.training_runs,  # independent training runs (shared ones count once)
         "ensemble_prediction_sets": look.prediction_sets,
-        "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group], "reading": look.modes[name],
+        "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group], "prediction_mode": look.modes[name],
                               "weight": 1 / (len(look.runs) * len(group))} for name, group in look.runs.items()],
         "plain_ensemble_error": look.plain_ensemble_errors / look.n,
         "plain_ensemble_errors": look.plain_ensemble_errors,
         "seed_ensemble_error": look.seed_ensemble_errors / look.n,
         "seed_ensemble_errors": look.seed_ensemble_errors,
         "test_images": look.n,
-        "test_time_shifts": best_numbers["reading"] != "plain",
+        "test_time_shifts": best_numbers["mode"] != "plain",
         "protocol": third.selection.round.protocol, "protocol_commit": third.selection.round.protocol_commit,
         "selection": rounds.selection_text(third.selection),
         "third_round_cross_validation": rounds.cross_validation_json(third.selection),
@@ -94,7 +94,7 @@ def _summary() -> dict[str, Any]:
             "protocol": fourth.selection.round.protocol, "protocol_commit": fourth.selection.round.protocol_commit,
             "selection": rounds.selection_text(fourth.selection), "student": r4["r4_student"],
             "teacher": fourth.teacher_look.chosen if fourth.teacher_look else "",
-            "reading": r4["r4_reading"],
+            "prediction_mode": r4["r4_mode"],
             "replaces_best_single": r4["r4_replaces"],
             "cross_validation": rounds.cross_validation_json(fourth.selection),
             "error": r4["r4_mean"] / 100, "errors": fourth.look.single_errors,

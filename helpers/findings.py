@@ -157,7 +157,7 @@ def numbers(results: Results) -> dict[str, Any]:
     out |= {"ensemble_vs_published_images": round(paper.BEST_PUBLISHED * n / 100) - final["ensemble_errors"],
             "human_low": paper.HUMAN[0], "human_high": paper.HUMAN[1]}
     out |= {key: results.third.numbers[key] for key in (
-        "r3_chosen", "r3_reading", "r3_seeds", "r3_noise", "r3_binomial_half", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
+        "r3_chosen", "r3_mode", "r3_seeds", "r3_noise", "r3_binomial_half", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
         "r3_previous_noise", "r3_ensemble", "r3_ensemble_errors", "r3_ensemble_runs", "r3_ensemble_low",
         "r3_ensemble_high", "r3_target_single", "r3_target_ensemble", "r3_protocol")}
     out |= {key: results.fourth.numbers[key] for key in (

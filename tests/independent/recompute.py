@@ -86,7 +86,7 @@ PROTOCOL = REPO / "protocols" / "accurate-and-robust.md"
 NOISY = {"augment_noise": 0.5}
 WIDER = {"filters": 64, "second_block_filters": 128, "dense_units": 256}
 # The introduction's summary quotes these numbers of the third round (the best-published chapter's).
-INTRO_R3 = ("r3_chosen", "r3_reading", "r3_seeds", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
+INTRO_R3 = ("r3_chosen", "r3_mode", "r3_seeds", "r3_mean", "r3_low", "r3_high", "r3_noise_mean", "r3_paper_noise",
             "r3_previous_noise", "r3_ensemble", "r3_ensemble_errors", "r3_ensemble_runs", "r3_ensemble_low",
             "r3_ensemble_high", "r3_target_single", "r3_target_ensemble", "r3_protocol", "r3_noise", "r3_binomial_half")
 # ... and these of the fourth round (distillation).
@@ -737,7 +737,7 @@ def third_round(L: Ledger, previous: Candidate) -> tuple[dict, dict]:
            "r3_noisy_score": by[2].score, "r3_noisy_noise_errors": by[2].noise[NOISE],
            "r3_noise_cost": by[2].score - by[1].score, "r3_wider_score": by[3].score,
            "r3_longer_score": by[4].score, "r3_deeper_score": by[5].score,
-           "r3_chosen": chosen.name, "r3_reading": chosen.reading, "r3_chosen_score": chosen.score,
+           "r3_chosen": chosen.name, "r3_mode": chosen.reading, "r3_chosen_score": chosen.score,
            "r3_chosen_noise_errors": chosen.noise[NOISE], "r3_members": len(members),
            "r3_member_names": ", ".join(c.name for c in members), "r3_ensemble_cv_errors": joins[-1],
            "r3_target_single": R3_TARGETS[0], "r3_target_ensemble": R3_TARGETS[1],
@@ -791,7 +791,7 @@ def third_round(L: Ledger, previous: Candidate) -> tuple[dict, dict]:
             # half the width of the Wilson interval of one model making the seeds' mean error count (rounded)
             "r3_binomial_half": (lambda lo_hi: (lo_hi[1] - lo_hi[0]) / 2)(wilson(round(float(np.mean(errors))), N_TEST))}
     extra |= {"final": True, "runs": runs, "ensemble_runs": [r for _, rs in sets.values() for r in rs], "errors": errors, "noise": noise, "reference": reference,
-              "members": [{"name": c.name, "reading": c.reading, "seeds": [r.seed for r in rs],
+              "members": [{"name": c.name, "prediction_mode": c.reading, "seeds": [r.seed for r in rs],
                            "weight": 1 / len(sets) / len(rs)} for c, rs in sets.values()]}
     return out, extra
 
@@ -855,7 +855,7 @@ def fourth_round(L: Ledger, x3: dict) -> tuple[dict, dict]:
            "r4_candidates": len(students), "r4_teacher_score": W.score, "r4_teacher_noise_errors": W.noise[NOISE],
            **{f"r4_score_{i}": c.score for i, c in by.items()},
            **{f"r4_noise_errors_{i}": c.noise[NOISE] for i, c in by.items()},
-           "r4_student": student.name, "r4_weight": a, "r4_temperature": T, "r4_reading": student.reading,
+           "r4_student": student.name, "r4_weight": a, "r4_temperature": T, "r4_mode": student.reading,
            "r4_student_score": student.score, "r4_student_noise_errors": student.noise[NOISE],
            "r4_robust": len(robust),
            "r4_p": mcnemar_p(student.probs().argmax(1) != student.labels, W.probs().argmax(1) != W.labels),
@@ -1148,7 +1148,7 @@ def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None, fou
     if third is not None and x3["final"]:
         c3 = x3["chosen"]
         out |= {"summary.best_single_round": "third",  # the summary's best single model is the third round's
-                "summary.best_single_candidate": c3.name, "summary.best_single_reading": c3.reading,
+                "summary.best_single_candidate": c3.name, "summary.best_single_prediction_mode": c3.reading,
                 "summary.best_single_name": f"{c3.name}, read {c3.reading}",
                 "summary.best_single_error": r3["r3_mean"] / 100, "summary.test_time_shifts": c3.reading != "plain",
                 "summary.best_single_noise_error": r3["r3_noise_mean"] / 100,
@@ -1164,14 +1164,14 @@ def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None, fou
             out |= {f"summary.best_single_seeds[{i}]": r.seed, f"summary.best_single_errors[{i}]": e,
                     f"summary.best_single_noise_errors[{i}]": ne}
         for i, m in enumerate(x3["members"]):
-            out |= {f"summary.ensemble_members[{i}].{k}": m[k] for k in ("name", "reading", "weight")}
+            out |= {f"summary.ensemble_members[{i}].{k}": m[k] for k in ("name", "prediction_mode", "weight")}
             out |= {f"summary.ensemble_members[{i}].seeds[{j}]": s for j, s in enumerate(m["seeds"])}
     # the fourth round (distillation): its own object; best_single_* become the student's only if it replaces W
     if fourth is not None:
         r4, x4 = fourth
         d, student = "summary.distillation", x4["student"]
         out |= {f"{d}.protocol": "protocols/distillation.md", f"{d}.protocol_commit": x4["protocol"],
-                f"{d}.student": student.name, f"{d}.teacher": x4["W"].name, f"{d}.reading": student.reading,
+                f"{d}.student": student.name, f"{d}.teacher": x4["W"].name, f"{d}.prediction_mode": student.reading,
                 f"{d}.replaces_best_single": x4["replaces"]}
         for c in [x4["W"]] + x4["students"]:
             key = f"{d}.cross_validation.{c.name}"
@@ -1186,7 +1186,7 @@ def cli(L: Ledger, best: dict, extra: dict, disc: dict, third: tuple | None, fou
             out |= {f"{d}.seeds[{i}]": r.seed, f"{d}.errors[{i}]": e, f"{d}.noise_errors[{i}]": ne}
         if x4["replaces"]:  # the protocol's rule: the student becomes the book's best single model
             out |= {"summary.best_single_round": "fourth", "summary.best_single_candidate": student.name,
-                    "summary.best_single_reading": student.reading,
+                    "summary.best_single_prediction_mode": student.reading,
                     "summary.best_single_name": f"{student.name}, read {student.reading}",
                     "summary.best_single_error": r4["r4_mean"] / 100,
                     "summary.test_time_shifts": student.reading != "plain",
