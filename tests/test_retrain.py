@@ -100,6 +100,9 @@ def test_rows_of_the_older_six_column_report_are_carried_for_entries_trained_bef
 def test_the_exit_status_counts_only_this_calls_runs_in_their_own_environment(tmp_path, monkeypatch) -> None:
     fresh = [ledger.Comparison(KEYS[0], "test seed 0", 58, 59, False, False, 300.0, "2026-12-03", "t"),  # another CPU
              ledger.Comparison(KEYS[1], "test seed 1", 60, None, None, None, entry_trained="t")]
+    # retrain() points the process at the retrain folder (USPS_LEDGER_DIR, USPS_TRAINING): undone after the test
+    monkeypatch.setenv(ledger_cli.store.ENV_LEDGER, str(tmp_path))
+    monkeypatch.setenv("USPS_TRAINING", "forbid")
     monkeypatch.setattr(ledger_cli.store, "root", lambda: tmp_path)
     monkeypatch.setattr(ledger_cli, "RETRAIN_DIR", tmp_path / "retrain")
     monkeypatch.setattr(ledger_cli, "_ledger_jobs", lambda folder: [])
