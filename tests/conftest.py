@@ -6,9 +6,13 @@ import functools
 import gzip
 import hashlib
 import http.server
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,42 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for name, value in getattr(report, "user_properties", []):
             if name == "retrain check":
                 terminalreporter.write_line(f"retrain check: {value}")
+
+
+#: The command line's JSON answers that tests read, each run as a black box from the committed ledger.
+CLI_COMMANDS = ("summary", "gap", "evaluate")
+
+
+@pytest.fixture(scope="session")
+def cli_answers(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, tuple[str, float]]:
+    """``python -m helpers <command> --json`` for each of :data:`CLI_COMMANDS`: its output and its seconds.
+
+    The three run side by side once per test session (each takes 10-25 s), shared by the test workers
+    through a file in their common temporary folder; a command that fails fails every test that reads it.
+    """
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    answers = shared / "cli-answers.json"
+    with FileLock(str(answers) + ".lock"):
+        if not answers.exists():
+            env = {**os.environ, "USPS_TRAINING": "forbid", "USPS_BOOK_PROFILE": "full"}
+            env.pop("USPS_LEDGER_DIR", None)  # helpers.store.ENV_LEDGER: the committed ledger, not a test's
+            start = time.perf_counter()
+            procs = {cmd: subprocess.Popen([sys.executable, "-m", "helpers", cmd, "--json"], cwd=REPO, env=env,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for cmd in CLI_COMMANDS}
+            found = {}
+            for cmd, proc in procs.items():
+                stdout, stderr = proc.communicate(timeout=600)
+                found[cmd] = {"returncode": proc.returncode, "stdout": stdout, "stderr": stderr[-3000:],
+                              "seconds": time.perf_counter() - start}
+            answers.write_text(json.dumps(found))
+    found = json.loads(answers.read_text())
+    for cmd, answer in found.items():
+        if answer["returncode"] != 0:
+            pytest.fail(f"python -m helpers {cmd} --json failed:\n{answer['stderr']}")
+    return {cmd: (answer["stdout"], answer["seconds"]) for cmd, answer in found.items()}
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from helpers.job import Job, arrays, environment
 from helpers.config import BASELINE
 from tests.conftest import REPO, need_real_data
 
-SHORT = BASELINE.with_(epochs=2)  # the paper's network, two epochs: a few seconds a run
+SHORT = BASELINE.with_(epochs=1)  # the paper's network, one epoch: a few seconds a run
 JOBS = [Job(SHORT, 0, "test"), Job(SHORT, 1, "holdout"), Job(SHORT, 0, "cv5-2")]
 BIN = Path(sys.executable).parent
 
@@ -99,11 +99,12 @@ class Cluster:
             _stop(process)
 
 
-@pytest.fixture
-def dask_cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One scheduler and two workers for the module (starting them costs seconds); the test that kills a
+    worker comes last."""
     need_real_data()
-    (tmp_path / "cluster").mkdir()
-    started = Cluster(tmp_path / "cluster")
+    started = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         started.start()
         yield started

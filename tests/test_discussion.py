@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from helpers import book, discussion, evaluate, paper
 from helpers.config import BASELINE, READINGS
 from helpers.job import Job
 from helpers.store import Run
-from tests.conftest import REPO
+from tests.conftest import need_real_data
 
 N = 2007  # the paper's 58 errors are judged against the real test-set size
 
@@ -159,12 +157,9 @@ def test_verdict_table_judges_each_claim() -> None:
     assert "mean of 3 seeds" in table.loc["overall accuracy 97.11 % (58 errors)", "this book"]
 
 
-def test_command_line_gap_json_answers_from_the_ledger() -> None:
-    from tests.test_reproduction import FORBID
-
-    done = subprocess.run([sys.executable, "-m", "helpers", "gap", "--json"], cwd=REPO, env=FORBID,
-                          capture_output=True, text=True, timeout=120, check=True)
-    result = json.loads(done.stdout)
+def test_command_line_gap_json_answers_from_the_ledger(cli_answers: dict[str, tuple[str, float]]) -> None:
+    need_real_data()
+    result = json.loads(cli_answers["gap"][0])
     assert result["paper_error"] == paper.ERROR
     assert set(result["recipe"]) == {"seeds", "mean_error", "std_error", "mean_ci95"}
     assert result["recipe"]["mean_ci95"][0] < result["recipe"]["mean_error"] < result["recipe"]["mean_ci95"][1]

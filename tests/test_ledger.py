@@ -22,7 +22,7 @@ from helpers.config import BASELINE
 from tests.conftest import REPO
 
 COMMITTED = REPO / "results"
-TINY = BASELINE.with_(epochs=1, batch_size=16, filters=2, dense_units=4)
+TINY = BASELINE.with_(epochs=1, batch_size=256, filters=2, dense_units=4)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from helpers import cache, config, model, recipe, runs, store, train
 from helpers.job import Job
 from helpers.config import BASELINE, DECISIONS
 
-TINY = BASELINE.with_(epochs=2, batch_size=16, filters=4, dense_units=8)
+TINY = BASELINE.with_(epochs=2, batch_size=256, filters=4, dense_units=8)
 
 
 def test_model_matches_the_paper_layers() -> None:

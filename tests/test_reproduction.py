@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,17 +17,11 @@ from helpers import ledger, recipe, runs, store
 from helpers.job import Job
 from tests.conftest import REPO, need_real_data
 
-FORBID = {**os.environ, "USPS_TRAINING": "forbid", "USPS_BOOK_PROFILE": "full"}
-FORBID.pop(store.ENV_LEDGER, None)
 
-
-def test_command_line_evaluate_json_answers_from_the_ledger() -> None:
+def test_command_line_evaluate_json_answers_from_the_ledger(cli_answers: dict[str, tuple[str, float]]) -> None:
     need_real_data()
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "helpers", "evaluate", "--json"], cwd=REPO, env=FORBID,
-                          capture_output=True, text=True, timeout=120, check=True)
-    seconds = time.perf_counter() - start
-    result = json.loads(done.stdout)
+    stdout, seconds = cli_answers["evaluate"]
+    result = json.loads(stdout)
     entry = store.record(store.root() / store.KIND / result["key"])
     assert result["source"] == "ledger" and result["test_errors"] == entry["errors"]
     assert result["test_images"] == 2007 and len(result["per_class_accuracy"]) == 10
@@ -36,12 +29,10 @@ def test_command_line_evaluate_json_answers_from_the_ledger() -> None:
     assert seconds < 60, f"evaluate took {seconds:.0f} s"
 
 
-def test_command_line_summary_json_answers_from_the_ledger() -> None:
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "helpers", "summary", "--json"], cwd=REPO, env=FORBID,
-                          capture_output=True, text=True, timeout=120, check=True)
-    seconds = time.perf_counter() - start
-    result = json.loads(done.stdout)
+def test_command_line_summary_json_answers_from_the_ledger(cli_answers: dict[str, tuple[str, float]]) -> None:
+    need_real_data()
+    stdout, seconds = cli_answers["summary"]
+    result = json.loads(stdout)
     seeds = [store.record(store.root() / store.KIND / Job(recipe.paper_config(), s["seed"]).key())
              for s in result["paper_model_seeds"]]
     assert [s["test_errors"] for s in result["paper_model_seeds"]] == [r["errors"] for r in seeds]

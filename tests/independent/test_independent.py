@@ -6,9 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -208,16 +206,11 @@ def flatten(value, prefix: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def cli_json() -> dict:
-    """The three JSON answers, run side by side once per session (each takes 10-15 s)."""
-    env = os.environ | {"USPS_TRAINING": "forbid", "USPS_DATA_DIR": str(R.data_dir())}
-    procs = {cmd: subprocess.Popen([sys.executable, "-m", "helpers", cmd, "--json"], cwd=R.REPO, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for cmd in ("summary", "gap", "evaluate")}
+def cli_json(cli_answers) -> dict:
+    """The three JSON answers (``tests/conftest.py`` runs ``python -m helpers summary|gap|evaluate --json``
+    once per session), flattened to their leaves."""
     out = {}
-    for cmd, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"python -m helpers {cmd} --json failed:\n{stderr[-2000:]}"
+    for cmd, (stdout, _) in cli_answers.items():
         out |= flatten(json.loads(stdout), cmd)
     return out
 
