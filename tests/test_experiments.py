@@ -197,9 +197,9 @@ def test_readings_and_decision_options_group_runs_by_variant(monkeypatch: pytest
     monkeypatch.setenv("USPS_BOOK_PROFILE", "full")
     readings = experiments.readings()
     assert list(readings)[0] == "the recipe (our reproduction)" and len(readings) == len(READINGS) + 1
-    for name, runs in readings.items():
-        assert [r.job.seed for r in runs] == list(beyond().reading_seeds)
-        assert len({r.job.config for r in runs}) == 1
+    for name, group in readings.items():
+        assert [r.job.seed for r in group] == list(beyond().reading_seeds)
+        assert len({r.job.config for r in group}) == 1
     shift = readings["shift augmentation"][0].job.config
     assert shift == TINY.with_(epochs=beyond().epochs, augment_shift=2 / 16)
     options = experiments.decision_options()
@@ -207,7 +207,7 @@ def test_readings_and_decision_options_group_runs_by_variant(monkeypatch: pytest
     changed = [c for d in DECISIONS for _, c in d.options if TINY.with_(epochs=beyond().epochs, **c)
                != TINY.with_(epochs=beyond().epochs)]
     assert len(options) == len(changed) + 1
-    for name, runs in options.items():
-        assert [r.job.seed for r in runs] == list(beyond().option_seeds) and len({r.job.config for r in runs}) == 1
+    for name, group in options.items():
+        assert [r.job.seed for r in group] == list(beyond().option_seeds) and len({r.job.config for r in group}) == 1
     assert options["padding: valid"][0].job.config.padding == "valid"
     assert set(experiments.noise_jobs()) == set(experiments.NOISE_READINGS)

@@ -262,7 +262,7 @@ def test_the_title_says_the_headline_did_not_reproduce() -> None:
 def test_summary_on_the_real_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     """The summary's numbers from the committed ledger, training nothing."""
     need_real_data()
-    from helpers import experiments, ledger, train
+    from helpers import experiments
 
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     monkeypatch.setenv("USPS_BOOK_PROFILE", "full")

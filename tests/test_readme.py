@@ -73,8 +73,6 @@ def test_readme_quotes_the_papers_headline() -> None:
 @pytest.fixture
 def committed_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
     """The committed ledger, read with training forbidden (as `make book` and `make test` do)."""
-    from helpers import ledger
-
     need_real_data()
     monkeypatch.delenv(store.ENV_LEDGER, raising=False)
     monkeypatch.setenv("USPS_TRAINING", "forbid")

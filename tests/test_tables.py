@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import HTML, REPO, _need
+from tests.conftest import REPO
 
 PAGES = ("eda", "evaluation", "variance", "discussion", "ablations", "human-level")
 MISSING = {"nan", "NaN", "None", "<NA>"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import helpers.job
-from helpers import cache, runs, train
+from helpers import cache, runs
 
 from helpers.job import Job
 from helpers.config import BASELINE
