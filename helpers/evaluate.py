@@ -148,13 +148,6 @@ class TestReport:
         return self.probabilities.argmax(axis=1)
 
 
-def test_report(model: "keras.Model", scale: str = "unit") -> TestReport:  # noqa: F821
-    """Predict the test set with ``model`` (images scaled as it was trained) and score it."""
-    images, labels = data.load_usps("test", scale=scale)  # type: ignore[arg-type]
-    probabilities = model.predict(images, batch_size=1024, verbose=0)
-    return TestReport(images, labels, probabilities, score(labels, probabilities.argmax(axis=1)))
-
-
 def run_report(run: "Run") -> TestReport:  # noqa: F821
     """The stored predictions of a test-split run (:class:`helpers.store.Run`) with the test images."""
     if run.job.split != "test":
