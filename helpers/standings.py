@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import best_published, paper, stats, testlog
+from helpers import best_published, experiments, paper, stats, testlog
 
 #: The names the book gives its models, defined once (the introduction and the best-published chapter
 #: print these definitions; every page and ``summary --json`` use the same names).
@@ -33,7 +33,6 @@ W = "W"
 W_ENSEMBLE = "W's ensemble"
 STUDENT = "the student"
 BEST = W  # "the book's best model": W, as defined in the module docstring
-BEST_ENSEMBLE = W_ENSEMBLE
 
 DEFINITIONS: dict[str, str] = {
     RECIPE: "the paper's network as this book reads the paper, its open choices made on holdout splits "
@@ -229,8 +228,7 @@ def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[
     ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
     ladder), :data:`helpers.best_published.TARGETS` (rounds 1 and 2), :attr:`helpers.rounds.Round.targets`
     (rounds 3 and 4, in their protocols)."""
-    final_rung = [r for r in results.rungs if r.kept][-1]  # the ladder's final model (experiments.best_rung)
-    ladder_mean = float(np.mean([100 * r.errors / len(r.labels) for r in final_rung.runs]))
+    ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
     third = results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
             ("rounds 1 and 2 (best published)", round_targets, f"B {float(best_published.seed_rates(results.final).mean()):.2f}",
