@@ -158,11 +158,8 @@ def selection_table(sel: Mapping[str, Any], recipe_mean: float) -> pd.DataFrame:
 
 def per_digit_errors(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """Errors per true digit for every (reading, seed), with the paper's Figure 8 as the last row."""
-    rows = {}
-    for name, runs in variants.items():
-        for r in runs:
-            wrong = r.labels[r.predicted != r.labels]
-            rows[(name, r.job.seed)] = np.bincount(wrong, minlength=10)
+    rows = {(name, r.job.seed): np.bincount(r.labels[r.predicted != r.labels], minlength=10)
+            for name, runs in variants.items() for r in runs}
     table = pd.DataFrame(rows, index=pd.Index(paper.DIGITS, name="digit")).T
     table.index.names = ["reading", "seed"]
     labels = next(iter(variants.values()))[0].labels
