@@ -109,14 +109,12 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
     n = results.final.n
     third, fourth = results.third, results.fourth
     r3, r4 = third.numbers, fourth.numbers
-    first = results.first
     mark = lambda name: {"chosen_by": CHOSEN_BY[name], "looks_before": looks_before(log, CHOSEN_IN[name])}  # noqa: E731
-    published = paper.BEST_PUBLISHED
     return [
         Standing("the paper", (paper.ERRORS,), n, "published", chosen_by="its test set"),
         Standing(RECIPE, tuple(r.errors for r in results.recipe), n, "seeds", r3["r3_paper_noise"], "seed 0",
                  **mark(RECIPE)),
-        Standing(A, tuple(first.single_errors), n, "seeds", **mark(A)),
+        Standing(A, tuple(results.first.single_errors), n, "seeds", **mark(A)),
         Standing(B, tuple(results.final.single_errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
         Standing(B_ENSEMBLE, (results.ensemble.ensemble_errors,), n, "ensemble", training_runs=results.ensemble.training_runs,
                  **mark(B_ENSEMBLE)),
@@ -125,7 +123,7 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
                  **mark(W_ENSEMBLE)),
         Standing(STUDENT, tuple(fourth.look.single_errors), n, "seeds", r4["r4_noise_mean"], "mean of seeds",
                  **mark(STUDENT)),
-        Standing("best published (Keysers)", (published * n / 100,), n, "published", chosen_by="published"),
+        Standing("best published (Keysers)", (paper.BEST_PUBLISHED * n / 100,), n, "published", chosen_by="published"),
     ]
 
 
