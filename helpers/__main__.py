@@ -47,8 +47,7 @@ def _summary() -> dict[str, Any]:
     seeds, rungs, selection = everything.recipe, everything.rungs, everything.selection
     chosen, result = selection.chosen, everything.final
     chosen_ensemble, third, fourth = everything.ensemble, everything.third, everything.fourth
-    look, r3 = third.look, third.numbers
-    r4 = fourth.numbers
+    look, r3, r4 = third.look, third.numbers, fourth.numbers
     # the fourth round's student replaces the third round's choice only by its protocol's rule (fewer
     # out-of-fold errors than its teacher, and robust); otherwise the best single model stays the third round's
     best, best_round = (fourth.look, "fourth") if r4["r4_replaces"] else (look, "third")
@@ -146,11 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("--seed", type=int, default=0)
     eval_cmd = commands.add_parser("evaluate", help="test-set results of the paper model")
     eval_cmd.add_argument("--seed", type=int, default=0)
-    eval_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     summary_cmd = commands.add_parser("summary", help="seeds, ensemble and ladder results (trains what is missing)")
-    summary_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     gap_cmd = commands.add_parser("gap", help="the gap to the paper: seeds, readings of its recipe, test selection")
-    gap_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    for json_cmd in (eval_cmd, summary_cmd, gap_cmd):
+        json_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     commands.add_parser("check", help="verify the ledger's checksums and that no entry is stale")
     commands.add_parser("results", help="train what the ledger lacks or has stale, into the ledger")
     retrain_cmd = commands.add_parser("retrain", help="retrain runs into a separate folder and compare with the ledger")
@@ -174,29 +172,26 @@ def main(argv: list[str] | None = None) -> int:
             run = runs.run(recipe.paper_job(args.seed), progress_every=10)
             print(f"model {run.key} ({run.source}): {run.seconds:.0f} s of training, "
                   f"final validation accuracy {run.history['val_accuracy'][-1]:.4f}")
+            return 0
+        compute = {"evaluate": lambda: _evaluate(args.seed), "summary": _summary, "gap": _gap}[args.command]
+        result = _quiet_stdout(compute) if args.json else compute()
+        if args.json:
+            print(json.dumps(result, indent=1))
         elif args.command == "summary":
-            result = _quiet_stdout(_summary) if args.json else _summary()
-            print(json.dumps(result, indent=1) if args.json else
-                  f"paper recipe: {100 * result['paper_model_mean_error']:.2f} % mean test error over "
+            print(f"paper recipe: {100 * result['paper_model_mean_error']:.2f} % mean test error over "
                   f"{len(result['paper_model_seeds'])} seeds; the book's best model, {result['best']} "
                   f"({result['best_single_name']}): "
                   f"{100 * result['best_single_error']:.2f} %; ensemble of {result['ensemble_size']} training runs: "
                   f"{100 * result['ensemble_error']:.2f} %")
         elif args.command == "gap":
-            result = _quiet_stdout(_gap) if args.json else _gap()
             recipe_gap = result["recipe"]
-            print(json.dumps(result, indent=1) if args.json else
-                  f"paper {result['paper_error']:.2f} % test error; the recipe {recipe_gap['mean_error']:.2f} % "
+            print(f"paper {result['paper_error']:.2f} % test error; the recipe {recipe_gap['mean_error']:.2f} % "
                   f"(95 % interval {recipe_gap['mean_ci95'][0]:.2f} to {recipe_gap['mean_ci95'][1]:.2f}) over "
                   f"{recipe_gap['seeds']} seeds; best over readings, seeds and epochs picked on the test set: "
                   f"{result['selection']['test_tuned_error']:.2f} %")
         else:
-            if args.json:
-                print(json.dumps(_quiet_stdout(lambda: _evaluate(args.seed)), indent=1))
-            else:
-                result = _evaluate(args.seed)
-                print(f"test accuracy {100 * result['test_accuracy']:.2f} % "
-                      f"({result['test_errors']} errors of {result['test_images']})")
+            print(f"test accuracy {100 * result['test_accuracy']:.2f} % "
+                  f"({result['test_errors']} errors of {result['test_images']})")
     except USPSDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -158,11 +158,8 @@ def selection_table(sel: Mapping[str, Any], recipe_mean: float) -> pd.DataFrame:
 
 def per_digit_errors(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """Errors per true digit for every (reading, seed), with the paper's Figure 8 as the last row."""
-    rows = {}
-    for name, runs in variants.items():
-        for r in runs:
-            wrong = r.labels[r.predicted != r.labels]
-            rows[(name, r.job.seed)] = np.bincount(wrong, minlength=10)
+    rows = {(name, r.job.seed): np.bincount(r.labels[r.predicted != r.labels], minlength=10)
+            for name, runs in variants.items() for r in runs}
     table = pd.DataFrame(rows, index=pd.Index(paper.DIGITS, name="digit")).T
     table.index.names = ["reading", "seed"]
     labels = next(iter(variants.values()))[0].labels
@@ -216,17 +213,13 @@ class Overlap:
 def overlap(groups: Mapping[str, Mapping[str, np.ndarray]], labels: np.ndarray) -> Overlap:
     """Per group of models: images missed by any, by a majority and by every model of the group,
     and the images missed by every model of every group together."""
+    everyone = {f"{g}/{m}": p for g, preds in groups.items() for m, p in preds.items()}
     rows = []
-    for name, predictions in groups.items():
+    for name, predictions in [*groups.items(), ("all of the above", everyone)]:
         counts = missed_counts(predictions, labels)
         n = len(predictions)
         rows.append({"models": name, "count": n, "missed by any": int((counts > 0).sum()),
                      "missed by a majority": int((counts > n / 2).sum()), "missed by all": int((counts == n).sum())})
-    everyone = {f"{g}/{m}": p for g, preds in groups.items() for m, p in preds.items()}
-    counts = missed_counts(everyone, labels)
-    rows.append({"models": "all of the above", "count": len(everyone), "missed by any": int((counts > 0).sum()),
-                 "missed by a majority": int((counts > len(everyone) / 2).sum()),
-                 "missed by all": int((counts == len(everyone)).sum())})
     return Overlap(pd.DataFrame(rows).set_index("models"), np.flatnonzero(counts == len(everyone)), len(everyone))
 
 
@@ -241,10 +234,9 @@ def overlap_numbers(common: Overlap, n_test: int) -> dict[str, Any]:
 def baseline_overlap(recipe: Sequence[Any], baselines: Mapping[str, np.ndarray], digit: int) -> pd.DataFrame:
     """Of the images of ``digit`` that most recipe seeds miss, how many each baseline misses too."""
     labels = recipe[0].labels
-    counts = missed_counts({str(r.job.seed): r.predicted for r in recipe}, labels)
-    hard = (labels == digit) & (counts > len(recipe) / 2)
-    rows = [{"model": name, f"{digit}s the recipe's seeds mostly miss": int(hard.sum()),
-             "missed by this model too": int(np.sum(hard & (pred != labels))),
+    hard = mostly_missed(recipe, digit)
+    rows = [{"model": name, f"{digit}s the recipe's seeds mostly miss": len(hard),
+             "missed by this model too": int(np.sum(pred[hard] != labels[hard])),
              f"all {digit}s this model misses": int(np.sum((labels == digit) & (pred != labels)))}
             for name, pred in baselines.items()]
     return pd.DataFrame(rows).set_index("model")
@@ -370,8 +362,7 @@ def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str])
         v = by_name[name]
         numbers |= {f"reading{i}_mean": v["mean_error"], f"reading{i}_std": v["std_error"], f"reading{i}_min": v["min_error"],
                     f"reading{i}_at": v["seeds_at_or_below_paper"], f"reading{i}_seeds": v["seeds"]}
-    holding = [name for name, runs in variants.items()
-               if (lambda lo, hi: lo <= paper.ERROR <= hi)(*stats.mean_interval([error_pct(r) for r in runs]))]
+    holding = [name for name, runs in variants.items() if holds_paper(runs)]
     numbers |= {"readings_holding_paper": ", ".join(f"“{n}”" for n in holding) or "none",
                 "n_readings_holding": len(holding)}
     return numbers

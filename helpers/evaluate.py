@@ -148,13 +148,6 @@ class TestReport:
         return self.probabilities.argmax(axis=1)
 
 
-def test_report(model: "keras.Model", scale: str = "unit") -> TestReport:  # noqa: F821
-    """Predict the test set with ``model`` (images scaled as it was trained) and score it."""
-    images, labels = data.load_usps("test", scale=scale)  # type: ignore[arg-type]
-    probabilities = model.predict(images, batch_size=1024, verbose=0)
-    return TestReport(images, labels, probabilities, score(labels, probabilities.argmax(axis=1)))
-
-
 def run_report(run: "Run") -> TestReport:  # noqa: F821
     """The stored predictions of a test-split run (:class:`helpers.store.Run`) with the test images."""
     if run.job.split != "test":
@@ -165,10 +158,10 @@ def run_report(run: "Run") -> TestReport:  # noqa: F821
     return TestReport(images, labels, run.probabilities, score(labels, run.predicted))
 
 
-def interval_check(ours: Score, paper_errors: int = paper.ERRORS) -> dict[str, bool | tuple[float, float]]:
+def interval_check(ours: Score) -> dict[str, bool | tuple[float, float]]:
     """Whether our accuracy lies in the paper's 95 % interval, and the paper's in ours."""
-    paper_interval = stats.wilson_interval(ours.n - paper_errors, ours.n)
-    paper_accuracy = 1 - paper_errors / ours.n
+    paper_interval = stats.wilson_interval(ours.n - paper.ERRORS, ours.n)
+    paper_accuracy = 1 - paper.ERRORS / ours.n
     return {"paper_interval": paper_interval,
             "ours_in_paper_interval": paper_interval[0] <= ours.accuracy <= paper_interval[1],
             "paper_in_our_interval": ours.interval[0] <= paper_accuracy <= ours.interval[1]}
@@ -190,11 +183,11 @@ def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[st
     return pd.DataFrame(table).T.rename_axis("decision")
 
 
-def overall_table(ours: Score, paper_errors: int = paper.ERRORS) -> pd.DataFrame:
+def overall_table(ours: Score) -> pd.DataFrame:
     """The paper's overall result beside ours: accuracy, error rate, errors, 95 % interval."""
-    low, high = stats.wilson_interval(ours.n - paper_errors, ours.n)
+    low, high = interval_check(ours)["paper_interval"]  # type: ignore[misc]
     return pd.DataFrame(
-        {"paper": [paper.ACCURACY, paper.ERROR, paper_errors, f"{100 * low:.2f} to {100 * high:.2f}"],
+        {"paper": [paper.ACCURACY, paper.ERROR, paper.ERRORS, f"{100 * low:.2f} to {100 * high:.2f}"],
          "ours": [round(100 * ours.accuracy, 2), round(100 * ours.error_rate, 2), ours.errors,
                   f"{100 * ours.interval[0]:.2f} to {100 * ours.interval[1]:.2f}"]},
         index=["accuracy (%)", "error rate (%)", "misclassified images",

@@ -79,7 +79,7 @@ def gather() -> Results:
     return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
                    rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
                    final_runs=final_runs, first=best_published.final(selection.first_choice, first_runs),
-                   first_runs=first_runs,                    ensemble=best_published.ensemble(selection),
+                   first_runs=first_runs, ensemble=best_published.ensemble(selection),
                    third=protocol_rounds[3], fourth=protocol_rounds[4],
                    ledger_seconds=[float(store.record(e)["seconds"]) for e in store.entries()],
                    workers=beyond().workers)
@@ -88,11 +88,6 @@ def gather() -> Results:
 def test_log() -> pd.DataFrame:
     """The book's test-set log (:func:`helpers.testlog.log`): every experiment, the classical baselines too."""
     return testlog.log(experiments.experiment_runs(), baselines.all_baselines())
-
-
-def log_numbers(log: pd.DataFrame) -> dict[str, Any]:
-    """The looks at the test set the summary quotes (:func:`helpers.testlog.numbers`)."""
-    return testlog.numbers(log)
 
 
 def closest_readings(readings: dict[str, Sequence[Run]]) -> list[dict[str, Any]]:
@@ -168,10 +163,6 @@ def numbers(results: Results) -> dict[str, Any]:
     return out
 
 
-def ladder_label(name: str) -> str:
-    return f"+ {name}"
-
-
 def short_citation(name: str) -> str:
     """A short row label: 'Keysers, Paredes, Ney & Vidal 2002, tangent vectors and local representations'
     -> 'Keysers et al. 2002: tangent vectors' (authors, year, the method up to its first comma or "and")."""
@@ -212,7 +203,7 @@ def points(results: Results) -> list[Row]:
     rows += [Row("readings of the recipe", name, tuple(rates(runs)))
              for name, runs in results.readings.items() if name != discussion.RECIPE]
     rows += [Row("classical baselines", b["method"], (float(b["test error rate (%)"]),)) for b in results.baselines]
-    rows += [Row("the ladder (kept rungs)", ladder_label(r.name), tuple(rates(r.runs)))
+    rows += [Row("the ladder (kept rungs)", f"+ {r.name}", tuple(rates(r.runs)))
              for r in results.rungs[1:] if r.kept]
     group = "the standings"
     look, student = results.third.look, results.fourth.look

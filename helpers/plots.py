@@ -91,13 +91,13 @@ def architecture(rows: Sequence[dict[str, object]]) -> Figure:
     return fig
 
 
-def confusion_heatmap(matrix: np.ndarray, title: str = "") -> Figure:
+def confusion_heatmap(matrix: np.ndarray) -> Figure:
     """Figure 6: the confusion matrix, true digit down, predicted across."""
     fig = Figure(figsize=(4.6, 4.2), layout="tight")
     ax = fig.subplots()
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                 annot_kws={"fontsize": 9}, square=True)
-    ax.set(xlabel="predicted digit", ylabel="true digit", title=title)
+    ax.set(xlabel="predicted digit", ylabel="true digit")
     return fig
 
 
@@ -130,20 +130,6 @@ def digit_grid(images: np.ndarray, titles: Sequence[str], columns: int = 10, fon
     return fig
 
 
-def bars(labels: Sequence[str], values: Sequence[float], xlabel: str,
-         reference: float | None = None, reference_label: str = "") -> Figure:
-    """A horizontal bar chart, optionally with a dashed reference line."""
-    fig = Figure(figsize=(7, 0.35 * len(labels) + 1.2), layout="tight")
-    ax = fig.subplots()
-    ax.barh(list(labels), list(values), color="C0")
-    if reference is not None:
-        ax.axvline(reference, color="C3", linestyle="--", label=reference_label)
-        ax.legend(loc="lower right")
-    ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    return fig
-
-
 def ensemble_curve(table: "pd.DataFrame", reference: float | None = None) -> Figure:  # noqa: F821
     """Test error against ensemble size: mean over subsets and the range."""
     fig = Figure(figsize=(6.5, 3.4), layout="tight")
@@ -159,8 +145,8 @@ def ensemble_curve(table: "pd.DataFrame", reference: float | None = None) -> Fig
     return fig
 
 
-def sweep_plot(summary: "pd.DataFrame", field: str, label: str, log: bool = True) -> Figure:  # noqa: F821
-    """Test error (mean and std over seeds) and training time against a swept setting."""
+def sweep_plot(summary: "pd.DataFrame", label: str) -> Figure:  # noqa: F821
+    """Test error (mean and std over seeds) and training time against a swept setting (log2 axis)."""
     fig = Figure(figsize=(10, 3.4), layout="tight")
     left, right = fig.subplots(1, 2)
     x = summary.index.to_numpy()
@@ -170,9 +156,8 @@ def sweep_plot(summary: "pd.DataFrame", field: str, label: str, log: bool = True
     right.plot(x, summary["seconds per run"], marker="o", color="C1")
     right.set(xlabel=label, ylabel="training time per run (s)")
     for ax in (left, right):
-        if log:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(x, [str(v) for v in x])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(v) for v in x])
     return fig
 
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import best_published, paper, stats, testlog
+from helpers import best_published, experiments, paper, stats, testlog
 
 #: The names the book gives its models, defined once (the introduction and the best-published chapter
 #: print these definitions; every page and ``summary --json`` use the same names).
@@ -33,7 +33,6 @@ W = "W"
 W_ENSEMBLE = "W's ensemble"
 STUDENT = "the student"
 BEST = W  # "the book's best model": W, as defined in the module docstring
-BEST_ENSEMBLE = W_ENSEMBLE
 
 DEFINITIONS: dict[str, str] = {
     RECIPE: "the paper's network as this book reads the paper, its open choices made on holdout splits "
@@ -110,14 +109,12 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
     n = results.final.n
     third, fourth = results.third, results.fourth
     r3, r4 = third.numbers, fourth.numbers
-    first = results.first
     mark = lambda name: {"chosen_by": CHOSEN_BY[name], "looks_before": looks_before(log, CHOSEN_IN[name])}  # noqa: E731
-    published = paper.BEST_PUBLISHED
     return [
         Standing("the paper", (paper.ERRORS,), n, "published", chosen_by="its test set"),
         Standing(RECIPE, tuple(r.errors for r in results.recipe), n, "seeds", r3["r3_paper_noise"], "seed 0",
                  **mark(RECIPE)),
-        Standing(A, tuple(first.single_errors), n, "seeds", **mark(A)),
+        Standing(A, tuple(results.first.single_errors), n, "seeds", **mark(A)),
         Standing(B, tuple(results.final.single_errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
         Standing(B_ENSEMBLE, (results.ensemble.ensemble_errors,), n, "ensemble", training_runs=results.ensemble.training_runs,
                  **mark(B_ENSEMBLE)),
@@ -126,7 +123,7 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
                  **mark(W_ENSEMBLE)),
         Standing(STUDENT, tuple(fourth.look.single_errors), n, "seeds", r4["r4_noise_mean"], "mean of seeds",
                  **mark(STUDENT)),
-        Standing("best published (Keysers)", (published * n / 100,), n, "published", chosen_by="published"),
+        Standing("best published (Keysers)", (paper.BEST_PUBLISHED * n / 100,), n, "published", chosen_by="published"),
     ]
 
 
@@ -229,8 +226,7 @@ def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[
     ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
     ladder), :data:`helpers.best_published.TARGETS` (rounds 1 and 2), :attr:`helpers.rounds.Round.targets`
     (rounds 3 and 4, in their protocols)."""
-    final_rung = [r for r in results.rungs if r.kept][-1]  # the ladder's final model (experiments.best_rung)
-    ladder_mean = float(np.mean([100 * r.errors / len(r.labels) for r in final_rung.runs]))
+    ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
     third = results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
             ("rounds 1 and 2 (best published)", round_targets, f"B {float(best_published.seed_rates(results.final).mean()):.2f}",
