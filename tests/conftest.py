@@ -63,10 +63,11 @@ CLI_COMMANDS = ("summary", "gap", "evaluate")
 
 @pytest.fixture(scope="session")
 def cli_answers(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, tuple[str, float]]:
-    """``python -m helpers <command> --json`` for each of :data:`CLI_COMMANDS`: its output and its seconds.
+    """``python -m helpers <command> --json`` for each of :data:`CLI_COMMANDS`: its output and its seconds
+    (from the start until its answer was read: the three run side by side, so a bound on each one's time).
 
-    The three run side by side once per test session (each takes 10-25 s), shared by the test workers
-    through a file in their common temporary folder; a command that fails fails every test that reads it.
+    They run once per test session (each takes 10-25 s), shared by the test workers through a file in
+    their common temporary folder; a command that fails fails every test that reads it.
     """
     from filelock import FileLock
 
