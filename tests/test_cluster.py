@@ -226,7 +226,7 @@ def test_a_worker_killed_mid_run_leaves_one_complete_entry(reference: Path, dask
                 while time.monotonic() < deadline:
                     busy = [w for w, n in watch.run(executing).items() if n]
                     if busy:
-                        time.sleep(2)  # well inside the run: the worker imports TensorFlow, then trains
+                        time.sleep(2)  # well inside the run: one epoch and the predictions take several seconds
                         dask_cluster.workers[busy[0]].send_signal(signal.SIGKILL)
                         killed.append(busy[0])
                         return
