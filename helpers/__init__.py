@@ -17,7 +17,8 @@ Training and its evidence:
 - :mod:`helpers.job`: what names a run (a configuration, a seed, a split) and the images it uses.
 - :mod:`helpers.store`: a run's entry in the results ledger, and the ledger's lookup.
 - :mod:`helpers.cluster`: Dask distributed, embedded or at ``USPS_CLUSTER``'s scheduler.
-- :mod:`helpers.runs`: where a result comes from (ledger -> cache -> training) and training a job.
+- :mod:`helpers.trainer`: training a job into its entry, and a stored run's model (the TensorFlow side of a run).
+- :mod:`helpers.runs`: where a result comes from (ledger -> cache -> training); reading needs no TensorFlow.
 - :mod:`helpers.recipe`: the paper's open choices, made on holdout splits.
 - :mod:`helpers.baselines`: k-nearest neighbours, logistic regression, an RBF SVM.
 - :mod:`helpers.ledger`: the committed results ledger as a whole: checks, pruning, retrain comparison.

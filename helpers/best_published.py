@@ -28,8 +28,6 @@ from helpers.config import beyond, Config, profile, Rung
 from helpers.job import Job
 from helpers.runs import run_many, training_mode
 from helpers.store import Run
-from helpers._tf import keras
-from helpers.model import build_model
 
 FOLDS = 3
 CV_SEED = 0  # one seed: every candidate sees the same folds, so they are compared on the same images
@@ -445,6 +443,8 @@ def second_numbers(selection: TwoRounds) -> dict[str, Any]:
 
 def augmented_examples(images: np.ndarray, config: Config, copies: int = 4, seed: int = 0) -> np.ndarray:
     """``copies`` training-time augmentations of each image, as ``config``'s model draws them."""
+    from helpers._tf import keras  # TensorFlow: only for the figure of augmented digits
+    from helpers.model import build_model  # (the same)
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     augment = [layer for layer in model.layers if layer.name.startswith("augment_")]

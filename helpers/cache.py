@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -97,9 +98,37 @@ def get_or_build(kind: str, spec: dict[str, Any], build: Callable[[Path], None],
 
 def cached_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any],
                 root: Path | None = None) -> Any:
-    """``compute()``'s JSON-able result, cached under ``spec``."""
+    """``compute()``'s JSON-able result, cached under ``spec`` (see :func:`supersede`)."""
     def build(folder: Path) -> None:
         (folder / "result.json").write_text(json.dumps(compute(), indent=1))
 
-    entry, _ = get_or_build(kind, spec, build, root)
+    entry, built = get_or_build(kind, spec, build, root)
+    if built:
+        supersede(entry, spec)
     return json.loads((entry / "result.json").read_text())
+
+
+def cached_pickle(kind: str, spec: dict[str, Any], compute: Callable[[], Any], root: Path | None = None) -> Any:
+    """``compute()``'s result (objects of this package), pickled under ``spec`` (see :func:`supersede`)."""
+    def build(folder: Path) -> None:
+        (folder / "result.pickle").write_bytes(pickle.dumps(compute(), protocol=pickle.HIGHEST_PROTOCOL))
+
+    entry, built = get_or_build(kind, spec, build, root)
+    if built:
+        supersede(entry, spec)
+    return pickle.loads((entry / "result.pickle").read_bytes())
+
+
+def supersede(entry: Path, spec: dict[str, Any]) -> None:
+    """Remove the entries beside ``entry`` that it replaces: those for the same ``spec["for"]`` (a result of
+    older code or an older ledger), so that the cache keeps one entry per result. Without ``"for"``: none."""
+    if "for" not in spec:
+        return
+    for other in entry.parent.iterdir():
+        try:
+            superseded = other != entry and json.loads((other / MANIFEST).read_text())["spec"].get("for") == spec["for"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if superseded:
+            shutil.rmtree(other, ignore_errors=True)
+            Path(f"{other}.lock").unlink(missing_ok=True)

@@ -235,7 +235,7 @@ def _own_random() -> None:
 def train_on_worker(build: Callable[..., dict[str, bytes]], code_of: Callable[[Any], str], job: Any,
                     payload: bytes, code: str, key: str, checksums: dict[str, str]) -> dict[str, Any]:
     """On a worker: check the code hash (``code_of(job.config)``), train ``job`` on the sent arrays with
-    ``build`` (:func:`helpers.runs.entry_files`) and return the entry's files as bytes."""
+    ``build`` (:func:`helpers.trainer.entry_files`) and return the entry's files as bytes."""
     import threading
 
     try:

@@ -19,6 +19,7 @@ from helpers import paper
 
 Profile = Literal["full", "ci"]
 ENV_PROFILE = "USPS_BOOK_PROFILE"
+DEFAULT_SEED = 0  # a run's seed when none is given
 
 
 @dataclass(frozen=True)

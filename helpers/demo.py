@@ -79,10 +79,11 @@ def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
     """Export the paper's model and W, the book's best model (the third round's choice,
     :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and ``samples`` test
     images with their labels and their index in the test file."""
+    from helpers.trainer import load_model  # TensorFlow: only to export the models
     stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.robust_job())}
     sizes = {}
     for name, result in stored.items():
-        export_model(runs.load_model(result), result.job.config.scale, folder, name)
+        export_model(load_model(result), result.job.config.scale, folder, name)
         sizes[name] = (folder / f"{name}.bin").stat().st_size + (folder / f"{name}.json").stat().st_size
     images, labels = data.load_usps("test", scale="symmetric")
     pick = np.sort(np.random.default_rng(seed).choice(len(labels), samples, replace=False))

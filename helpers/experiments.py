@@ -416,6 +416,10 @@ def round_results() -> dict[int, RoundResults]:
 
 @functools.cache
 def _round_results(*_key: str) -> dict[int, RoundResults]:
+    return runs.derived("round results", _read_rounds)
+
+
+def _read_rounds() -> dict[int, RoundResults]:
     found: dict[int, RoundResults] = {}
     for number, selection in round_selections().items():
         look = rounds.test_look(selection, workers=beyond().workers)
@@ -442,11 +446,12 @@ def _round_results(*_key: str) -> dict[int, RoundResults]:
 def noise_models(with_best: bool = True) -> dict[str, Any]:
     """Seed 0 of the models whose weights the ledger keeps: the paper's network, the ladder's final
     model, each of its changes alone on the recipe and (``with_best``) the cross-validated best model."""
-    models = {"the paper's network": runs.load_model(runs.run(recipe.paper_job())),
-              "the ladder's final model": runs.load_model(runs.run(final_job()))}
-    models |= {f"recipe + {name}": runs.load_model(runs.run(job)) for name, job in noise_jobs().items()}
+    from helpers.trainer import load_model  # TensorFlow: only where models are loaded
+    models = {"the paper's network": load_model(runs.run(recipe.paper_job())),
+              "the ladder's final model": load_model(runs.run(final_job()))}
+    models |= {f"recipe + {name}": load_model(runs.run(job)) for name, job in noise_jobs().items()}
     if with_best:
-        models["B"] = runs.load_model(runs.run(best_job()))
+        models["B"] = load_model(runs.run(best_job()))
     return models
 
 

@@ -65,7 +65,12 @@ class Results:
 
 
 def gather() -> Results:
-    """Read every result the summary quotes from the ledger (nothing is trained with ``USPS_TRAINING=forbid``)."""
+    """Read every result the summary quotes from the ledger (nothing is trained with ``USPS_TRAINING=forbid``;
+    then computed once for every process, :func:`helpers.runs.derived`)."""
+    return runs.derived("findings", _gather)
+
+
+def _gather() -> Results:
     readings = experiments.readings()
     recipe_runs = experiments.paper_seed_runs()
     train_labels, test_labels = data.load_usps("train")[1], data.load_usps("test")[1]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -28,10 +29,8 @@ from typing import Any
 import numpy as np
 
 from helpers import cache, codehash, data
-from helpers._tf import THREADS, keras, tf
-from helpers.config import BASELINE, Config
-from helpers.model import build_model
-from helpers.train import DEFAULT_SEED
+from helpers.config import BASELINE, DEFAULT_SEED, Config
+from helpers.stamp import code_stamp
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -45,7 +44,7 @@ TRAINING_CORE: tuple[str, ...] = ("_tf", "data:parse", "data:to_images", "data:v
 OPTION_CODE: dict[str, tuple[str, ...]] = {
     "augment_elastic": ("model:ElasticDistortion",), "label_smoothing": ("model:SmoothedSparseCrossentropy",),
     "augment_noise": ("model:PixelNoise",),
-    "distill_weight": ("runs:training_arrays", "runs:teacher_probabilities", "train:soft_targets",
+    "distill_weight": ("trainer:training_arrays", "trainer:teacher_probabilities", "train:soft_targets",
                        "train:predict_tta")}
 
 
@@ -65,7 +64,7 @@ class Job:
     #: The commit of the protocol a run was trained under (recorded, not part of its name).
     protocol: str = field(default="", compare=False)
     #: A distilled student's teachers: the ledger keys of runs trained on exactly its training images
-    #: (part of its name; see :func:`helpers.runs.training_arrays`).
+    #: (part of its name; see :func:`helpers.trainer.training_arrays`).
     teachers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -127,6 +126,7 @@ def _cpu() -> tuple[str, str]:
 
 def environment() -> dict[str, Any]:
     """Library versions, thread settings and machine facts that a trained model may depend on."""
+    from helpers._tf import THREADS, keras, tf  # TensorFlow: not to read the ledger
     cpu, flags = _cpu()
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "machine": platform.machine(), "cpu": cpu, "cpu_flags": flags,
@@ -147,9 +147,30 @@ def hashed_code(config: Config) -> tuple[str, ...]:
 _CODE = codehash.read_named(dict.fromkeys(TRAINING_CORE + tuple(w for code in OPTION_CODE.values() for w in code)), PACKAGE)
 
 
+#: The code stamp of the package when this process imported it (read once, as :data:`_CODE`): the key of
+#: its networks in the cache, which a long-lived process must not file under code it is not running.
+_STAMP = code_stamp()
+
+
 def serialised_network(config: Config) -> str:
     """The network :func:`helpers.model.build_model` makes of ``config``: its Keras architecture,
-    optimizer and loss as serialised by Keras (one JSON text)."""
+    optimizer and loss as serialised by Keras (one JSON text).
+
+    Kept in the per-user cache under the configuration, the package's code stamp and the versions of
+    TensorFlow and Keras, which determine it: reading the ledger then needs no TensorFlow.
+    """
+    spec = {"for": json.dumps(config.as_dict(), sort_keys=True, default=str), "code": _STAMP}
+    for package in ("tensorflow", "keras"):
+        try:
+            spec[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            spec[package] = "not installed under this name"
+    return cache.cached_json("networks", spec, lambda: _serialise(config))
+
+
+def _serialise(config: Config) -> str:
+    from helpers._tf import keras  # TensorFlow: only for a network the cache lacks
+    from helpers.model import build_model  # TensorFlow: only for a network the cache lacks
     net = build_model(config, steps_per_epoch=math.ceil(data.ROWS["train"] / config.batch_size))
     return json.dumps({"model": json.loads(net.to_json()),
                        "optimizer": keras.saving.serialize_keras_object(net.optimizer),

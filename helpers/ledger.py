@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import cache, cluster, runs, store
+from helpers import cache, cluster, store
 from helpers.data import sha256_of
 from helpers.job import Job
 from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
@@ -43,6 +43,7 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
     (deterministic: the same machine gives the same model, which is checked against the
     stored predictions before it is kept).
     """
+    from helpers.trainer import build_entry, load_model  # TensorFlow: only to retrain or check weights
     changed = []
     for job in jobs:
         entry = find(job)
@@ -55,12 +56,12 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
             with tempfile.TemporaryDirectory(prefix="usps-retrain-") as folder:
                 tmp = Path(folder)
-                runs.build_entry(job, tmp)
+                build_entry(job, tmp)
                 pool.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(tmp / store.WEIGHTS, pool)
         shutil.copy(pool, entry / store.WEIGHTS)
         try:
-            runs.load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model
+            load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model
         except Exception:
             (entry / store.WEIGHTS).unlink()
             raise

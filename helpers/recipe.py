@@ -10,10 +10,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from helpers.config import BASELINE, DECISIONS, Config, profile
+from helpers.config import BASELINE, DECISIONS, DEFAULT_SEED, Config, profile
 from helpers.job import Job
 from helpers.runs import holdout_errors, run_many
-from helpers.train import DEFAULT_SEED
 
 
 def _decision_options() -> list[tuple[Any, int, str, Config, dict[str, Any]]]:

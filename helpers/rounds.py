@@ -8,7 +8,7 @@ previous round's choice, of the paper's network or of an earlier candidate), the
 fold's held-out images), the rule (the fewest clean errors among the robust candidates; an ensemble
 by forward selection), the final seeds and the one look at the test set. A round whose candidates are
 students learns from the previous round's choice (soft targets from its runs on exactly the student's
-training images, :func:`helpers.runs.training_arrays`): in cross-validation its run on the same fold,
+training images, :func:`helpers.trainer.training_arrays`): in cross-validation its run on the same fold,
 on all training images its final runs. Adding a round is a protocol, an entry here and a chapter section.
 """
 
@@ -26,7 +26,6 @@ from helpers.job import Job
 from helpers.runs import run_many
 from helpers.store import Run
 from helpers.stats import errors, p_text, wilson_text
-from helpers.train import TTA_ROTATIONS, TTA_SHIFTS
 
 #: The prediction modes of a candidate, simplest first, and the stored array each uses.
 PREDICTION_MODES = {"plain": "probabilities", "shifts": "tta", "shifts and rotations": "tta_rotations"}
@@ -64,7 +63,7 @@ class Round:
     noise: float = NOISE
     final_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     member_seeds: tuple[int, ...] = ()  # an ensemble's other members' seeds (none: no forward selection)
-    teacher_mode: str = ""  # students: how the previous round's choice reads their images (runs.teacher_probabilities)
+    teacher_mode: str = ""  # students: how the previous round's choice reads their images (trainer.teacher_probabilities)
 
     def configs(self, previous: Config, paper: Config) -> dict[str, Config]:
         """Every candidate's configuration, from the previous round's choice and the paper's network."""
@@ -97,12 +96,18 @@ class Round:
         """The protocol's teachers read in their cross-validated mode, which the code fixes as ``teacher_mode``."""
         if teacher.mode != self.teacher_mode:
             raise ValueError(f"the teacher's cross-validated prediction mode is {teacher.mode!r}; the students' "
-                             f"targets are read with {self.teacher_mode!r} (helpers.runs.teacher_probabilities)")
+                             f"targets are read with {self.teacher_mode!r} (helpers.trainer.teacher_probabilities)")
 
 
 B, NOISY = "B", "B + pixel noise"
 WIDER, LONGER, DEEPER = "B + pixel noise, wider", "B + pixel noise, wider, twice the epochs", "B + pixel noise, third block"
 W = "W (the third round's choice, the teacher)"  # how the fourth round's tables name its teacher
+
+
+def twice_the_epochs(parent: Config) -> int:
+    """A candidate's change that reads its parent: twice the parent's epochs (a function, so rounds pickle)."""
+    return 2 * parent.epochs
+
 
 #: The protocol rounds, in the order they happened (rounds 1 and 2, before the protocols, are
 #: :mod:`helpers.best_published`'s and read their candidates with :func:`out_of_fold` and :class:`TestLook`).
@@ -113,7 +118,7 @@ ROUNDS = {
         Candidate(B, PREVIOUS, modes=("plain", "shifts")),
         Candidate(NOISY, B, {"augment_noise": 0.5}),
         Candidate(WIDER, NOISY, {"filters": 64, "second_block_filters": 128, "dense_units": 256}),
-        Candidate(LONGER, WIDER, {"epochs": lambda parent: 2 * parent.epochs, "schedule": "cosine"}),
+        Candidate(LONGER, WIDER, {"epochs": twice_the_epochs, "schedule": "cosine"}),
         Candidate(DEEPER, NOISY, {"third_block_filters": 128})),
         reference=PAPER, targets={"single": 1.8, "ensemble": 1.5}, budget_minutes=240, member_seeds=(0, 1, 2),
         groups=("third round: cross-validation", "third round: the chosen model and the ensemble's members")),
@@ -571,6 +576,7 @@ def lineage_numbers(selection: Selection, look: TestLook, paper_noise: float, pr
     """What the chapter and ``summary --json`` quote about the third round. ``paper_noise`` and
     ``previous_noise``: the test error (%) at the round's noise of the paper's network and of B (seed 0 each);
     ``previous``: B's runs on all training images (the second round's, read as its cross-validation chose)."""
+    from helpers.train import TTA_ROTATIONS, TTA_SHIFTS  # TensorFlow: train imports it (W's test-time copies)
     r, c, n_cv, chosen = selection.round, selection.candidates, len(selection.reference.labels), selection.chosen
     rates, low, high, noise = _seeds(look, r.noise)
     previous_rates = [100 * errors(read(x, c[B].mode), x.labels) / len(x.labels) for x in previous]

@@ -110,7 +110,7 @@ def npz(*arrays_: np.ndarray, **named: np.ndarray) -> bytes:
 
 
 def write_files(folder: Path, files: dict[str, bytes]) -> None:
-    """Write an entry's files (from :func:`helpers.runs.entry_files`) into ``folder``."""
+    """Write an entry's files (from :func:`helpers.trainer.entry_files`) into ``folder``."""
     for name, content in files.items():
         (folder / name).write_bytes(content)
 

@@ -16,10 +16,8 @@ import numpy as np
 from scipy import ndimage
 
 from helpers._tf import keras, tf
-from helpers.config import Config
+from helpers.config import DEFAULT_SEED, Config
 from helpers.model import build_model
-
-DEFAULT_SEED = 0
 
 
 def set_seed(seed: int) -> None:

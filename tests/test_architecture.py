@@ -1,7 +1,7 @@
 """The package's shape: layers without loops, and imports at the top of modules.
 
-The layers (README, *Architecture*): data -> model -> train -> codehash -> job -> store -> runs -> ledger -> rounds ->
-experiments ->
+The layers (README, *Architecture*): data -> model -> train -> codehash -> job -> store -> trainer -> runs -> ledger ->
+rounds -> experiments ->
 the chapters' modules and the command line. A module imports only modules below it; an import
 inside a function is allowed only where it keeps a heavy import (TensorFlow, scikit-learn, the
 notebook machinery) off a light path, and says so in a comment on that line.
@@ -10,9 +10,15 @@ notebook machinery) off a light path, and says so in a comment on that line.
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import REPO, need_real_data
 
 PACKAGE = REPO / "helpers"
 
@@ -80,7 +86,7 @@ def test_helpers_import_graph_has_no_cycle() -> None:
 
 def test_the_layers_look_only_down() -> None:
     edges = graph()
-    order = ["data", "model", "train", "codehash", "job", "store", "runs", "ledger", "rounds", "experiments"]
+    order = ["data", "model", "train", "codehash", "job", "store", "trainer", "runs", "ledger", "rounds", "experiments"]
     for i, module in enumerate(order):
         above = set(order[i + 1:])
         assert not edges.get(module, set()) & above, f"{module} imports {edges[module] & above}, a layer above it"
@@ -91,3 +97,25 @@ def test_imports_inside_functions_say_why() -> None:
                    for found in imports(path).values() for line, inner, text in found
                    if inner and "#" not in text]
     assert not unexplained, "imports of helpers inside functions without a reason:\n" + "\n".join(unexplained)
+
+
+def test_reading_the_ledger_imports_no_tensorflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chapters' modules import without TensorFlow, and once a configuration's network is in the cache
+    (it is part of the code hash, helpers.job.serialised_network) its runs are read from the ledger without it."""
+    need_real_data()
+    from helpers import job, recipe
+
+    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path))
+    job.serialised_network(recipe.paper_config())  # built here, where TensorFlow is loaded, into the cache
+    script = """
+import json, sys
+from helpers import best_published, book, evaluate, experiments, findings, ledger, plots, recipe, rounds, runs, standings, testlog
+imported = "tensorflow" in sys.modules
+result = runs.run(recipe.paper_job())
+print(json.dumps([imported, "tensorflow" in sys.modules, result.source]))
+"""
+    env = {**os.environ, "USPS_TRAINING": "forbid", "USPS_BOOK_PROFILE": "full"}
+    env.pop("USPS_LEDGER_DIR", None)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == [False, False, "ledger"], \
+        "importing the chapters' modules or reading a run from the ledger imported TensorFlow"

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 import helpers.job
-from helpers import cache, cluster, ledger, ledger_cli, runs, store
+from helpers import cache, cluster, ledger, ledger_cli, runs, store, trainer
 
 from helpers.job import Job, arrays, environment
 from helpers.config import BASELINE
@@ -288,7 +288,7 @@ def test_a_nanny_preloading_helpers_cluster_starts_lean_workers(tmp_path: Path) 
 def test_a_worker_with_other_code_is_refused(ledger_mode: Path) -> None:
     job = JOBS[1]
     with pytest.raises(cluster.CodeMismatch, match="runs other code than the client.*code hash"):
-        cluster.train_on_worker(runs.entry_files, helpers.job.code_hash, job, cluster.pack(arrays(job)), "0" * 16,
+        cluster.train_on_worker(trainer.entry_files, helpers.job.code_hash, job, cluster.pack(arrays(job)), "0" * 16,
                                 job.key(), runs.data.checksums())
 
 

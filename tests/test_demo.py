@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import demo, experiments, recipe, runs
+from helpers.model import build_model
 from helpers.config import BASELINE
 from tests.conftest import HTML, SHOTS, _need
 
@@ -56,7 +57,7 @@ def test_export_describes_the_network_the_page_can_run(tmp_path) -> None:
     """A small model with both blocks, exported and run by the same algorithm as demo.js."""
     config = BASELINE.with_(filters=4, dense_units=8, second_block_filters=3, augment_shift=0.1,
                             augment_rotation=5.0)
-    model = runs.build_model(config)
+    model = build_model(config)
     spec = demo.export_model(model, config.scale, tmp_path, "tiny")
     assert [layer["type"] for layer in spec["layers"]] == [
         "conv", "leaky_relu", "max_pool", "conv", "leaky_relu", "max_pool", "flatten", "dense", "dense"]
@@ -68,7 +69,7 @@ def test_export_describes_the_network_the_page_can_run(tmp_path) -> None:
 
 
 def test_unsupported_layers_are_refused(tmp_path) -> None:
-    model = runs.build_model(BASELINE.with_(batch_norm=True, filters=2, dense_units=4))
+    model = build_model(BASELINE.with_(batch_norm=True, filters=2, dense_units=4))
     with pytest.raises(ValueError, match="BatchNormalization"):
         demo.describe(model)
 

@@ -14,7 +14,7 @@ import pytest
 from scipy.special import softmax
 
 import helpers.job
-from helpers import data, rounds, runs, store, train
+from helpers import data, rounds, runs, store, train, trainer
 from helpers.config import BASELINE
 from helpers.job import Job, arrays
 from helpers.store import Run
@@ -111,9 +111,9 @@ def test_a_teacher_trained_on_other_images_is_refused() -> None:
     student = student_config(W, 1.0, 1.0)
     wrong = Job(student, R4.fold_seed, "cv3-1", teachers=(by_fold["cv3-0"],))  # fold 0's run, fold 1's images
     with pytest.raises(ValueError, match="not trained on the student's training images"):
-        runs.training_arrays(wrong)
+        trainer.training_arrays(wrong)
     with pytest.raises(store.LedgerError, match="not in the results ledger"):
-        runs.training_arrays(Job(student, R4.fold_seed, "cv3-1", teachers=("0" * 20,)))
+        trainer.training_arrays(Job(student, R4.fold_seed, "cv3-1", teachers=("0" * 20,)))
 
 
 def test_a_tiny_teacher_and_student_train_end_to_end(tmp_path, monkeypatch) -> None:
@@ -129,10 +129,10 @@ def test_a_tiny_teacher_and_student_train_end_to_end(tmp_path, monkeypatch) -> N
     student, teacher = runs.run_many([student_job, teacher_job], workers=1)
     assert [teacher.key, student.key] == [teacher_job.key(), student_job.key()]
     assert {e.name for e in store.entries()} == {teacher.key, student.key}
-    x, targets, _, _ = runs.training_arrays(student_job)
+    x, targets, _, _ = trainer.training_arrays(student_job)
     _, y, _, _ = arrays(student_job)
     # the targets are the teacher's shifted reading of the student's own images, tempered and mixed
-    model = runs.load_model(teacher, weights=store.weights_pool() / f"{teacher.key}-{teacher.record['code']}-{store.WEIGHTS}")
+    model = trainer.load_model(teacher, weights=store.weights_pool() / f"{teacher.key}-{teacher.record['code']}-{store.WEIGHTS}")
     expected = train.soft_targets(train.predict_tta(model, x, 0.0), y, 0.5, 2.0)
     np.testing.assert_allclose(targets, expected, atol=1e-6)
     student = runs.run(student_job)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cache, experiments, ledger, ledger_cli, recipe, runs, store
+from helpers import cache, experiments, ledger, ledger_cli, recipe, runs, store, trainer
 
 from helpers.job import Job
 from helpers.config import BASELINE
@@ -70,7 +70,7 @@ def test_the_ledger_holds_every_run_the_book_needs_and_nothing_else(committed: P
     for job in (recipe.paper_job(), experiments.final_job()):
         result = runs.run(job)
         assert result.source == "ledger" and result.weights is not None
-        runs.load_model(result)  # the kept weights reproduce the stored predictions
+        trainer.load_model(result)  # the kept weights reproduce the stored predictions
 
 
 def test_pruning_never_drops_a_run_scored_on_the_test_set(copy: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import helpers.job
-from helpers import cache, config, model, recipe, runs, store, train
+from helpers import cache, config, model, recipe, runs, store, train, trainer
 
 from helpers.job import Job
 from helpers.config import BASELINE, DECISIONS
@@ -95,7 +95,7 @@ def test_weights_of_another_model_are_refused(fake_release: dict[str, Path], iso
     one, two = runs.run(Job(TINY, seed=1)), runs.run(Job(TINY, seed=2))
     (one.entry / store.WEIGHTS).write_bytes((two.entry / store.WEIGHTS).read_bytes())
     with pytest.raises(ValueError, match="does not reproduce"):
-        runs.load_model(one)
+        trainer.load_model(one)
 
 
 def first_hash(files: dict[str, Path]) -> str:

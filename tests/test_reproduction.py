@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ledger, recipe, runs, store
+from helpers import ledger, recipe, runs, store, trainer
 
 from helpers.job import Job
 from tests.conftest import REPO, need_real_data
@@ -106,7 +106,7 @@ def test_retraining_the_paper_model_reproduces_its_ledger_entry(tmp_path, monkey
     job = recipe.paper_job()
     stored = runs.run(job)
     assert stored.source == "ledger"
-    runs.build_entry(job, tmp_path, progress_every=25)
+    trainer.build_entry(job, tmp_path, progress_every=25)
     again = store.load_entry(job, tmp_path, "trained")
     same = ledger.same_environment(stored.record, again.record)
     if same:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import helpers.job
-from helpers import data, rounds, runs, stats, store, train
+from helpers import data, rounds, stats, store, train, trainer
 
 from helpers.job import Job, arrays
 from helpers.config import BASELINE
@@ -151,12 +151,12 @@ def test_a_new_run_stores_rotated_and_noisy_predictions_and_its_protocol(tmp_pat
     need_real_data()
     config = BASELINE.with_(epochs=1, filters=4, dense_units=8, augment_noise=0.5)
     job = Job(config, 1, "cv3-2", protocol=R3.protocol_commit)
-    store.write_files(tmp_path, runs.entry_files(job, arrays(job)))
+    store.write_files(tmp_path, trainer.entry_files(job, arrays(job)))
     result = store.load_entry(job, tmp_path, "trained")
     assert result.record["protocol"] == R3.protocol_commit
     assert result.noisy.shape == (len(data.NOISE_LEVELS), len(result.labels))
     assert result.tta_rotations.shape == result.probabilities.shape
-    model = runs.load_model(result)
+    model = trainer.load_model(result)
     *_, images, _ = arrays(job)
     again = np.array([train._predict(model, data.add_noise(images, s)).argmax(1) for s in data.NOISE_LEVELS])
     assert np.array_equal(again, result.noisy)

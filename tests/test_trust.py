@@ -63,7 +63,7 @@ def test_ledger_manifest_is_part_of_the_execution_cache_key(tmp_path: Path) -> N
     assert _make(tmp_path, "print-code-hash") != after
 
 
-def test_code_hash_follows_the_code_that_determines_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_hash_follows_the_code_that_determines_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The hash changes with the training core's source and with the network a configuration
     builds, and with nothing else: a new model option, off by default, leaves old entries valid."""
     from helpers import model
@@ -86,12 +86,15 @@ def test_code_hash_follows_the_code_that_determines_a_model(monkeypatch: pytest.
 
     def with_extra_layer(config, steps_per_epoch=1):  # type: ignore[no-untyped-def]
         net = real_build(config, steps_per_epoch)
-        extended = helpers.job.keras.Sequential([net, helpers.job.keras.layers.Activation("linear")])
+        extended = model.keras.Sequential([net, model.keras.layers.Activation("linear")])
         extended.compile(optimizer=net.optimizer, loss=net.loss)
         return extended
 
+    # the serialised network is kept in the per-user cache under the code's files: a network changed
+    # behind their back (here) is built again only in an empty cache
     helpers.job.code_hash.cache_clear()
-    monkeypatch.setattr(helpers.job, "build_model", with_extra_layer)
+    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(model, "build_model", with_extra_layer)
     assert helpers.job.code_hash(BASELINE) != base, "a change to the network kept the hash"
     monkeypatch.undo()
     helpers.job.code_hash.cache_clear()
@@ -140,3 +143,28 @@ def test_altered_cached_run_is_detected_and_retrained(tmp_path: Path, monkeypatc
     second = runs.run(job)
     assert second.built and "predictions.npz was altered" in capsys.readouterr().err
     assert (second.probabilities == first.probabilities).all(), "retraining the same job gives the same model"
+
+
+def test_a_result_derived_from_the_ledger_is_computed_once_and_again_when_the_ledger_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """runs.derived (the rounds' results, the findings): kept on disk for other processes only while
+    training is forbidden, keyed by the ledger's contents; the entry it supersedes is removed."""
+    ledger, calls = tmp_path / "ledger", []
+    (ledger / "runs" / "a").mkdir(parents=True)
+    (ledger / "runs" / "a" / "record.json").write_text('{"errors": 80}')
+    monkeypatch.setenv("USPS_LEDGER_DIR", str(ledger))
+    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path / "cache"))
+
+    def compute() -> dict[str, object]:
+        calls.append(1)
+        return {"errors": len(calls)}
+
+    monkeypatch.setenv("USPS_TRAINING", "allow")  # a run may be trained or read from the cache: computed
+    assert [runs.derived("test", compute) for _ in range(2)] == [{"errors": 1}, {"errors": 2}]
+    monkeypatch.setenv("USPS_TRAINING", "forbid")
+    assert [runs.derived("test", compute) for _ in range(2)] == [{"errors": 3}, {"errors": 3}]
+    assert len(list((tmp_path / "cache" / "derived").glob("*/result.pickle"))) == 1
+    (ledger / "runs" / "a" / "record.json").write_text('{"errors": 81}')  # an edited number
+    assert runs.derived("test", compute) == {"errors": 4}
+    assert len(list((tmp_path / "cache" / "derived").glob("*/result.pickle"))) == 1, "the old entry is removed"
+    assert len(list((tmp_path / "cache" / "derived").glob("*.lock"))) == 1
