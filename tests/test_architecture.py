@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO, need_real_data
 
 PACKAGE = REPO / "helpers"
@@ -99,14 +97,14 @@ def test_imports_inside_functions_say_why() -> None:
     assert not unexplained, "imports of helpers inside functions without a reason:\n" + "\n".join(unexplained)
 
 
-def test_reading_the_ledger_imports_no_tensorflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reading_the_ledger_imports_no_tensorflow(tmp_path: Path) -> None:
     """The chapters' modules import without TensorFlow, and once a configuration's network is in the cache
     (it is part of the code hash, helpers.job.serialised_network) its runs are read from the ledger without it."""
     need_real_data()
-    from helpers import job, recipe
-
-    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path))
-    job.serialised_network(recipe.paper_config())  # built here, where TensorFlow is loaded, into the cache
+    env = {**os.environ, "USPS_TRAINING": "forbid", "USPS_BOOK_PROFILE": "full", "USPS_CACHE_DIR": str(tmp_path)}
+    env.pop("USPS_LEDGER_DIR", None)
+    fill = "from helpers import job, recipe; job.serialised_network(recipe.paper_config())"  # imports TensorFlow
+    subprocess.run([sys.executable, "-c", fill], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     script = """
 import json, sys
 from helpers import best_published, book, evaluate, experiments, findings, ledger, plots, recipe, rounds, runs, standings, testlog
@@ -114,8 +112,6 @@ imported = "tensorflow" in sys.modules
 result = runs.run(recipe.paper_job())
 print(json.dumps([imported, "tensorflow" in sys.modules, result.source]))
 """
-    env = {**os.environ, "USPS_TRAINING": "forbid", "USPS_BOOK_PROFILE": "full"}
-    env.pop("USPS_LEDGER_DIR", None)
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.splitlines()[-1]) == [False, False, "ledger"], \
         "importing the chapters' modules or reading a run from the ledger imported TensorFlow"
