@@ -1,7 +1,7 @@
 """helpers.cluster: runs trained on Dask distributed, with real processes on loopback.
 
 A real ``dask scheduler`` and two ``dask worker`` processes (one thread each) are started on
-127.0.0.1; the same three short runs are trained in this process, on the embedded cluster and on
+127.0.0.1; the same two short runs are trained in this process, on the embedded cluster and on
 those workers, and must be identical bit for bit, even with another thread of each worker drawing
 random numbers all the time. A worker is killed with SIGKILL in the middle of
 a run; a closed port must fail fast. Every process a test starts, the test stops.
@@ -30,7 +30,9 @@ from helpers.config import BASELINE
 from tests.conftest import REPO, need_real_data
 
 SHORT = BASELINE.with_(epochs=1)  # the paper's network, one epoch: a few seconds a run
-JOBS = [Job(SHORT, 0, "test"), Job(SHORT, 1, "holdout"), Job(SHORT, 0, "cv5-2")]
+#: All training images (with the test set as validation data, for the curves) and a cross-validation fold: the two
+#: paths of training on a worker (a holdout run takes the fold's: the client sends a worker its images).
+JOBS = [Job(SHORT, 0, "test"), Job(SHORT, 1, "cv5-2")]
 BIN = Path(sys.executable).parent
 
 
@@ -144,7 +146,7 @@ def _complete(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The three runs trained in this process, one after the other (the path that made the ledger)."""
+    """The runs of JOBS trained in this process, one after the other (the path that made the ledger)."""
     need_real_data()
     folder = tmp_path_factory.mktemp("in-process")
     with pytest.MonkeyPatch.context() as mp:
@@ -187,15 +189,15 @@ def test_embedded_and_remote_clusters_train_the_same_bits(reference: Path, dask_
     _stir(cluster.client(2))
     _train_into(ledger_mode / "embedded", monkeypatch, workers=2)
     out = capsys.readouterr().out
-    assert "Training 3 of 3 runs on the Dask cluster at this machine (2 one-thread workers" in out
+    assert f"Training {len(JOBS)} of {len(JOBS)} runs on the Dask cluster at this machine (2 one-thread workers" in out
     cluster.close()
     with Client(dask_cluster.address, timeout=10, set_as_default=False) as other:
         _stir(other)
     _train_into(ledger_mode / "remote", monkeypatch, workers=2, address=dask_cluster.address)
     out = capsys.readouterr().out
     assert f"on the Dask cluster at {dask_cluster.address} (2 one-thread workers" in out
-    lines = [line for line in out.splitlines() if re.match(r"\s+\[\s*\d+/3\]", line)]
-    assert len(lines) == 3 and all("elapsed" in line for line in lines) and "left" in lines[0]
+    lines = [line for line in out.splitlines() if re.match(rf"\s+\[\s*\d+/{len(JOBS)}\]", line)]
+    assert len(lines) == len(JOBS) and all("elapsed" in line for line in lines) and "left" in lines[0]
     assert {re.search(r" on (\S+)", line)[1] for line in lines} <= set(dask_cluster.workers)
     for folder in (ledger_mode / "embedded", ledger_mode / "remote"):
         _complete(folder)
@@ -244,8 +246,8 @@ def test_a_worker_killed_mid_run_leaves_one_complete_entry(reference: Path, dask
     assert killed, seen
     assert dask_cluster.workers[killed[0]].wait(5) == -signal.SIGKILL
     survivor = (set(dask_cluster.workers) - set(killed)).pop()
-    lines = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\s+\[\s*\d+/3\]", line)]
-    assert len(lines) == 3 and all(f" on {survivor} " in line for line in lines), lines
+    lines = [line for line in capsys.readouterr().out.splitlines() if re.match(rf"\s+\[\s*\d+/{len(JOBS)}\]", line)]
+    assert len(lines) == len(JOBS) and all(f" on {survivor} " in line for line in lines), lines
     _complete(ledger_mode / "ledger")
     _identical(reference, ledger_mode / "ledger")
 
@@ -301,7 +303,7 @@ def test_nothing_missing_starts_no_cluster(reference: Path, ledger_mode: Path,
         raise AssertionError("a cluster was started although every run is stored")
 
     monkeypatch.setattr(cluster, "client", refuse)
-    assert [r.source for r in runs.run_many(JOBS)] == ["ledger"] * 3
+    assert [r.source for r in runs.run_many(JOBS)] == ["ledger"] * len(JOBS)
     again = ledger_cli._ledger_jobs(reference)  # what `make retrain` submits first, in one batch
     assert sorted(j.key() for j in again) == sorted(j.key() for j in JOBS)
 
@@ -314,7 +316,7 @@ def test_a_stale_entry_is_missing_for_make_results_and_stops_the_book(reference:
     folder = ledger_mode / "ledger"
     shutil.copytree(reference, folder, ignore=shutil.ignore_patterns("*.lock"))
     monkeypatch.setenv(store.ENV_LEDGER, str(folder))
-    entry = folder / store.KIND / JOBS[2].key()
+    entry = folder / store.KIND / JOBS[-1].key()
     rec = store.record(entry)
     rec["code"] = "0" * 16  # trained by other code; checksums kept consistent
     (entry / "record.json").write_text(json.dumps(rec))
@@ -325,7 +327,7 @@ def test_a_stale_entry_is_missing_for_make_results_and_stops_the_book(reference:
     with pytest.raises(store.LedgerError, match="stale"):
         runs.run_many(JOBS)
     monkeypatch.setenv("USPS_TRAINING", "ledger")
-    assert [runs.available(j) for j in JOBS] == [True, True, False]
+    assert [runs.available(j) for j in JOBS] == [True, False]
     runs.run_many(JOBS, workers=1)  # retrains the stale run only, here
     assert ledger.stale_entries(folder) == [] and ledger.verify_manifest(folder) == []
     _identical(reference, folder)
