@@ -24,12 +24,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from helpers import cache, cluster, runs, store
+from helpers import cache, runs, store
 from helpers.data import sha256_of
 from helpers.job import Job
 from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
@@ -312,30 +312,3 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
                "ledger_environments": int(table["environment"].nunique())}
     return table.assign(weights=table["weights"].map({True: "kept", False: ""})), numbers
 
-
-def retrain_estimates(workers: Sequence[int] = (2, 16, 64), folder: Path | None = None,
-                      groups: Sequence[Sequence[str]] | None = None) -> list[dict[str, float]]:
-    """Expected wall time (minutes) of a full ``make retrain`` for each number of one-thread workers,
-    from the training times the ledger records (``seconds`` in every ``runs/*/record.json``).
-
-    ``groups`` (lists of entry keys), when given, are the batches ``make retrain`` trains one after
-    another (each :func:`~helpers.runs.run_many` call waits for its runs); the runs of no group
-    count as one-run batches. Without them the runs are one batch.
-    """
-    times = {entry.name: float(record(entry)["seconds"]) for entry in entries(folder)}
-    if groups is None:
-        batches = [list(times.values())]
-    else:
-        seen: set[str] = set()
-        batches = []
-        for group in groups:
-            keys = [k for k in dict.fromkeys(group) if k in times and k not in seen]
-            seen.update(keys)
-            if keys:
-                batches.append([times[k] for k in keys])
-        batches += [[times[k]] for k in times if k not in seen]
-    total = sum(times.values())
-    return [{"workers": n, "runs": len(times), "summed_min": total / 60,
-             "longest_min": max(times.values(), default=0.0) / 60,
-             "lower_bound_min": cluster.lower_bound(list(times.values()), n) / 60,
-             "expected_min": sum(cluster.wall_time(b, n) for b in batches) / 60} for n in workers]
