@@ -21,7 +21,6 @@ import json
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -91,12 +90,6 @@ def drop_weights(keep: Iterable[Job]) -> list[str]:  # noqa: F821
     return dropped
 
 
-def test_scored(entry: Path) -> bool:
-    """Whether an entry's run was scored on the test set (its split is ``test``: it predicted the
-    2007 test images when it was trained). Such an entry is evidence of a look at the test set."""
-    return record(entry)["job"]["split"] == "test"
-
-
 def drop_unused(keep: set[str]) -> list[str]:
     """Remove every entry whose key is not in ``keep`` and that was never scored on the test set
     (cross-validation or holdout runs the book no longer asks for); return the removed keys.
@@ -104,7 +97,7 @@ def drop_unused(keep: set[str]) -> list[str]:
     A run scored on the test set is never removed, whether a chapter still asks for it or not:
     every look at the test set stays on the record (the test-set log lists them all).
     """
-    dropped = [entry.name for entry in entries() if entry.name not in keep and not test_scored(entry)]
+    dropped = [entry.name for entry in entries() if entry.name not in keep and record(entry)["job"]["split"] != "test"]
     for key in dropped:
         shutil.rmtree(root() / KIND / key)
     if dropped:
@@ -198,10 +191,6 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
     return rows
 
 
-def timestamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M")
-
-
 def listing(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
     """One row per ledger entry: what it is, its errors, time, when it was trained and a label
     (A, B, ...) for the environment it was trained in, as listed by :func:`environments`."""
@@ -234,15 +223,12 @@ def _environment_labels(folder: Path | None = None) -> dict[str, str]:
 def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
     """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`),
     with its versions, CPU and threads, and how many runs it trained."""
-    labels = _environment_labels(folder)
-    counts: dict[str, int] = {}
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
     for entry in entries(folder):
         env = record(entry)["environment"]
-        key = _environment_key(env)
-        counts[key] = counts.get(key, 0) + 1
-        found.setdefault(key, env)
-    rows = [{"environment": label, **found[key], "runs": counts[key]} for key, label in labels.items()]
+        found.setdefault(_environment_key(env), []).append(env)
+    rows = [{"environment": label, **found[key][0], "runs": len(found[key])}
+            for key, label in _environment_labels(folder).items()]
     return pd.DataFrame(rows).set_index("environment") if rows else pd.DataFrame()
 
 

@@ -180,7 +180,7 @@ def render(rows: list[ledger.Comparison], seconds: float, carried: int = 0) -> s
     done = [r for r in rows if r.identical is not None]
     identical = sum(bool(r.identical) for r in done)
     same_count = sum(r.ledger_errors == r.retrained_errors for r in done if not r.identical)
-    lines = [f"# Retraining the results ledger ({ledger.timestamp()})", "",
+    lines = [f"# Retraining the results ledger ({time.strftime('%Y-%m-%d %H:%M')})", "",
              f"`make retrain` retrained {len(done)} of the ledger's {len(rows)} runs from scratch into "
              f"`artifacts/retrain` ({seconds / 60:.0f} min of wall time in this call) and compared each "
              f"with its ledger entry: {identical} have identical predicted probabilities, "
