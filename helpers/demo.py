@@ -75,22 +75,21 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
     return spec
 
 
-def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
+def export(folder: Path) -> dict[str, Any]:
     """Export the paper's model and W, the book's best model (the third round's choice,
-    :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and ``samples`` test
-    images with their labels and their index in the test file."""
+    :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and 200 test images
+    drawn with seed 0, with their labels and their index in the test file; returns the bytes written
+    (``sizes``, by model and ``samples``) and the models' ``runs``."""
     stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.robust_job())}
-    sizes = {}
     for name, result in stored.items():
         export_model(runs.load_model(result), result.job.config.scale, folder, name)
-        sizes[name] = (folder / f"{name}.bin").stat().st_size + (folder / f"{name}.json").stat().st_size
     images, labels = data.load_usps("test", scale="symmetric")
-    pick = np.sort(np.random.default_rng(seed).choice(len(labels), samples, replace=False))
+    pick = np.sort(np.random.default_rng(0).choice(len(labels), 200, replace=False))
     sample = {"index": pick.tolist(), "labels": labels[pick].tolist(),
               "pixels": [[round(float(v), 4) for v in images[i].ravel()] for i in pick]}
     (folder / "samples.json").write_text(json.dumps(sample))
-    sizes["samples"] = (folder / "samples.json").stat().st_size
-    return {"sizes": sizes, "names": {name: r.job.config for name, r in stored.items()}, "runs": stored}
+    sizes = {name: sum(f.stat().st_size for f in folder.glob(f"{name}.*")) for name in [*stored, "samples"]}
+    return {"sizes": sizes, "runs": stored}
 
 
 def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10, seed: int = 0) -> tuple[list[int], list[str], int]:
