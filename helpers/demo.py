@@ -64,13 +64,11 @@ def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
 def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, Any]:
     """Write ``<name>.json`` and ``<name>.bin`` into ``folder``; return the description."""
     layers, arrays = describe(model)
-    offsets, blob = [], bytearray()
-    for array in arrays:
-        offsets.append({"offset": len(blob) // 4, "length": int(array.size)})
-        blob += array.tobytes()
-    spec = {"name": name, "scale": scale, "layers": layers, "arrays": offsets, "weights": f"{name}.bin"}
+    offsets = np.cumsum([0, *(array.size for array in arrays)])  # in float32 values
+    spec = {"name": name, "scale": scale, "layers": layers,
+            "arrays": [{"offset": int(o), "length": int(a.size)} for o, a in zip(offsets, arrays)], "weights": f"{name}.bin"}
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.bin").write_bytes(bytes(blob))
+    (folder / f"{name}.bin").write_bytes(b"".join(array.tobytes() for array in arrays))
     (folder / f"{name}.json").write_text(json.dumps(spec))
     return spec
 
