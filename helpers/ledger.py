@@ -181,12 +181,9 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
             continue
         rec2 = record(other)
         with np.load(entry / "predictions.npz") as a, np.load(other / "predictions.npz") as b:
-            identical = bool(np.array_equal(a["probabilities"], b["probabilities"]))
-            for name in ("tta", "tta_rotations", "noisy"):  # the other predictions, where the entry has them
-                if name in a.files:
-                    identical = identical and name in b.files and bool(np.array_equal(a[name], b[name]))
-        same = same_environment(rec, rec2)
-        rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical, same,
+            identical = all(name in b.files and np.array_equal(a[name], b[name])  # every prediction the entry has
+                            for name in ("probabilities", "tta", "tta_rotations", "noisy") if name in a.files)
+        rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical, same_environment(rec, rec2),
                                float(rec2["seconds"]), rec2["trained"][:10], rec["trained"]))
     return rows
 
