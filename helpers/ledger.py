@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -52,11 +51,8 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
         pool = weights_pool() / f"{job.key()}-{record(entry)['code']}-{WEIGHTS}"
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
-            with tempfile.TemporaryDirectory(prefix="usps-retrain-") as folder:
-                tmp = Path(folder)
-                runs.build_entry(job, tmp)
-                pool.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(tmp / store.WEIGHTS, pool)
+            pool.parent.mkdir(parents=True, exist_ok=True)
+            pool.write_bytes(runs.entry_files(job, runs.training_arrays(job))[WEIGHTS])
         shutil.copy(pool, entry / store.WEIGHTS)
         try:
             runs.load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model
