@@ -1,12 +1,7 @@
 """The results ledger as a whole: the committed evidence of every run the book uses.
 
-``results/runs/<key>/`` holds one run (``key`` names its configuration, seed, split and
-the data's checksums): ``record.json`` (the job, its training history and time, the
-environment it ran in, the data checksums, the checksum of the labels it predicts and the
-hash of the code that determines the model), ``predictions.npz`` (its predicted
-probabilities and those labels) and, for the few models whose weights a chapter needs,
-``model.weights.npz``. Each entry is written into a temporary folder with a manifest of its
-files' SHA-256 and renamed into place when complete; ``results/MANIFEST.json`` lists the
+``results/runs/<key>/`` holds one run, an entry as :mod:`helpers.store` describes it (``key`` names
+its configuration, seed, split and the data's checksums); ``results/MANIFEST.json`` lists the
 SHA-256 of every file of the ledger. ``make results`` fills it, ``make retrain`` re-derives
 it into a separate folder and compares (:func:`compare`).
 
