@@ -179,12 +179,12 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
     return rows
 
 
-def listing(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
+def listing() -> "pd.DataFrame":
     """One row per ledger entry: what it is, its errors, time, when it was trained and a label
     (A, B, ...) for the environment it was trained in, as listed by :func:`environments`."""
-    labels = _environment_labels(folder)
+    labels = _environment_labels()
     rows = []
-    for entry in entries(folder):
+    for entry in entries():
         rec = record(entry)
         config = rec["job"]["config"]
         rows.append({"entry": entry.name, "split": rec["job"]["split"], "seed": rec["job"]["seed"],
@@ -199,24 +199,22 @@ def _environment_key(env: dict[str, Any]) -> str:
     return json.dumps(env, sort_keys=True)
 
 
-def _environment_labels(folder: Path | None = None) -> dict[str, str]:
+def _environment_labels() -> dict[str, str]:
     """A letter for each distinct environment, in the order of the entries' training dates."""
-    recs = sorted((record(e) for e in entries(folder)), key=lambda r: r["trained"])
-    labels: dict[str, str] = {}
-    for rec in recs:
-        labels.setdefault(_environment_key(rec["environment"]), chr(ord("A") + len(labels)))
-    return labels
+    recs = sorted((record(e) for e in entries()), key=lambda r: r["trained"])
+    distinct = dict.fromkeys(_environment_key(rec["environment"]) for rec in recs)  # in their first run's order
+    return {key: chr(ord("A") + i) for i, key in enumerate(distinct)}
 
 
-def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
+def environments() -> "pd.DataFrame":
     """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`),
     with its versions, CPU and threads, and how many runs it trained."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries(folder):
+    for entry in entries():
         env = record(entry)["environment"]
         found.setdefault(_environment_key(env), []).append(env)
     rows = [{"environment": label, **found[key][0], "runs": len(found[key])}
-            for key, label in _environment_labels(folder).items()]
+            for key, label in _environment_labels().items()]
     return pd.DataFrame(rows).set_index("environment") if rows else pd.DataFrame()
 
 
