@@ -222,9 +222,8 @@ def ledger_files(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def write_manifest(folder: Path | None = None) -> Path:
-    """Rewrite ``MANIFEST.json``: the SHA-256 of every file of every complete entry."""
-    folder = folder or root()
+def write_manifest(folder: Path) -> Path:
+    """Rewrite ``folder``'s ``MANIFEST.json``: the SHA-256 of every file of every complete entry."""
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".manifest.lock")):
         files = {str(p.relative_to(folder)): sha256_of(p) for p in ledger_files(folder)}
