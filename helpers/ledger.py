@@ -278,7 +278,7 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
                "ledger_mb": sum(f.stat().st_size for f in root().rglob("*") if f.is_file()) / 1e6,
                "ledger_weights": int(table["weights"].sum()),
                "verified_identical": verified.count("identical"), "verified_differs": verified.count("differs"),
-               "verified_pending": sum(v in ("not yet", "not retrained") for v in verified),
+               "verified_pending": verified.count("not yet"),
                "verified_differs_elsewhere": sum(row.same_environment is False for row in differing),
                "verified_max_gap": max((abs(row.ledger_errors - row.retrained_errors) for row in differing), default=0),
                "ledger_environments": int(table["environment"].nunique())}
