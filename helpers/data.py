@@ -149,8 +149,7 @@ def locate(split: Split) -> Source:
     name = FILES[split]
     env = os.environ.get(ENV_DATA_DIR)
     if env:
-        folder = Path(env).expanduser()
-        path = folder / name
+        path = Path(env).expanduser() / name
         if not path.is_file():
             raise USPSDataError(
                 f"{ENV_DATA_DIR}={env} but {path} does not exist. Put {name} there "

@@ -89,12 +89,10 @@ def stamp_of(path: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("execute", "stamp"):
+    COMMANDS = {"execute": (execute, "executed"), "stamp": (stamp, "stamped")}
+    if len(sys.argv) < 3 or sys.argv[1] not in COMMANDS:
         sys.exit(__doc__)
+    command, done = COMMANDS[sys.argv[1]]
     for name in sys.argv[2:]:
-        if sys.argv[1] == "execute":
-            execute(Path(name))
-            print(f"executed {name}")
-        else:
-            stamp(Path(name))
-            print(f"stamped {name}")
+        command(Path(name))
+        print(f"{done} {name}")
