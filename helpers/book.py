@@ -29,12 +29,17 @@ if importlib.util.find_spec("helpers") is None:
     sys.path.insert(0, os.path.abspath("usps-cnn-book")); os.chdir("usps-cnn-book/chapters")'''
 
 
-def repository_url(config: Path = REPO / "_config.yml") -> str:
+def repository() -> dict[str, str]:
+    """The ``repository:`` settings of the book's ``_config.yml`` (``url``, ``branch``, ...)."""
+    block = re.search(r"^repository:\s*\n((?:[ \t]+.*\n?)*)", (REPO / "_config.yml").read_text(), re.M)
+    return dict(re.findall(r"^\s+(\w+):\s*(\S+)", block[1], re.M)) if block else {}
+
+
+def repository_url() -> str:
     """``repository.url`` of the book's ``_config.yml``."""
-    match = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+url:\s*(\S+)", config.read_text(), re.M)
-    if not match:
-        raise ValueError(f"{config} has no repository.url")
-    return match[1]
+    if "url" not in (found := repository()):
+        raise ValueError(f"{REPO / '_config.yml'} has no repository.url")
+    return found["url"]
 
 
 def setup_cell() -> str:

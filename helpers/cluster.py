@@ -102,19 +102,19 @@ def address() -> str | None:
     return value or None
 
 
-def how_to_start(addr: str = "tcp://<this-host>:8786") -> str:
+def how_to_start(addr: str) -> str:
     return (f"start one with `dask scheduler` (it listens on port 8786), then on each machine "
             f"`dask worker {addr} --nworkers <cores> --nthreads 1` in this project's environment "
             f"(`pip install -r requirements.txt`)")
 
 
-def connect(addr: str, timeout: float = CONNECT_TIMEOUT) -> "Client":
+def connect(addr: str) -> "Client":
     """A client of the scheduler at ``addr``; :class:`ClusterUnavailable` when it does not answer in time."""
     from distributed import Client
 
     start = time.perf_counter()
     try:
-        return Client(addr, timeout=timeout, set_as_default=False)
+        return Client(addr, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnavailable(
             f"No Dask scheduler answers at {addr} ({ENV_CLUSTER}, or CLUSTER= for make) after "
@@ -190,14 +190,19 @@ def unpack(payload: bytes) -> tuple[np.ndarray, ...]:
         return tuple(stored[f"arr_{i}"] for i in range(len(stored.files)))
 
 
-def _where() -> str:
-    """This worker's address, or the host name outside a Dask worker."""
+def _worker() -> Any:
+    """The Dask worker this code runs on, or ``None`` outside one."""
     try:
         from distributed import get_worker
 
-        return get_worker().address
+        return get_worker()
     except (ImportError, ValueError):
-        return platform.node()
+        return None
+
+
+def _where() -> str:
+    """This worker's address, or the host name outside a Dask worker."""
+    return worker.address if (worker := _worker()) is not None else platform.node()
 
 
 _TRAINER: list[int] = []  # the thread that trains on this worker
@@ -238,12 +243,7 @@ def train_on_worker(build: Callable[..., dict[str, bytes]], code_of: Callable[[A
     ``build`` (:func:`helpers.trainer.entry_files`) and return the entry's files as bytes."""
     import threading
 
-    try:
-        from distributed import get_worker
-
-        threads = get_worker().state.nthreads
-    except (ImportError, ValueError):
-        threads = 1
+    threads = worker.state.nthreads if (worker := _worker()) is not None else 1
     if threads != 1:
         raise WorkerRefused(f"The Dask worker {_where()} runs {threads} threads: runs train bit-identically only "
                            f"one per process. Start workers with `--nthreads 1` (and `--nworkers` per core).")

@@ -142,15 +142,14 @@ def download(name: str, target: Path, mirrors: Sequence[str] = MIRRORS,
     )
 
 
-def locate(split: Split, *, allow_download: bool = True) -> Source:
+def locate(split: Split) -> Source:
     """Find the verified file of ``split``, downloading it into the cache if needed."""
     if split not in FILES:
         raise ValueError(f"split must be one of {sorted(FILES)}, not {split!r}")
     name = FILES[split]
     env = os.environ.get(ENV_DATA_DIR)
     if env:
-        folder = Path(env).expanduser()
-        path = folder / name
+        path = Path(env).expanduser() / name
         if not path.is_file():
             raise USPSDataError(
                 f"{ENV_DATA_DIR}={env} but {path} does not exist. Put {name} there "
@@ -160,9 +159,6 @@ def locate(split: Split, *, allow_download: bool = True) -> Source:
     cached = cache_root() / "data" / name
     if cached.is_file():
         return Source(cached, verify(cached, name), "cache")
-    if not allow_download:
-        raise USPSDataError(f"{name} is not in {cached.parent} and downloads are disabled; "
-                            f"set {ENV_DATA_DIR} to a folder that holds it.")
     download(name, cached)
     return Source(cached, verify(cached, name), "download")
 

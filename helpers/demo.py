@@ -64,43 +64,40 @@ def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
 def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, Any]:
     """Write ``<name>.json`` and ``<name>.bin`` into ``folder``; return the description."""
     layers, arrays = describe(model)
-    offsets, blob = [], bytearray()
-    for array in arrays:
-        offsets.append({"offset": len(blob) // 4, "length": int(array.size)})
-        blob += array.tobytes()
-    spec = {"name": name, "scale": scale, "layers": layers, "arrays": offsets, "weights": f"{name}.bin"}
+    offsets = np.cumsum([0, *(array.size for array in arrays)])  # in float32 values
+    spec = {"name": name, "scale": scale, "layers": layers,
+            "arrays": [{"offset": int(o), "length": int(a.size)} for o, a in zip(offsets, arrays)], "weights": f"{name}.bin"}
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.bin").write_bytes(bytes(blob))
+    (folder / f"{name}.bin").write_bytes(b"".join(array.tobytes() for array in arrays))
     (folder / f"{name}.json").write_text(json.dumps(spec))
     return spec
 
 
-def export(folder: Path, samples: int = 200, seed: int = 0) -> dict[str, Any]:
+def export(folder: Path) -> dict[str, Any]:
     """Export the paper's model and W, the book's best model (the third round's choice,
-    :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and ``samples`` test
-    images with their labels and their index in the test file."""
+    :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and 200 test images
+    drawn with seed 0, with their labels and their index in the test file; returns the bytes written
+    (``sizes``, by model and ``samples``) and the models' ``runs``."""
     from helpers.trainer import load_model  # TensorFlow: only to export the models
     stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.robust_job())}
-    sizes = {}
     for name, result in stored.items():
         export_model(load_model(result), result.job.config.scale, folder, name)
-        sizes[name] = (folder / f"{name}.bin").stat().st_size + (folder / f"{name}.json").stat().st_size
     images, labels = data.load_usps("test", scale="symmetric")
-    pick = np.sort(np.random.default_rng(seed).choice(len(labels), samples, replace=False))
+    pick = np.sort(np.random.default_rng(0).choice(len(labels), 200, replace=False))
     sample = {"index": pick.tolist(), "labels": labels[pick].tolist(),
               "pixels": [[round(float(v), 4) for v in images[i].ravel()] for i in pick]}
     (folder / "samples.json").write_text(json.dumps(sample))
-    sizes["samples"] = (folder / "samples.json").stat().st_size
-    return {"sizes": sizes, "names": {name: r.job.config for name, r in stored.items()}, "runs": stored}
+    sizes = {name: sum(f.stat().st_size for f in folder.glob(f"{name}.*")) for name in [*stored, "samples"]}
+    return {"sizes": sizes, "runs": stored}
 
 
-def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10, seed: int = 0) -> tuple[list[int], list[str], int]:
-    """For the static figure: ``n`` test images drawn at random and the first ``n`` on which the paper's
+def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10) -> tuple[list[int], list[str], int]:
+    """For the static figure: ``n`` test images drawn at random (seed 0) and the first ``n`` on which the paper's
     and the best model (``runs["paper"]``, ``runs["best"]``) disagree, a caption for each, and how many
     test images the two models disagree on."""
     paper, best = runs["paper"].predicted, runs["best"].predicted
     disagree = np.flatnonzero(paper != best)
-    chosen = [int(i) for i in np.random.default_rng(seed).choice(len(labels), n, replace=False)]
+    chosen = [int(i) for i in np.random.default_rng(0).choice(len(labels), n, replace=False)]
     chosen += [int(i) for i in disagree[:n]]
     titles = [f"true {labels[i]}\npaper {paper[i]} W {best[i]}" for i in chosen]
     return chosen, titles, len(disagree)

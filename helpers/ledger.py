@@ -1,12 +1,7 @@
 """The results ledger as a whole: the committed evidence of every run the book uses.
 
-``results/runs/<key>/`` holds one run (``key`` names its configuration, seed, split and
-the data's checksums): ``record.json`` (the job, its training history and time, the
-environment it ran in, the data checksums, the checksum of the labels it predicts and the
-hash of the code that determines the model), ``predictions.npz`` (its predicted
-probabilities and those labels) and, for the few models whose weights a chapter needs,
-``model.weights.npz``. Each entry is written into a temporary folder with a manifest of its
-files' SHA-256 and renamed into place when complete; ``results/MANIFEST.json`` lists the
+``results/runs/<key>/`` holds one run, an entry as :mod:`helpers.store` describes it (``key`` names
+its configuration, seed, split and the data's checksums); ``results/MANIFEST.json`` lists the
 SHA-256 of every file of the ledger. ``make results`` fills it, ``make retrain`` re-derives
 it into a separate folder and compares (:func:`compare`).
 
@@ -20,16 +15,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from helpers import cache, cluster, store
+from helpers import cache, store
 from helpers.data import sha256_of
 from helpers.job import Job
 from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
@@ -43,7 +36,7 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
     (deterministic: the same machine gives the same model, which is checked against the
     stored predictions before it is kept).
     """
-    from helpers.trainer import build_entry, load_model  # TensorFlow: only to retrain or check weights
+    from helpers.trainer import entry_files, load_model, training_arrays  # TensorFlow: only to retrain or check weights
     changed = []
     for job in jobs:
         entry = find(job)
@@ -54,11 +47,8 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
         pool = weights_pool() / f"{job.key()}-{record(entry)['code']}-{WEIGHTS}"
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
-            with tempfile.TemporaryDirectory(prefix="usps-retrain-") as folder:
-                tmp = Path(folder)
-                build_entry(job, tmp)
-                pool.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(tmp / store.WEIGHTS, pool)
+            pool.parent.mkdir(parents=True, exist_ok=True)
+            pool.write_bytes(entry_files(job, training_arrays(job))[WEIGHTS])
         shutil.copy(pool, entry / store.WEIGHTS)
         try:
             load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model
@@ -92,12 +82,6 @@ def drop_weights(keep: Iterable[Job]) -> list[str]:  # noqa: F821
     return dropped
 
 
-def test_scored(entry: Path) -> bool:
-    """Whether an entry's run was scored on the test set (its split is ``test``: it predicted the
-    2007 test images when it was trained). Such an entry is evidence of a look at the test set."""
-    return record(entry)["job"]["split"] == "test"
-
-
 def drop_unused(keep: set[str]) -> list[str]:
     """Remove every entry whose key is not in ``keep`` and that was never scored on the test set
     (cross-validation or holdout runs the book no longer asks for); return the removed keys.
@@ -105,7 +89,7 @@ def drop_unused(keep: set[str]) -> list[str]:
     A run scored on the test set is never removed, whether a chapter still asks for it or not:
     every look at the test set stays on the record (the test-set log lists them all).
     """
-    dropped = [entry.name for entry in entries() if entry.name not in keep and not test_scored(entry)]
+    dropped = [entry.name for entry in entries() if entry.name not in keep and record(entry)["job"]["split"] != "test"]
     for key in dropped:
         shutil.rmtree(root() / KIND / key)
     if dropped:
@@ -189,26 +173,19 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
             continue
         rec2 = record(other)
         with np.load(entry / "predictions.npz") as a, np.load(other / "predictions.npz") as b:
-            identical = bool(np.array_equal(a["probabilities"], b["probabilities"]))
-            for name in ("tta", "tta_rotations", "noisy"):  # the other predictions, where the entry has them
-                if name in a.files:
-                    identical = identical and name in b.files and bool(np.array_equal(a[name], b[name]))
-        same = same_environment(rec, rec2)
-        rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical, same,
+            identical = all(name in b.files and np.array_equal(a[name], b[name])  # every prediction the entry has
+                            for name in ("probabilities", "tta", "tta_rotations", "noisy") if name in a.files)
+        rows.append(Comparison(entry.name, job, rec["errors"], rec2["errors"], identical, same_environment(rec, rec2),
                                float(rec2["seconds"]), rec2["trained"][:10], rec["trained"]))
     return rows
 
 
-def timestamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M")
-
-
-def listing(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
+def listing() -> "pd.DataFrame":
     """One row per ledger entry: what it is, its errors, time, when it was trained and a label
     (A, B, ...) for the environment it was trained in, as listed by :func:`environments`."""
-    labels = _environment_labels(folder)
+    labels = _environment_labels()
     rows = []
-    for entry in entries(folder):
+    for entry in entries():
         rec = record(entry)
         config = rec["job"]["config"]
         rows.append({"entry": entry.name, "split": rec["job"]["split"], "seed": rec["job"]["seed"],
@@ -223,27 +200,22 @@ def _environment_key(env: dict[str, Any]) -> str:
     return json.dumps(env, sort_keys=True)
 
 
-def _environment_labels(folder: Path | None = None) -> dict[str, str]:
+def _environment_labels() -> dict[str, str]:
     """A letter for each distinct environment, in the order of the entries' training dates."""
-    recs = sorted((record(e) for e in entries(folder)), key=lambda r: r["trained"])
-    labels: dict[str, str] = {}
-    for rec in recs:
-        labels.setdefault(_environment_key(rec["environment"]), chr(ord("A") + len(labels)))
-    return labels
+    recs = sorted((record(e) for e in entries()), key=lambda r: r["trained"])
+    distinct = dict.fromkeys(_environment_key(rec["environment"]) for rec in recs)  # in their first run's order
+    return {key: chr(ord("A") + i) for i, key in enumerate(distinct)}
 
 
-def environments(folder: Path | None = None) -> "pd.DataFrame":  # noqa: F821
+def environments() -> "pd.DataFrame":
     """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`),
     with its versions, CPU and threads, and how many runs it trained."""
-    labels = _environment_labels(folder)
-    counts: dict[str, int] = {}
-    found: dict[str, dict[str, Any]] = {}
-    for entry in entries(folder):
+    found: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries():
         env = record(entry)["environment"]
-        key = _environment_key(env)
-        counts[key] = counts.get(key, 0) + 1
-        found.setdefault(key, env)
-    rows = [{"environment": label, **found[key], "runs": counts[key]} for key, label in labels.items()]
+        found.setdefault(_environment_key(env), []).append(env)
+    rows = [{"environment": label, **found[key][0], "runs": len(found[key])}
+            for key, label in _environment_labels().items()]
     return pd.DataFrame(rows).set_index("environment") if rows else pd.DataFrame()
 
 
@@ -307,36 +279,9 @@ def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
                "ledger_mb": sum(f.stat().st_size for f in root().rglob("*") if f.is_file()) / 1e6,
                "ledger_weights": int(table["weights"].sum()),
                "verified_identical": verified.count("identical"), "verified_differs": verified.count("differs"),
-               "verified_pending": sum(v in ("not yet", "not retrained") for v in verified),
+               "verified_pending": verified.count("not yet"),
                "verified_differs_elsewhere": sum(row.same_environment is False for row in differing),
                "verified_max_gap": max((abs(row.ledger_errors - row.retrained_errors) for row in differing), default=0),
                "ledger_environments": int(table["environment"].nunique())}
     return table.assign(weights=table["weights"].map({True: "kept", False: ""})), numbers
 
-
-def retrain_estimates(workers: Sequence[int] = (2, 16, 64), folder: Path | None = None,
-                      groups: Sequence[Sequence[str]] | None = None) -> list[dict[str, float]]:
-    """Expected wall time (minutes) of a full ``make retrain`` for each number of one-thread workers,
-    from the training times the ledger records (``seconds`` in every ``runs/*/record.json``).
-
-    ``groups`` (lists of entry keys), when given, are the batches ``make retrain`` trains one after
-    another (each :func:`~helpers.runs.run_many` call waits for its runs); the runs of no group
-    count as one-run batches. Without them the runs are one batch.
-    """
-    times = {entry.name: float(record(entry)["seconds"]) for entry in entries(folder)}
-    if groups is None:
-        batches = [list(times.values())]
-    else:
-        seen: set[str] = set()
-        batches = []
-        for group in groups:
-            keys = [k for k in dict.fromkeys(group) if k in times and k not in seen]
-            seen.update(keys)
-            if keys:
-                batches.append([times[k] for k in keys])
-        batches += [[times[k]] for k in times if k not in seen]
-    total = sum(times.values())
-    return [{"workers": n, "runs": len(times), "summed_min": total / 60,
-             "longest_min": max(times.values(), default=0.0) / 60,
-             "lower_bound_min": cluster.lower_bound(list(times.values()), n) / 60,
-             "expected_min": sum(cluster.wall_time(b, n) for b in batches) / 60} for n in workers]

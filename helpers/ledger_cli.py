@@ -32,25 +32,32 @@ def _ledger_jobs(folder: Path) -> list[Job]:
     return [Job.from_record(store.record(entry)) for entry in store.entries(folder)]
 
 
-def _train_everything(label: str, first: list[Job] | None = None) -> float:
-    """Train what the book needs; ``first``, when given, are submitted before, in one batch (the runs
-    the book's later steps need are known then, so that a cluster's workers all get work at once)."""
+def _train(announce: str, jobs: list[Job] | None, everything: bool) -> None:
+    """Train ``jobs`` into the ledger in one batch, then, with ``everything``, what the book needs. A cluster
+    that does not answer or refuses a run ends the command with status 4 and its error, which says what to do."""
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
-    start = time.perf_counter()
-    where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
-    print(f"{label}: training every run the book needs that {store.root()} lacks on {where} "
-          f"(progress per run; interrupt and rerun to resume).", flush=True)
+    print(announce, flush=True)
     try:
-        if first:
-            runs.run_many(first, workers=beyond().workers,
-                           describe=lambda j: f"{j.split} seed {j.seed}, {j.config.epochs} epochs, {j.key()}")
-        experiments.everything()
-    except (cluster.ClusterUnavailable, cluster.WorkerRefused) as exc:  # they say what to do
+        if jobs:
+            runs.run_many(jobs, workers=beyond().workers,
+                          describe=lambda j: f"{j.split} seed {j.seed}, {j.config.epochs} epochs, {j.key()}")
+        if everything:
+            experiments.everything()
+    except (cluster.ClusterUnavailable, cluster.WorkerRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(4) from None
     finally:
         cluster.close()
+
+
+def _train_everything(label: str, first: list[Job] | None = None) -> float:
+    """Train what the book needs; ``first``, when given, are submitted before, in one batch (the runs
+    the book's later steps need are known then, so that a cluster's workers all get work at once)."""
+    start = time.perf_counter()
+    where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
+    _train(f"{label}: training every run the book needs that {store.root()} lacks on {where} "
+           f"(progress per run; interrupt and rerun to resume).", first, everything=True)
     return time.perf_counter() - start
 
 
@@ -136,17 +143,8 @@ def _selected(jobs: list[Job], select: Sequence[str], unverified: bool) -> list[
 
 def _train_subset(jobs: list[Job]) -> None:
     """Train ``jobs`` (and the teachers of any student among them) into the retrain folder."""
-    os.environ["USPS_TRAINING"] = "ledger"
-    os.environ.setdefault("USPS_BOOK_PROFILE", "full")
-    print(f"make retrain: {len(jobs)} selected runs into {RETRAIN_DIR} (interrupt and rerun to resume).", flush=True)
-    try:
-        runs.run_many(jobs, workers=beyond().workers,
-                      describe=lambda j: f"{j.split} seed {j.seed}, {j.config.epochs} epochs, {j.key()}")
-    except (cluster.ClusterUnavailable, cluster.WorkerRefused) as exc:  # they say what to do
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(4) from None
-    finally:
-        cluster.close()
+    _train(f"make retrain: {len(jobs)} selected runs into {RETRAIN_DIR} (interrupt and rerun to resume).", jobs,
+           everything=False)
 
 
 def _cost(done: list[ledger.Comparison]) -> list[str]:
@@ -182,7 +180,7 @@ def render(rows: list[ledger.Comparison], seconds: float, carried: int = 0) -> s
     done = [r for r in rows if r.identical is not None]
     identical = sum(bool(r.identical) for r in done)
     same_count = sum(r.ledger_errors == r.retrained_errors for r in done if not r.identical)
-    lines = [f"# Retraining the results ledger ({ledger.timestamp()})", "",
+    lines = [f"# Retraining the results ledger ({time.strftime('%Y-%m-%d %H:%M')})", "",
              f"`make retrain` retrained {len(done)} of the ledger's {len(rows)} runs from scratch into "
              f"`artifacts/retrain` ({seconds / 60:.0f} min of wall time in this call) and compared each "
              f"with its ledger entry: {identical} have identical predicted probabilities, "

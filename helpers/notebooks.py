@@ -27,7 +27,7 @@ class ExpressionError(RuntimeError):
     """An expression of a chapter's prose that its kernel could not evaluate where it stands."""
 
 
-def execute(path: Path, timeout: int = 600) -> None:
+def execute(path: Path) -> None:
     """Run a chapter notebook in place as JupyterLab's "Run all" does: each code cell in order and,
     at each Markdown cell, the prose's ``{eval}`` expressions in the same kernel. Their values go
     into the cell's metadata as jupyterlab-myst stores them, so the committed notebook shows the
@@ -40,7 +40,7 @@ def execute(path: Path, timeout: int = 600) -> None:
     notebook = nbformat.read(path, as_version=4)
     config = Config()
     config.KernelManager.transport_encryption = "auto"  # CurveZMQ keys: no "TCP without encryption" warning
-    client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {"path": str(path.parent)}},
+    client = NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(path.parent)}},
                             config=config)
     with client.setup_kernel():
         client.reset_execution_trackers()
@@ -89,12 +89,10 @@ def stamp_of(path: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("execute", "stamp"):
+    COMMANDS = {"execute": (execute, "executed"), "stamp": (stamp, "stamped")}
+    if len(sys.argv) < 3 or sys.argv[1] not in COMMANDS:
         sys.exit(__doc__)
+    command, done = COMMANDS[sys.argv[1]]
     for name in sys.argv[2:]:
-        if sys.argv[1] == "execute":
-            execute(Path(name))
-            print(f"executed {name}")
-        else:
-            stamp(Path(name))
-            print(f"stamped {name}")
+        command(Path(name))
+        print(f"{done} {name}")

@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping
 
 from IPython.display import Markdown
 
+from helpers import book
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -153,27 +155,14 @@ def excerpt(code: str, first: str, last: str | None = None) -> str:
     return textwrap.dedent("\n".join(lines[start:stop])).strip("\n") + "\n"
 
 
-def defined_in(obj: Callable[..., Any]) -> tuple[str, int, int]:
-    """``(path in the repository, first line, last line)`` of a function's source."""
-    lines, first = inspect.getsourcelines(obj)
-    path = Path(inspect.getsourcefile(obj) or "").resolve().relative_to(REPO).as_posix()
-    return path, first, first + len(lines) - 1
-
-
-def _repository() -> tuple[str, str]:
-    """``repository.url`` and ``repository.branch`` of the book's ``_config.yml``."""
-    text = (REPO / "_config.yml").read_text()
-    block = re.search(r"^repository:\s*\n((?:[ \t]+.*\n?)*)", text, re.M)
-    found = dict(re.findall(r"^\s+(\w+):\s*(\S+)", block[1], re.M)) if block else {}
-    return found.get("url", ""), found.get("branch", "main")
-
-
 def listing(code: str, obj: Callable[..., Any], note: str = "") -> Markdown:
     """A code block of ``code`` (the source of ``obj``, a slice or an excerpt of it), then a line
     saying where ``obj`` is defined, with a link to its lines in the repository."""
-    path, first, last = defined_in(obj)
-    url, branch = _repository()
-    where = f"[`{path}`]({url}/blob/{branch}/{path}#L{first}-L{last})" if url else f"`{path}`"
+    lines, first = inspect.getsourcelines(obj)
+    path = Path(inspect.getsourcefile(obj) or "").resolve().relative_to(REPO).as_posix()
+    found = book.repository()
+    url, branch = found.get("url", ""), found.get("branch", "main")
+    where = f"[`{path}`]({url}/blob/{branch}/{path}#L{first}-L{first + len(lines) - 1})" if url else f"`{path}`"
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", code)), default=0))
     return Markdown(f"{fence}python\n{code.rstrip()}\n{fence}\n\n"
                     f"*Defined in* {where} (`{obj.__name__}`){note}")

@@ -117,13 +117,13 @@ def write_files(folder: Path, files: dict[str, bytes]) -> None:
 
 def load_entry(job: Job, entry: Path, source: Source) -> Run:
     """A :class:`Run` from an entry folder."""
-    record = json.loads((entry / "record.json").read_text())
+    rec = record(entry)
     with np.load(entry / "predictions.npz") as stored:
         probabilities, labels = stored["probabilities"], stored["labels"].astype(np.int64)
         optional = {name: stored[name] if name in stored.files else None for name in ("tta", "tta_rotations", "noisy")}
     if optional["tta_rotations"] is not None:
         optional["tta_rotations"] = optional["tta_rotations"].astype(np.float32)
-    return Run(job, job.key(), entry, record["history"], record["seconds"], probabilities, labels, source, record,
+    return Run(job, job.key(), entry, rec["history"], rec["seconds"], probabilities, labels, source, rec,
                **optional)
 
 
@@ -199,9 +199,6 @@ def write(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
     """Build ``job``'s entry into the ledger (replacing a stale one) and update the manifest."""
     folder = root()
 
-    def current(entry: Path) -> bool:
-        return stale_reason(entry) is None
-
     def build_without_weights(tmp: Path) -> None:
         build(tmp)
         # Weights go to the per-user pool; `ledger.keep_weights` moves the few the book needs in.
@@ -209,7 +206,8 @@ def write(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
         pool.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(tmp / WEIGHTS, pool)
 
-    entry, built = cache.get_or_build(KIND, job.identity(), build_without_weights, folder, accept=current)
+    entry, built = cache.get_or_build(KIND, job.identity(), build_without_weights, folder,
+                                        accept=lambda entry: stale_reason(entry) is None)
     if built:
         write_manifest(folder)
     return entry, built
@@ -224,9 +222,8 @@ def ledger_files(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def write_manifest(folder: Path | None = None) -> Path:
-    """Rewrite ``MANIFEST.json``: the SHA-256 of every file of every complete entry."""
-    folder = folder or root()
+def write_manifest(folder: Path) -> Path:
+    """Rewrite ``folder``'s ``MANIFEST.json``: the SHA-256 of every file of every complete entry."""
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".manifest.lock")):
         files = {str(p.relative_to(folder)): sha256_of(p) for p in ledger_files(folder)}
