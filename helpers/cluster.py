@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import heapq
 import importlib.util
 import io
 import json
@@ -327,20 +326,3 @@ def train(missing: Sequence[Any], *, arrays: Callable[[Any], Sequence[np.ndarray
     finally:
         if running:
             c.cancel(list(running))
-
-
-# ---------------------------------------------------------------- expected wall time
-
-
-def wall_time(seconds: Sequence[float], workers: int) -> float:
-    """Wall time of runs lasting ``seconds`` on ``workers`` one-thread workers, longest run first
-    (each run goes to the worker that frees up first), as :func:`train` submits them."""
-    loads = [0.0] * workers
-    for s in sorted(seconds, reverse=True):
-        heapq.heappush(loads, heapq.heappop(loads) + s)
-    return max(loads)
-
-
-def lower_bound(seconds: Sequence[float], workers: int) -> float:
-    """No schedule beats the summed time shared evenly, nor the longest single run."""
-    return max(sum(seconds) / workers, max(seconds, default=0.0))
