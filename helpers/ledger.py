@@ -26,7 +26,7 @@ from helpers import cache, store
 from helpers.data import sha256_of
 from helpers.job import Job
 from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
-                           root, stale_reason, weights_pool, write_manifest)
+                           root, stale_reason, pooled_weights, write_manifest)
 
 
 def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
@@ -44,7 +44,7 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
             raise LedgerError(f"results ledger: no entry for {job.describe()} ({job.key()}); run `make results`.")
         if (entry / store.WEIGHTS).is_file():
             continue
-        pool = weights_pool() / f"{job.key()}-{record(entry)['code']}-{WEIGHTS}"
+        pool = pooled_weights(job.key(), record(entry)["code"])
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
             pool.parent.mkdir(parents=True, exist_ok=True)

@@ -190,9 +190,10 @@ def find(job: Job, *, stale_ok: bool = False, quiet: bool = False) -> Path | Non
     return None
 
 
-def weights_pool() -> Path:
-    """Where ``make results`` keeps the weights of the runs it trained (per user, not committed)."""
-    return data.cache_root() / "ledger-weights"
+def pooled_weights(key: str, code: str) -> Path:
+    """Where ``make results`` keeps the weights of the run ``key`` trained by code ``code`` (per user, not
+    committed; the ledger keeps only the weights the chapters load)."""
+    return data.cache_root() / "ledger-weights" / f"{key}-{code}-{WEIGHTS}"
 
 
 def write(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
@@ -202,7 +203,7 @@ def write(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
     def build_without_weights(tmp: Path) -> None:
         build(tmp)
         # Weights go to the per-user pool; `ledger.keep_weights` moves the few the book needs in.
-        pool = weights_pool() / f"{job.key()}-{record(tmp)['code']}-{WEIGHTS}"
+        pool = pooled_weights(job.key(), record(tmp)["code"])
         pool.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(tmp / WEIGHTS, pool)
 

@@ -22,7 +22,7 @@ from helpers import data
 from helpers._tf import keras, tf
 from helpers.job import Job, arrays, code_hash, environment
 from helpers.model import build_model
-from helpers.store import KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, record, root, weights_pool, write_files
+from helpers.store import KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, pooled_weights, record, root, write_files
 from helpers.train import _predict, fit, predict_tta, predict_tta_rotations, soft_targets
 
 
@@ -58,9 +58,9 @@ def teacher_probabilities(job: Job, x: np.ndarray) -> np.ndarray:
 
 def teacher_model(result: Run) -> keras.Model:
     """A teacher's model from its weights: kept in the ledger, else in the per-user pool of
-    ``make results`` (:func:`weights_pool`), else retrained into the pool (a line says so)."""
+    ``make results`` (:func:`helpers.store.pooled_weights`), else retrained into the pool (a line says so)."""
     if result.weights is None:
-        pool = weights_pool() / f"{result.key}-{result.record['code']}-{WEIGHTS}"
+        pool = pooled_weights(result.key, result.record["code"])
         if not pool.is_file():
             print(f"Retraining teacher {result.key} ({result.job.describe()}): its weights are not stored here.",
                   flush=True)

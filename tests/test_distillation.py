@@ -132,7 +132,7 @@ def test_a_tiny_teacher_and_student_train_end_to_end(tmp_path, monkeypatch) -> N
     x, targets, _, _ = trainer.training_arrays(student_job)
     _, y, _, _ = arrays(student_job)
     # the targets are the teacher's shifted reading of the student's own images, tempered and mixed
-    model = trainer.load_model(teacher, weights=store.weights_pool() / f"{teacher.key}-{teacher.record['code']}-{store.WEIGHTS}")
+    model = trainer.load_model(teacher, weights=store.pooled_weights(teacher.key, teacher.record["code"]))
     expected = train.soft_targets(train.predict_tta(model, x, 0.0), y, 0.5, 2.0)
     np.testing.assert_allclose(targets, expected, atol=1e-6)
     student = runs.run(student_job)
