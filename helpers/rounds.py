@@ -103,7 +103,7 @@ class Round:
 
     def parent(self, name: str) -> str:
         """The candidate ``name`` changes, when it is one of this round's (for the McNemar test of that change)."""
-        parent = next(c.parent for c in self.candidates if c.name == name)
+        parent = self.spec(name).parent
         return parent if parent != name and parent in {c.name for c in self.candidates} else ""
 
     def cv_jobs(self, config: Config, teacher: "Scored | None" = None) -> list[Job]:
@@ -394,19 +394,9 @@ def training_identity(result: Run) -> tuple[Config, int, str]:
     return result.job.config.with_(weight_average=0.0), result.job.seed, result.job.split
 
 
-def prediction_sets(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many runs' predictions an ensemble of these members averages."""
-    return sum(len(group) for group in runs.values())
-
-
-def training_runs(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many independent training runs those predictions come from (:func:`training_identity`)."""
-    return len({training_identity(r) for group in runs.values() for r in group})
-
-
 @dataclass(frozen=True)
 class TestLook:
-    """A protocol's one look at the test set: the chosen model's seeds and the ensemble."""
+    """A round's look at the test set: the chosen model's seeds and the ensemble (a protocol's one look)."""
 
     chosen: str
     modes: dict[str, str]  # member -> the prediction mode its cross-validation chose
@@ -457,12 +447,14 @@ class TestLook:
 
     @property
     def prediction_sets(self) -> int:
-        return prediction_sets(self.runs)
+        """How many runs' predictions the ensemble averages."""
+        return sum(len(group) for group in self.runs.values())
 
     @property
     def training_runs(self) -> int:
-        """Independent training runs (weight averaging reads one training run with other weights)."""
-        return training_runs(self.runs)
+        """How many independent training runs they come from (:func:`training_identity`: weight averaging reads
+        one training run with other weights)."""
+        return len({training_identity(r) for group in self.runs.values() for r in group})
 
     def errors_by_noise(self) -> list[list[int]]:
         """Each seed's test errors at each noise level, 0 first (the clean plain prediction)."""

@@ -218,18 +218,17 @@ def as_json(standings: Sequence[Standing]) -> list[dict[str, Any]]:
     return out
 
 
-def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[str, float],
-            protocol_targets: dict[str, float]) -> pd.DataFrame:
+def targets(results: Any, ladder_targets: dict[str, float]) -> pd.DataFrame:
     """Every accuracy target the book set, in the order it was set, with what reached it closest.
 
     ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
-    ladder), :attr:`helpers.rounds.Round.targets` (rounds 1 and 2; rounds 3 and 4, in their protocols)."""
+    ladder), then each round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
     ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
     b, third = results.second.look, results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
-            ("rounds 1 and 2 (best published)", round_targets, f"B {float(best_published.seed_rates(b).mean()):.2f}",
+            ("rounds 1 and 2 (best published)", results.second.selection.round.targets, f"B {float(best_published.seed_rates(b).mean()):.2f}",
              f"B's ens. {100 * b.ensemble_errors / b.n:.2f}"),
-            ("rounds 3 and 4 (protocols)", protocol_targets, f"W {float(np.mean(third.single_rates)):.2f}",
+            ("rounds 3 and 4 (protocols)", results.third.selection.round.targets, f"W {float(np.mean(third.single_rates)):.2f}",
              f"W's ens. {100 * third.ensemble_errors / third.n:.2f}")]
     return pd.DataFrame([{"set for": name, "one model (%)": f"{t['single']:g}", "ensemble (%)": f"{t['ensemble']:g}",
                           "one model reached": single, "ensemble reached": ensemble}
