@@ -226,7 +226,7 @@ def jobs() -> dict[str, list[Job]]:
         "readings of the recipe (discussion chapter)": [job for group in reading_jobs().values() for job in group],
         "decision options on the test set (discussion chapter)": [job for group in option_jobs().values()
                                                                   for job in group],
-        # rounds 1 and 2 in the order they were made: the second round's cross-validation before any of their looks
+        # rounds 1 and 2 in the registry's order before they were data: both cross-validations, then their looks
         first.round.groups[0]: [r.job for c in first.candidates.values() for r in c.runs],
         second.round.groups[0]: [r.job for name, c in second.candidates.items() if name not in first.candidates
                                  for r in c.runs],
