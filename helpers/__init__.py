@@ -22,10 +22,9 @@ Training and its evidence:
 - :mod:`helpers.recipe`: the paper's open choices, made on holdout splits.
 - :mod:`helpers.baselines`: k-nearest neighbours, logistic regression, an RBF SVM.
 - :mod:`helpers.ledger`: the committed results ledger as a whole: checks, pruning, retrain comparison.
-- :mod:`helpers.rounds`: the protocol rounds of the best-published search: one selection engine
-  (candidates, cross-validation, the rule, the one look at the test set), each round a data entry
-  as its committed protocol (``protocols/``) says (:mod:`helpers.best_published` holds what is specific
-  to rounds 1 and 2 and reads them through this engine).
+- :mod:`helpers.rounds`: the rounds of the best-published search: one selection engine (candidates,
+  cross-validation, the rule, the look at the test set), each round a data entry, rounds 3 and 4 as their
+  committed protocols (``protocols/``) say (:mod:`helpers.best_published` prints rounds 1 and 2).
 - :mod:`helpers.experiments`: what the book trains, with the one registry of its runs.
 
 For the chapters and the command line:

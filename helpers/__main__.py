@@ -44,9 +44,9 @@ def _summary() -> dict[str, Any]:
 
     everything = findings.gather()  # every round, read once; the standings as the book prints them
     table = standings.rows(everything, findings.test_log())
-    seeds, rungs, selection = everything.recipe, everything.rungs, everything.selection
-    chosen, result = selection.chosen, everything.final
-    chosen_ensemble, third, fourth = everything.ensemble, everything.third, everything.fourth
+    seeds, rungs, second, third, fourth = (everything.recipe, everything.rungs, everything.second, everything.third,
+                                           everything.fourth)
+    chosen, result = second.selection.chosen, second.look  # B, and its seeds with its ensemble
     look, r3, r4 = third.look, third.numbers, fourth.numbers
     # the fourth round's student replaces the third round's choice only by its protocol's rule (fewer
     # out-of-fold errors than its teacher, and robust); otherwise the best single model stays the third round's
@@ -104,19 +104,19 @@ def _summary() -> dict[str, Any]:
         "second_round": {
             "model": standings.B, "model_name": chosen.name + (", test-time shifts" if chosen.mode == "shifts" else ""),
             "model_error": float(best_published.seed_rates(result).mean()) / 100, "model_errors": result.single_errors,
-            "ensemble_error": 100 * chosen_ensemble.ensemble_errors / chosen_ensemble.n / 100,
-            "ensemble_errors": chosen_ensemble.ensemble_errors,
-            "ensemble_size": chosen_ensemble.training_runs, "ensemble_prediction_sets": chosen_ensemble.prediction_sets,
+            "ensemble_error": 100 * result.ensemble_errors / result.n / 100,
+            "ensemble_errors": result.ensemble_errors,
+            "ensemble_size": result.training_runs, "ensemble_prediction_sets": result.prediction_sets,
             "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group],
-                                  "weight": 1 / (len(chosen_ensemble.runs) * len(group))}
-                                 for name, group in chosen_ensemble.runs.items()],
-            "plain_ensemble_error": 100 * chosen_ensemble.plain_ensemble_errors / chosen_ensemble.n / 100,
-            "plain_ensemble_errors": chosen_ensemble.plain_ensemble_errors,
+                                  "weight": 1 / (len(result.runs) * len(group))}
+                                 for name, group in result.runs.items()],
+            "plain_ensemble_error": 100 * result.plain_ensemble_errors / result.n / 100,
+            "plain_ensemble_errors": result.plain_ensemble_errors,
             "seed_ensemble_error": 100 * result.seed_ensemble_errors / result.n / 100,
             "seed_ensemble_errors": result.seed_ensemble_errors,
-            "selection": best_published.selection_text(selection, chosen_ensemble)},
-        "cross_validation": {name: {"errors": r.errors(), "errors_with_test_time_shifts": best_published.shift_errors(r)}
-                             for name, r in (selection.first | selection.second).items()},
+            "selection": best_published.selection_text(second.selection, result)},
+        "cross_validation": {name: {"errors": r.errors(), "errors_with_test_time_shifts": r.errors("shifts")}
+                             for name, r in (everything.first.selection.candidates | second.selection.candidates).items()},
         "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
                     "test_errors": r.test_errors} for r in rungs],
     }

@@ -212,9 +212,8 @@ def jobs() -> dict[str, list[Job]]:
     sweep = sorted(set(decision_jobs()), key=lambda j: j.key())
     recipe = paper_config().with_(epochs=settings.epochs)
     rungs = ladder()
-    selection = best_published.select(best_rung(rungs).config)
-    second = [name for name in selection.second if name not in selection.first]
-    protocol_rounds = round_selections()
+    selections = round_selections()
+    first, second = selections[1], selections[2]
     registry = {
         "decision search (model chapter)": sweep,
         "the paper's model (training chapter)": [paper_job()],
@@ -227,10 +226,15 @@ def jobs() -> dict[str, list[Job]]:
         "readings of the recipe (discussion chapter)": [job for group in reading_jobs().values() for job in group],
         "decision options on the test set (discussion chapter)": [job for group in option_jobs().values()
                                                                   for job in group],
-        "cross-validation, first round": [r.job for x in selection.first.values() for r in x.runs],
-        "cross-validation, second round": [r.job for name in second for r in selection.second[name].runs],
-        **best_published.test_jobs(selection),
-        **{name: group for x in protocol_rounds.values() for name, group in (
+        # rounds 1 and 2 in the registry's order before they were data: both cross-validations, then their looks
+        first.round.groups[0]: [r.job for c in first.candidates.values() for r in c.runs],
+        second.round.groups[0]: [r.job for name, c in second.candidates.items() if name not in first.candidates
+                                 for r in c.runs],
+        first.round.groups[1]: rounds.final_jobs(first)[first.chosen.name],
+        "B, the second round's choice": rounds.final_jobs(second)[second.chosen.name],
+        "ranking check on the test set": list(rounds.ranking_jobs(first).values()),
+        second.round.groups[1]: sum(rounds.final_jobs(second).values(), []),
+        **{name: group for x in selections.values() if x.round.protocol for name, group in (
             (x.round.groups[0], [r.job for c in x.candidates.values() for r in c.runs]),
             (x.round.groups[1], sum(rounds.final_jobs(x).values(), [])))},
     }
@@ -374,14 +378,19 @@ def final_job() -> Job:
 
 def best_job() -> Job:
     """The cross-validated best model, seed 0 (its weights are kept for the noise table)."""
-    chosen = best_published.select(best_rung(ladder()).config).chosen
-    return Job(chosen.config, beyond().best_seeds[0])
+    second = round_selections()[2]
+    return Job(second.chosen.config, second.round.seeds[0])
 
 
 def round_selections() -> dict[int, rounds.Selection]:
-    """Every protocol round of :data:`helpers.rounds.ROUNDS` cross-validated as its protocol says, each from the
-    round before (the first from the second round's choice, read from the ledger)."""
-    previous: Config | rounds.Selection = best_published.select(best_rung(ladder()).config).chosen.config
+    """Every round of :data:`helpers.rounds.ROUNDS` cross-validated (runs trained if missing), each from the round
+    before, the first from the ladder's final model; kept per profile, training mode and ledger folder."""
+    return _round_selections(profile().name, runs.training_mode(), str(store.root()))
+
+
+@functools.cache
+def _round_selections(*_key: str) -> dict[int, rounds.Selection]:
+    previous: Config | rounds.Selection = best_rung(ladder()).config
     paper = paper_config().with_(epochs=beyond().epochs)
     found = {}
     for number, entry in rounds.ROUNDS.items():
@@ -397,17 +406,17 @@ def robust_job() -> Job:
 
 @dataclass(frozen=True)
 class RoundResults:
-    """A protocol round as its chapter section and ``summary --json`` report it."""
+    """A round as its chapter section and ``summary --json`` report it."""
 
     selection: rounds.Selection
-    look: rounds.TestLook  # the round's one look at the test set
+    look: rounds.TestLook  # the round's look at the test set: the chosen model's seeds and the ensemble
     numbers: dict[str, Any]
     teacher_look: rounds.TestLook | None = None  # a student's teacher's final runs (the previous round's look)
     reference: pd.DataFrame | None = None  # test error (%) by noise level of the paper's network and B, seed 0 each
 
 
 def round_results() -> dict[int, RoundResults]:
-    """Every protocol round's cross-validation and its one look at the test set, by round number; the third
+    """Every round's cross-validation and its look at the test set, by round number; the third
     with the noise comparison (the paper's network and B from their stored weights, on the same noise draws as
     the chosen model), a student's round beside its teacher's look. The chapters, the findings and the command
     line read the rounds through this one call, kept per profile, training mode and ledger folder."""
@@ -423,6 +432,9 @@ def _read_rounds() -> dict[int, RoundResults]:
     found: dict[int, RoundResults] = {}
     for number, selection in round_selections().items():
         look = rounds.test_look(selection, workers=beyond().workers)
+        if not selection.round.protocol:  # rounds 1 and 2
+            found[number] = RoundResults(selection, look, best_published.numbers(selection, look))
+            continue
         if selection.teacher is not None:
             teacher = found[number - 1].look
             seconds = [r.seconds for c in selection.candidates.values() for r in c.runs] + \

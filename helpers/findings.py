@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import (baselines, best_published, data, discussion, experiments, paper, recipe, rounds, runs, stats, store,
+from helpers import (baselines, best_published, data, discussion, experiments, paper, recipe, runs, stats, store,
                      testlog)
 from helpers.store import Run
 from helpers.config import beyond, DECISIONS, READINGS
@@ -41,12 +41,8 @@ class Results:
     verdict: pd.DataFrame                  # :func:`helpers.discussion.verdict_table` (discussion chapter)
     baselines: list[dict[str, Any]]        # :func:`helpers.baselines.all_baselines`
     rungs: list[Any]                       # :func:`helpers.experiments.ladder` (human-level chapter)
-    selection: best_published.TwoRounds              # both rounds of cross-validation (best-published chapter)
-    final: rounds.TestLook                           # the chosen model's seeds on the test set
-    final_runs: list[Run]
-    first: rounds.TestLook                           # the first round's choice on the test set (its seeds)
-    first_runs: list[Run]
-    ensemble: rounds.TestLook                        # the ensemble chosen by cross-validation
+    first: experiments.RoundResults                  # the first round: A on the test set (its seeds)
+    second: experiments.RoundResults                 # the second round: B's seeds and its ensemble
     third: experiments.RoundResults                  # the third round: accurate and robust (its protocol)
     fourth: experiments.RoundResults                 # the fourth round: distillation (its protocol)
     ledger_seconds: list[float] = field(default_factory=list)  # ``record["seconds"]`` of every ledger entry
@@ -54,14 +50,11 @@ class Results:
 
     def runs(self) -> list[Run]:
         """Every trained run the summary rests on (for :func:`helpers.book.provenance`)."""
-        cv = [r for x in (self.selection.first | self.selection.second).values() for r in x.runs]
-        return (list(self.recipe) + [r for runs in self.readings.values() for r in runs] + list(self.first_runs)
-                + [r for rung in self.rungs for r in rung.runs] + cv + list(self.final_runs)
-                + [r for runs in self.ensemble.runs.values() for r in runs]
-                + [r for c in self.third.selection.candidates.values() for r in c.runs]
-                + [r for runs in self.third.look.runs.values() for r in runs]
-                + [r for c in self.fourth.selection.candidates.values() for r in c.runs]
-                + [r for runs in self.fourth.look.runs.values() for r in runs])
+        return (list(self.recipe) + [r for runs in self.readings.values() for r in runs]
+                + [r for rung in self.rungs for r in rung.runs]
+                + [r for x in (self.first, self.second, self.third, self.fourth)
+                   for group in (*(c.runs for c in x.selection.candidates.values()), *x.look.runs.values())
+                   for r in group])
 
 
 def gather() -> Results:
@@ -77,15 +70,9 @@ def _gather() -> Results:
     verdict = discussion.verdict_table(readings[discussion.RECIPE], train_labels, test_labels, recipe.paper_config(),
                                 runs.run(recipe.paper_job()).history)  # as the discussion chapter calls it
     rungs = experiments.ladder()
-    selection = best_published.select(experiments.best_rung(rungs).config)
-    final_runs = best_published.final_runs(selection.chosen)
-    first_runs = best_published.final_runs(selection.first_choice)
-    protocol_rounds = experiments.round_results()
+    found = experiments.round_results()
     return Results(recipe=recipe_runs, readings=readings, verdict=verdict, baselines=baselines.all_baselines(),
-                   rungs=rungs, selection=selection, final=best_published.final(selection.chosen, final_runs),
-                   final_runs=final_runs, first=best_published.final(selection.first_choice, first_runs),
-                   first_runs=first_runs, ensemble=best_published.ensemble(selection),
-                   third=protocol_rounds[3], fourth=protocol_rounds[4],
+                   rungs=rungs, first=found[1], second=found[2], third=found[3], fourth=found[4],
                    ledger_seconds=[float(store.record(e)["seconds"]) for e in store.entries()],
                    workers=beyond().workers)
 
@@ -150,7 +137,7 @@ def numbers(results: Results) -> dict[str, Any]:
     for i, v in enumerate(closest_readings(results.readings)[:2], start=1):
         out |= {f"close{i}_name": v["name"], f"close{i}_mean": v["mean_error"], f"close{i}_errors": v["mean_errors"],
                 f"close{i}_low": v["low"], f"close{i}_high": v["high"]}
-    final = best_published.final_numbers(results.final, results.selection.chosen, chosen_ensemble=results.ensemble)
+    final = results.second.numbers
     out |= {key: final[key] for key in (
         "chosen", "best_mean", "best_low", "best_high", "best_seeds", "ensemble", "ensemble_errors",
         "ensemble_size", "ensemble_sets", "ensemble_low", "ensemble_high", "best_published")}
@@ -211,13 +198,10 @@ def points(results: Results) -> list[Row]:
     rows += [Row("the ladder (kept rungs)", f"+ {r.name}", tuple(rates(r.runs)))
              for r in results.rungs[1:] if r.kept]
     group = "the standings"
-    look, student = results.third.look, results.fourth.look
-    rows += [Row(group, f"A (round 1), {len(results.first.runs[results.first.chosen])} seeds",
-                 tuple(float(x) for x in best_published.seed_rates(results.first))),
-             Row(group, f"B (round 2), {len(results.final.runs[results.final.chosen])} seeds",
-                 tuple(float(x) for x in best_published.seed_rates(results.final))),
-             Row(group, f"B's ensemble, {results.ensemble.training_runs} training runs",
-                 (100 * results.ensemble.ensemble_errors / results.ensemble.n,)),
+    a, b, look, student = results.first.look, results.second.look, results.third.look, results.fourth.look
+    rows += [Row(group, f"A (round 1), {len(a.single_errors)} seeds", tuple(float(x) for x in best_published.seed_rates(a))),
+             Row(group, f"B (round 2), {len(b.single_errors)} seeds", tuple(float(x) for x in best_published.seed_rates(b))),
+             Row(group, f"B's ensemble, {b.training_runs} training runs", (100 * b.ensemble_errors / b.n,)),
              Row(group, f"W (round 3), {len(look.single_errors)} seeds", tuple(float(x) for x in look.single_rates)),
              Row(group, f"W's ensemble, {look.training_runs} training runs", (100 * look.ensemble_errors / look.n,)),
              Row(group, f"the student (round 4), {len(student.single_errors)} seeds"

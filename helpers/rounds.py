@@ -1,27 +1,28 @@
-"""The protocol rounds of the best-published search: one selection engine, each round a data entry.
+"""The rounds of the best-published search: one selection engine, each round a data entry.
 
-A round (:class:`Round`, listed in :data:`ROUNDS`) is what its protocol fixed before any of its runs
-was trained, and every run records the protocol's commit: the candidates (each a change of the
-previous round's choice, of the paper's network or of an earlier candidate), the cross-validation
-(folds drawn with the round's fold seed; the held-out images predicted in every prediction mode,
-:data:`PREDICTION_MODES`, and under pixel noise, :func:`helpers.data.add_noise`, draw seed 0 over each
-fold's held-out images), the rule (the fewest clean errors among the robust candidates; an ensemble
-by forward selection), the final seeds and the one look at the test set. A round whose candidates are
-students learns from the previous round's choice (soft targets from its runs on exactly the student's
+A round (:class:`Round`, listed in :data:`ROUNDS`) is what was fixed before any of its runs was trained:
+for rounds 3 and 4 a committed protocol, whose commit every run records (rounds 1 and 2 came before the
+protocols). It holds the candidates (each a change of the previous round's choice, of the paper's network
+or of an earlier candidate), the cross-validation (folds drawn with the round's fold seed; the held-out
+images predicted in each prediction mode the round stores, :data:`PREDICTION_MODES`, and, in a round with
+a noise score, under pixel noise, :func:`helpers.data.add_noise`, draw seed 0 over each fold's held-out
+images), the rule (the fewest clean errors among the robust candidates, all of them without a noise score;
+an ensemble by forward selection), the final seeds and the look at the test set. A round whose candidates
+are students learns from the previous round's choice (soft targets from its runs on exactly the student's
 training images, :func:`helpers.trainer.training_arrays`): in cross-validation its run on the same fold,
 on all training images its final runs. Adding a round is a protocol, an entry here and a chapter section.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from helpers import data, stats
-from helpers.config import Config
+from helpers.config import beyond, Config
 from helpers.job import Job
 from helpers.runs import run_many
 from helpers.store import Run
@@ -30,6 +31,7 @@ from helpers.stats import errors, p_text, wilson_text
 #: The prediction modes of a candidate, simplest first, and the stored array each uses.
 PREDICTION_MODES = {"plain": "probabilities", "shifts": "tta", "shifts and rotations": "tta_rotations"}
 PAPER, PREVIOUS = "the paper's network", "the previous round's choice"  # parents outside a round
+CHOICE = "{previous}"  # in a candidate's name: the previous round's choice's name
 NOISE = 0.4  # the protocols' noise condition (standard deviation, images in [0, 1])
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
@@ -37,12 +39,15 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth")
 @dataclass(frozen=True)
 class Candidate:
     """A candidate as its protocol names it: a change of ``parent`` (:data:`PAPER`, :data:`PREVIOUS` or an
-    earlier candidate); a change given as a function reads the parent's configuration."""
+    earlier candidate); a change given as a function reads the parent's configuration, ``epochs="double"``
+    the profile's (:meth:`helpers.config.BeyondSettings.resolve`)."""
 
     name: str
     parent: str
     changes: Mapping[str, Any] = field(default_factory=dict)
     modes: tuple[str, ...] = tuple(PREDICTION_MODES)  # the prediction modes the rule may choose from
+    why: str = ""  # what the change may help with (rounds 1 and 2 print it)
+    member: bool = True  # whether forward selection may add it to an ensemble
 
 
 @dataclass(frozen=True)
@@ -51,35 +56,53 @@ class Round:
 
     number: int
     name: str
-    protocol: str
+    protocol: str  # none for rounds 1 and 2
     protocol_commit: str  # the protocol's commit, made before any of the round's runs was trained
     candidates: tuple[Candidate, ...]
     reference: str  # the noise reference: one of the candidates, else the previous round's
     targets: Mapping[str, float]  # test error (%)
-    budget_minutes: int  # wall-clock training on 2 cores for the whole round
     groups: tuple[str, str]  # its experiments in the registry: the cross-validation, the final runs
+    budget_minutes: int = 0  # wall-clock training on 2 cores for the whole round
     folds: int = 3
     fold_seed: int = 1
-    noise: float = NOISE
-    final_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    noise: float | None = NOISE  # None: no noise score (every candidate robust), no noisy predictions
+    stored: tuple[str, ...] = tuple(PREDICTION_MODES)  # the prediction modes its runs are read in
+    final_seeds: tuple[int, ...] | None = (0, 1, 2, 3, 4)  # None: the profile's best_seeds
     member_seeds: tuple[int, ...] = ()  # an ensemble's other members' seeds (none: no forward selection)
+    pools_previous: bool = False  # forward selection may also add the previous round's candidates
+    ranking: bool = False  # each candidate also tested once (seed 0), to check the ranking (chooses nothing)
     teacher_mode: str = ""  # students: how the previous round's choice reads their images (trainer.teacher_probabilities)
+
+    def named(self, previous: str) -> Round:
+        """The round with :data:`CHOICE` in its candidates' names replaced by the previous round's choice."""
+        return replace(self, candidates=tuple(replace(c, name=c.name.replace(CHOICE, previous),
+                                                      parent=c.parent.replace(CHOICE, previous))
+                                              for c in self.candidates))
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The chosen model's seeds on all training images."""
+        return beyond().best_seeds if self.final_seeds is None else self.final_seeds
 
     def configs(self, previous: Config, paper: Config) -> dict[str, Config]:
         """Every candidate's configuration, from the previous round's choice and the paper's network."""
         made = {PAPER: paper, PREVIOUS: previous}
         for c in self.candidates:
             parent = made[c.parent]
-            made[c.name] = parent.with_(**{k: v(parent) if callable(v) else v for k, v in c.changes.items()})
+            made[c.name] = parent.with_(**beyond().resolve(
+                {k: v(parent) if callable(v) else v for k, v in c.changes.items()}))
         return {c.name: made[c.name] for c in self.candidates}
 
+    def spec(self, name: str) -> Candidate:
+        return next(c for c in self.candidates if c.name == name)
+
     def modes(self, name: str) -> tuple[str, ...]:
-        """The prediction modes the rule may choose from for candidate ``name``."""
-        return next(c.modes for c in self.candidates if c.name == name)
+        """The prediction modes the rule may choose from for candidate ``name`` (of those the round stores)."""
+        return tuple(m for m in self.spec(name).modes if m in self.stored)
 
     def parent(self, name: str) -> str:
         """The candidate ``name`` changes, when it is one of this round's (for the McNemar test of that change)."""
-        parent = next(c.parent for c in self.candidates if c.name == name)
+        parent = self.spec(name).parent
         return parent if parent != name and parent in {c.name for c in self.candidates} else ""
 
     def cv_jobs(self, config: Config, teacher: "Scored | None" = None) -> list[Job]:
@@ -99,6 +122,7 @@ class Round:
                              f"targets are read with {self.teacher_mode!r} (helpers.trainer.teacher_probabilities)")
 
 
+LADDER, ALL = "the ladder's final model", "all four levers"
 B, NOISY = "B", "B + pixel noise"
 WIDER, LONGER, DEEPER = "B + pixel noise, wider", "B + pixel noise, wider, twice the epochs", "B + pixel noise, third block"
 W = "W (the third round's choice, the teacher)"  # how the fourth round's tables name its teacher
@@ -109,9 +133,44 @@ def twice_the_epochs(parent: Config) -> int:
     return 2 * parent.epochs
 
 
-#: The protocol rounds, in the order they happened (rounds 1 and 2, before the protocols, are
-#: :mod:`helpers.best_published`'s and read their candidates with :func:`out_of_fold` and :class:`TestLook`).
+#: The first round's levers, each added alone to the ladder's final model.
+LEVERS = (
+    Candidate("cosine learning-rate decay", PREVIOUS, {"schedule": "cosine"},
+              why="anneal the step size to zero over the same 100 epochs"),
+    Candidate("elastic distortions", PREVIOUS, {"augment_elastic": 8.0},
+              why="Simard, Steinkraus & Platt (2003): a smooth random displacement field (sigma 2 px, alpha 8 px)"),
+    Candidate("scale and shear", PREVIOUS, {"augment_zoom": 0.1, "augment_shear": 0.1},
+              why="random zoom of up to 10 % and shear of up to 0.1, the slant and size of handwriting"),
+    Candidate("label smoothing", PREVIOUS, {"label_smoothing": 0.1},
+              why="train towards 0.9 on the label and 0.01 on each other class instead of 1 and 0"),
+)
+#: Rounds 1 and 2, before the protocols: the same folds (seed 0), no noise score, the rule the fewest
+#: out-of-fold errors plain or shifted (a tie keeps the earlier), the chosen model on the profile's seeds.
+BEFORE_PROTOCOLS = dict(protocol="", protocol_commit="", reference="", targets={"single": 2.0, "ensemble": 1.8},
+                        fold_seed=0, noise=None, stored=("plain", "shifts"), final_seeds=None)
+
+#: Every round, in the order they happened. The second round starts from the first round's choice and
+#: adds, one at a time, what the first left untried (written down before any of its runs was trained).
 ROUNDS = {
+    1: Round(1, "first round", candidates=(
+        Candidate(LADDER, PREVIOUS, member=False),  # its test run predates the stored shifted predictions
+        *LEVERS, Candidate(ALL, PREVIOUS, {k: v for c in LEVERS for k, v in c.changes.items()})),
+        groups=("cross-validation, first round", "the first round's choice"), ranking=True, **BEFORE_PROTOCOLS),
+    2: Round(2, "second round", candidates=(
+        Candidate(CHOICE, PREVIOUS),
+        Candidate(f"{CHOICE} + elastic distortions", PREVIOUS, {"augment_elastic": 8.0},
+                  why="the other lever that lowered cross-validated errors in the first round"),
+        Candidate(f"{CHOICE} + weight averaging", PREVIOUS, {"weight_average": 0.99},
+                  why="predict with a moving average of the weights over training (momentum 0.99: about the last "
+                      "100 steps, 3 to 5 epochs)"),
+        Candidate(f"{CHOICE} + a third convolution block", PREVIOUS, {"third_block_filters": 128},
+                  why="a 3x3 convolution with 128 filters and pooling after the second block"),
+        Candidate(f"{CHOICE} + elastic distortions, twice the epochs, cosine decay", PREVIOUS,
+                  {"augment_elastic": 8.0, "epochs": "double", "schedule": "cosine"},
+                  why="a longer schedule with learning-rate decay for the augmented model: the first round's "
+                      "augmented candidates fit fewer of their training batches")),
+        groups=("cross-validation, second round", "ensemble members chosen by cross-validation"),
+        member_seeds=(0,), pools_previous=True, **BEFORE_PROTOCOLS),
     3: Round(3, "third round", "protocols/accurate-and-robust.md", "37192d36a0c752e79c437de6b71471dab3fb7b3d", (
         Candidate(PAPER, PAPER),
         # B's earlier runs on all training images store no rotated predictions (the protocol's amendment)
@@ -142,7 +201,7 @@ def read(result: Run, mode: str) -> np.ndarray:
 @dataclass(frozen=True)
 class Scored:
     """One candidate cross-validated: its out-of-fold predictions of all 7291 training images (rounds 1 and 2:
-    no noisy predictions, and no shifted ones for a candidate whose runs predate them)."""
+    no noisy predictions, no rotated ones)."""
 
     name: str
     config: Config
@@ -256,10 +315,16 @@ class Selection:
     def choosable(self) -> dict[str, Scored]:
         return {name: c for name, c in self.candidates.items() if name != self.round.reference}
 
+    @property
+    def pool(self) -> dict[str, Scored]:
+        """The candidates forward selection may add (with ``pools_previous``, the previous round's first)."""
+        before = self.previous.pool if self.round.pools_previous and self.previous else {}
+        return before | {name: c for name, c in self.choosable.items() if self.round.spec(name).member}
+
     def robust(self, name: str) -> bool:
-        """Whether a candidate's noise score is at or under the reference's."""
+        """Whether a candidate's noise score is at or under the reference's (every one, without a noise score)."""
         noise = self.round.noise
-        return self.candidates[name].noise_errors(noise) <= self.reference.noise_errors(noise)
+        return noise is None or self.candidates[name].noise_errors(noise) <= self.reference.noise_errors(noise)
 
     @property
     def chosen(self) -> Scored:
@@ -276,8 +341,12 @@ class Selection:
         members): each member with the ensemble's out-of-fold errors once it joined."""
         if not self.round.member_seeds:
             return [(self.chosen.name, self.chosen.score)]
-        return forward_selection({name: c.probabilities for name, c in self.choosable.items()},
+        return forward_selection({name: c.probabilities for name, c in self.pool.items()},
                                  self.chosen.labels, self.chosen.name)
+
+    def scored(self, name: str) -> Scored:
+        """A candidate of this round, or of the pool."""
+        return self.candidates[name] if name in self.candidates else self.pool[name]
 
     @property
     def replaces(self) -> bool:
@@ -291,12 +360,14 @@ def cross_validate(round_: Round, previous: Config | Selection, paper: Config, w
     previous round's choice (its configuration, or its selection when it teaches or shares its reference)."""
     before = previous if isinstance(previous, Selection) else None
     teacher = before.chosen if before and round_.teacher_mode else None
+    round_ = round_.named(before.chosen.name) if before else round_
     configs = round_.configs(before.chosen.config if before else previous, paper)
     jobs = {name: round_.cv_jobs(config, teacher) for name, config in configs.items()}
     found = iter(run_many(sum(jobs.values(), []), workers=workers,
                           describe=lambda j: f"{round_.name}, CV fold {j.split[-1]}, {j.key()[:8]}"))
     return Selection(round_, {name: out_of_fold(name, configs[name], [next(found) for _ in group], round_.folds,
-                                                round_.fold_seed, round_.modes(name))
+                                                round_.fold_seed, round_.modes(name), round_.stored,
+                                                noisy=round_.noise is not None)
                               for name, group in jobs.items()}, before)
 
 
@@ -307,9 +378,15 @@ def final_jobs(selection: Selection) -> dict[str, list[Job]]:
     if selection.teacher is not None and selection.previous is not None:
         r.check_teacher(selection.teacher)
         teachers = tuple(job.key() for job in final_jobs(selection.previous)[selection.teacher.name])
-    return {name: [Job(selection.candidates[name].config, seed, protocol=r.protocol_commit, teachers=teachers)
-                   for seed in (r.final_seeds if name == chosen else r.member_seeds)]
+    return {name: [Job(selection.scored(name).config, seed, protocol=r.protocol_commit, teachers=teachers)
+                   for seed in (r.seeds if name == chosen else r.member_seeds)]
             for name, _ in selection.members}
+
+
+def ranking_jobs(selection: Selection) -> dict[str, Job]:
+    """With ``ranking``: each candidate once on all training images (seed 0), by name, to check after the choice
+    how cross-validation ranks them on the test set (nothing is chosen from these)."""
+    return {name: Job(c.config, 0) for name, c in selection.candidates.items()} if selection.round.ranking else {}
 
 
 def training_identity(result: Run) -> tuple[Config, int, str]:
@@ -322,19 +399,9 @@ def training_identity(result: Run) -> tuple[Config, int, str]:
     return result.job.config.with_(weight_average=0.0), result.job.seed, result.job.split
 
 
-def prediction_sets(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many runs' predictions an ensemble of these members averages."""
-    return sum(len(group) for group in runs.values())
-
-
-def training_runs(runs: Mapping[str, Sequence[Run]]) -> int:
-    """How many independent training runs those predictions come from (:func:`training_identity`)."""
-    return len({training_identity(r) for group in runs.values() for r in group})
-
-
 @dataclass(frozen=True)
 class TestLook:
-    """A protocol's one look at the test set: the chosen model's seeds and the ensemble."""
+    """A round's look at the test set: the chosen model's seeds and the ensemble (a protocol's one look)."""
 
     chosen: str
     modes: dict[str, str]  # member -> the prediction mode its cross-validation chose
@@ -385,12 +452,14 @@ class TestLook:
 
     @property
     def prediction_sets(self) -> int:
-        return prediction_sets(self.runs)
+        """How many runs' predictions the ensemble averages."""
+        return sum(len(group) for group in self.runs.values())
 
     @property
     def training_runs(self) -> int:
-        """Independent training runs (weight averaging reads one training run with other weights)."""
-        return training_runs(self.runs)
+        """How many independent training runs they come from (:func:`training_identity`: weight averaging reads
+        one training run with other weights)."""
+        return len({training_identity(r) for group in self.runs.values() for r in group})
 
     def errors_by_noise(self) -> list[list[int]]:
         """Each seed's test errors at each noise level, 0 first (the clean plain prediction)."""
@@ -404,7 +473,7 @@ def test_look(selection: Selection, workers: int = 2) -> TestLook:
     found = iter(run_many(sum(jobs.values(), []), workers=workers,
                           describe=lambda j: f"{selection.round.name}, test seed {j.seed}, {j.key()[:8]}"))
     runs = {name: [next(found) for _ in group] for name, group in jobs.items()}
-    return TestLook(selection.chosen.name, {name: selection.candidates[name].mode for name in runs}, runs)
+    return TestLook(selection.chosen.name, {name: selection.scored(name).mode for name in runs}, runs)
 
 
 def selection_text(selection: Selection) -> str:

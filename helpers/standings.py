@@ -106,7 +106,7 @@ def looks_before(log: pd.DataFrame, experiment: str) -> int:
 def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
     """Every model the book put forward, in the order they were made, then the best published result and
     human readers. ``results``: :func:`helpers.findings.gather`; ``log``: the book's test-set log."""
-    n = results.final.n
+    n, b = results.second.look.n, results.second.look
     third, fourth = results.third, results.fourth
     r3, r4 = third.numbers, fourth.numbers
     mark = lambda name: {"chosen_by": CHOSEN_BY[name], "looks_before": looks_before(log, CHOSEN_IN[name])}  # noqa: E731
@@ -114,10 +114,9 @@ def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
         Standing("the paper", (paper.ERRORS,), n, "published", chosen_by="its test set"),
         Standing(RECIPE, tuple(r.errors for r in results.recipe), n, "seeds", r3["r3_paper_noise"], "seed 0",
                  **mark(RECIPE)),
-        Standing(A, tuple(results.first.single_errors), n, "seeds", **mark(A)),
-        Standing(B, tuple(results.final.single_errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
-        Standing(B_ENSEMBLE, (results.ensemble.ensemble_errors,), n, "ensemble", training_runs=results.ensemble.training_runs,
-                 **mark(B_ENSEMBLE)),
+        Standing(A, tuple(results.first.look.single_errors), n, "seeds", **mark(A)),
+        Standing(B, tuple(b.single_errors), n, "seeds", r3["r3_previous_noise"], "seed 0", **mark(B)),
+        Standing(B_ENSEMBLE, (b.ensemble_errors,), n, "ensemble", training_runs=b.training_runs, **mark(B_ENSEMBLE)),
         best(third, looks_before(log, CHOSEN_IN[W])),
         Standing(W_ENSEMBLE, (third.look.ensemble_errors,), n, "ensemble", training_runs=third.look.training_runs,
                  **mark(W_ENSEMBLE)),
@@ -219,19 +218,17 @@ def as_json(standings: Sequence[Standing]) -> list[dict[str, Any]]:
     return out
 
 
-def targets(results: Any, ladder_targets: dict[str, float], round_targets: dict[str, float],
-            protocol_targets: dict[str, float]) -> pd.DataFrame:
+def targets(results: Any, ladder_targets: dict[str, float]) -> pd.DataFrame:
     """Every accuracy target the book set, in the order it was set, with what reached it closest.
 
     ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
-    ladder), :data:`helpers.best_published.TARGETS` (rounds 1 and 2), :attr:`helpers.rounds.Round.targets`
-    (rounds 3 and 4, in their protocols)."""
+    ladder), then each round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
     ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
-    third = results.third.look
+    b, third = results.second.look, results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
-            ("rounds 1 and 2 (best published)", round_targets, f"B {float(best_published.seed_rates(results.final).mean()):.2f}",
-             f"B's ens. {100 * results.ensemble.ensemble_errors / results.ensemble.n:.2f}"),
-            ("rounds 3 and 4 (protocols)", protocol_targets, f"W {float(np.mean(third.single_rates)):.2f}",
+            ("rounds 1 and 2 (best published)", results.second.selection.round.targets, f"B {float(best_published.seed_rates(b).mean()):.2f}",
+             f"B's ens. {100 * b.ensemble_errors / b.n:.2f}"),
+            ("rounds 3 and 4 (protocols)", results.third.selection.round.targets, f"W {float(np.mean(third.single_rates)):.2f}",
              f"W's ens. {100 * third.ensemble_errors / third.n:.2f}")]
     return pd.DataFrame([{"set for": name, "one model (%)": f"{t['single']:g}", "ensemble (%)": f"{t['ensemble']:g}",
                           "one model reached": single, "ensemble reached": ensemble}

@@ -1,4 +1,4 @@
-"""helpers.best_published and the levers it adds to the model: elastic distortions, scale/shear, label smoothing,
+"""Rounds 1 and 2 (helpers.rounds.ROUNDS[1] and [2], helpers.best_published) and the levers they add to the model: elastic distortions, scale/shear, label smoothing,
 test-time shifts; the late configuration fields leave the names of older runs alone."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import helpers.job
 from helpers import best_published, data, evaluate, paper, rounds, train
 from helpers._tf import keras
-from helpers.config import BASELINE, LATE_FIELDS
+from helpers.config import BASELINE, beyond, LATE_FIELDS
 from helpers.model import ElasticDistortion, SmoothedSparseCrossentropy, build_model
 from helpers.job import Job
 from helpers.store import Run
@@ -23,6 +23,14 @@ from helpers.store import Run
 from conftest import need_real_data
 
 BASE = BASELINE.with_(second_block_filters=64, augment_shift=2 / 16, augment_rotation=10.0)
+R1, R2 = rounds.ROUNDS[1], rounds.ROUNDS[2]
+
+
+def _selection(entry: rounds.Round, candidates: dict[str, rounds.Scored],
+               previous: rounds.Selection | None = None) -> rounds.Selection:
+    """A round's rule on these candidates (the ladder's final model, as in round 1, never joins an ensemble)."""
+    specs = tuple(rounds.Candidate(name, rounds.PREVIOUS, member=name != rounds.LADDER) for name in candidates)
+    return rounds.Selection(dataclasses.replace(entry, candidates=specs), candidates, previous)
 
 
 def test_late_fields_are_left_out_of_run_names_at_their_defaults() -> None:
@@ -35,17 +43,17 @@ def test_late_fields_are_left_out_of_run_names_at_their_defaults() -> None:
 
 
 def test_candidates_add_each_lever_and_all_together() -> None:
-    found = best_published.candidates(BASE)
-    assert list(found)[0] == best_published.BASE and list(found)[-1] == best_published.ALL
-    assert len(found) == len(best_published.LEVERS) + 2 and len(set(found.values())) == len(found)
-    for lever in best_published.LEVERS:
-        assert all(getattr(found[best_published.ALL], k) == v for k, v in lever.changes.items())
+    found = R1.configs(BASE, BASELINE)
+    assert list(found)[0] == rounds.LADDER and list(found)[-1] == rounds.ALL and found[rounds.LADDER] == BASE
+    assert len(found) == len(rounds.LEVERS) + 2 and len(set(found.values())) == len(found)
+    for lever in rounds.LEVERS:
+        assert all(getattr(found[rounds.ALL], k) == v for k, v in lever.changes.items())
         assert all(getattr(found[lever.name], k) == v for k, v in lever.changes.items())
 
 
 def test_every_candidate_builds_and_hashes_differently() -> None:
-    hashes = {helpers.job.code_hash(config) for config in best_published.candidates(BASE).values()}
-    assert len(hashes) == len(best_published.LEVERS) + 2
+    hashes = {helpers.job.code_hash(config) for config in R1.configs(BASE, BASELINE).values()}
+    assert len(hashes) == len(rounds.LEVERS) + 2
 
 
 def test_elastic_distortion_is_seeded_bounded_and_off_at_inference() -> None:
@@ -78,8 +86,8 @@ def test_label_smoothing_matches_the_formula() -> None:
 
 
 def test_every_lever_builds_a_model_that_trains() -> None:
-    config = best_published.candidates(BASE.with_(epochs=1, batch_size=8, filters=2, dense_units=4,
-                                        second_block_filters=2))[best_published.ALL]
+    small = BASE.with_(epochs=1, batch_size=8, filters=2, dense_units=4, second_block_filters=2)
+    config = R1.configs(small, BASELINE)[rounds.ALL]
     model = build_model(config)
     names = [layer.name for layer in model.layers]
     assert {"augment_zoom", "augment_shear", "augment_elastic"} <= set(names)
@@ -97,14 +105,14 @@ def test_shifted_moves_pixels_and_fills_the_edge() -> None:
     assert np.array_equal(train.shifted(images, 0, 0, 5.0), images)
 
 
-def _fold_runs(labels: np.ndarray, wrong: int, folds: int = best_published.FOLDS) -> list[Run]:
+def _fold_runs(labels: np.ndarray, wrong: int, folds: int = R1.folds) -> list[Run]:
     runs = []
     for fold in range(folds):
-        _, held = data.fold_split(labels, folds, fold, seed=best_published.CV_SEED)
+        _, held = data.fold_split(labels, folds, fold, seed=R1.fold_seed)
         predicted = labels[held].copy()
         predicted[:wrong] = (predicted[:wrong] + 1) % 10
         probs = np.eye(10, dtype="float32")[predicted]
-        job = Job(BASE, best_published.CV_SEED, f"cv{folds}-{fold}")
+        job = Job(BASE, R1.fold_seed, f"cv{folds}-{fold}")
         runs.append(Run(job, job.key(), Path("."), {"accuracy": [0.5, 0.9]}, 10.0, probs, labels[held], "ledger",
                         tta=np.eye(10, dtype="float32")[labels[held]]))
     return runs
@@ -112,8 +120,7 @@ def _fold_runs(labels: np.ndarray, wrong: int, folds: int = best_published.FOLDS
 
 def _out_of_fold(name: str, runs: list[Run]) -> rounds.Scored:
     """Rounds 1 and 2 put fold runs together: plain and shifted predictions, no noise."""
-    return rounds.out_of_fold(name, BASE, runs, best_published.FOLDS, best_published.CV_SEED, ("plain", "shifts"),
-                              ("plain", "shifts"), noisy=False)
+    return rounds.out_of_fold(name, BASE, runs, R1.folds, R1.fold_seed, R1.stored, R1.stored, noisy=False)
 
 
 def _scored(name: str, plain: np.ndarray, labels: np.ndarray, shifts: np.ndarray | None = None,
@@ -127,16 +134,17 @@ def test_out_of_fold_places_every_image_once_and_choice_uses_cross_validation() 
     need_real_data()
     _, labels = data.load_usps("train")
     runs = _fold_runs(labels, wrong=4)
-    base = _out_of_fold(best_published.BASE, runs)
+    base = _out_of_fold(rounds.LADDER, runs)
     assert np.array_equal(base.labels, labels) and "shifts" in base.predictions and base.noisy is None
-    assert base.errors() == 4 * best_published.FOLDS
-    results = {best_published.BASE: _scored(best_published.BASE, base.predictions["plain"], labels, runs=runs),
+    assert base.errors() == 4 * R1.folds and "shifts and rotations" not in base.predictions
+    plain = base.predictions["plain"]  # shifts do not help the ladder's final model here
+    results = {rounds.LADDER: _scored(rounds.LADDER, plain, labels, shifts=plain, runs=runs),
                "better": _out_of_fold("better", _fold_runs(labels, wrong=1)),
-               best_published.ALL: _out_of_fold(best_published.ALL, _fold_runs(labels, wrong=1))}
-    chosen = best_published.choose(results)
+               rounds.ALL: _out_of_fold(rounds.ALL, _fold_runs(labels, wrong=1))}
+    chosen = _selection(R1, results).chosen  # no noise score: the fewest errors, a tie taking the earlier
     assert chosen.name == "better" and chosen.mode == "shifts" and chosen.score == 0  # shifts fix its errors
     table = best_published.cv_table(results)
-    assert table.loc[best_published.BASE, "CV errors"] == 12 and table.loc["better", "shifts"] == 0
+    assert table.loc[rounds.LADDER, "CV errors"] == 12 and table.loc["better", "shifts"] == 0
     assert table.loc["better", "p vs base"] < 0.05
     assert table.loc["better", "fit (%)"] == 90.0
     numbers = best_published.cv_numbers(table, chosen)
@@ -152,10 +160,10 @@ def test_final_and_ensemble_errors() -> None:
              np.eye(10)[[0, 1, 2, 3, 4]] * 0.9 + 0.01]
     runs = [Run(Job(BASE, s), f"k{s}", Path("."), {}, 5.0, p, labels, "ledger", tta=p) for s, p in enumerate(probs)]
     chosen = _scored("x", np.eye(10)[labels], labels, shifts=np.eye(10)[labels])
-    result = best_published.final(chosen, runs)
+    result = rounds.TestLook(chosen.name, {chosen.name: chosen.mode}, {chosen.name: runs})
     assert result.single_errors == [1, 1, 0] and result.seed_ensemble_errors == 0
     assert list(best_published.seed_rates(result)) == [1 / 5 * 100, 1 / 5 * 100, 0.0]  # the order rounds 1-2 print
-    assert best_published.first_round_numbers(result)["first_test_mean"] == pytest.approx(100 * 2 / 15)
+    assert best_published.first_round_numbers(result, R1.targets)["first_test_mean"] == pytest.approx(100 * 2 / 15)
     table = best_published.final_table(result)
     assert list(table["errors"]) == [1, 1, 0, 0] and table.index[-1] == "ensemble of the 3 seeds"
     with pytest.raises(ValueError, match="stores no 'shifts' predictions"):
@@ -201,16 +209,17 @@ def test_noise_numbers_read_the_anatomy_rows() -> None:
 
 def test_second_round_adds_each_lever_to_the_first_choice() -> None:
     first = BASE.with_(label_smoothing=0.1)
-    found = best_published.second_candidates("label smoothing", first)
+    found = R2.named("label smoothing").configs(first, BASELINE)
     assert list(found)[0] == "label smoothing" and found["label smoothing"] == first
-    assert len(found) == len(best_published.SECOND_LEVERS) + 1 and len(set(found.values())) == len(found)
+    assert len(found) == len(R2.candidates) and len(set(found.values())) == len(found)
     assert all(name.startswith("label smoothing + ") for name in list(found)[1:])
     longer = found["label smoothing + elastic distortions, twice the epochs, cosine decay"]
-    assert longer.epochs == 2 * best_published.beyond().epochs and longer.augment_elastic == 8.0 and longer.schedule == "cosine"
+    assert longer.epochs == 2 * beyond().epochs and longer.augment_elastic == 8.0 and longer.schedule == "cosine"
     assert all(config.label_smoothing == 0.1 for config in found.values())
-    table = best_published.lever_table(best_published.SECOND_LEVERS)
-    assert f"epochs = {2 * best_published.beyond().epochs}" in table.loc["elastic distortions, twice the epochs, cosine decay",
-                                                               "configuration"]
+    table = best_published.lever_table(R2)
+    assert len(table) == len(R2.candidates) - 1 and len(best_published.lever_table(R1)) == len(rounds.LEVERS)
+    assert f"epochs = {2 * beyond().epochs}" in table.loc["elastic distortions, twice the epochs, cosine decay",
+                                                          "configuration"]
     assert len({helpers.job.code_hash(config) for config in found.values()}) == len(found)
 
 
@@ -234,7 +243,7 @@ def _cv(name: str, wrong: np.ndarray, labels: np.ndarray) -> rounds.Scored:
     probs[wrong] = np.eye(10, dtype="float32")[(labels[wrong] + 1) % 10] * 0.5 \
         + np.eye(10, dtype="float32")[labels[wrong]] * 0.3 + 0.2 / 8 * (1 - np.eye(10)[labels[wrong]]
                                                                         - np.eye(10)[(labels[wrong] + 1) % 10])
-    return _scored(name, probs, labels)
+    return _scored(name, probs, labels, shifts=probs)  # shifts change nothing here
 
 
 def test_greedy_ensemble_adds_members_only_while_cross_validated_errors_fall() -> None:
@@ -246,10 +255,11 @@ def test_greedy_ensemble_adds_members_only_while_cross_validated_errors_fall() -
     c = np.zeros(30, bool)
     c[12:18] = True
     pool = {"a": _cv("a", a, labels), "b": _cv("b", b, labels), "c": _cv("c", c, labels), "bad": _cv("bad", a | b, labels)}
-    members = best_published.greedy_ensemble(pool, "a")
+    members = rounds.forward_selection({n: c.probabilities for n, c in pool.items()}, labels, "a")
     # b and c each fix all of a's errors; the first of equals joins; then nothing lowers the errors
     assert members == [("a", 6), ("b", 0)]
-    assert best_published.greedy_ensemble({"a": pool["a"], "bad": pool["bad"]}, "a") == [("a", 6)]  # never adds a worse one
+    never = rounds.forward_selection({n: pool[n].probabilities for n in ("a", "bad")}, labels, "a")
+    assert never == [("a", 6)]  # never adds a worse one
 
 
 def test_selection_and_second_round_numbers() -> None:
@@ -260,15 +270,15 @@ def test_selection_and_second_round_numbers() -> None:
         mask[:k] = True
         return mask
 
-    first = {best_published.BASE: _cv(best_published.BASE, wrong(8), labels), "ls": _cv("ls", wrong(5), labels),
+    first = {rounds.LADDER: _cv(rounds.LADDER, wrong(8), labels), "ls": _cv("ls", wrong(5), labels),
              "other": _cv("other", wrong(6), labels)}
     second = {"ls": first["ls"], "ls + elastic distortions": _cv("ls + elastic distortions", wrong(7), labels),
               "ls + weight averaging": _cv("ls + weight averaging", wrong(3), labels),
               "ls + elastic distortions, twice the epochs, cosine decay":
               _cv("ls + elastic distortions, twice the epochs, cosine decay", wrong(4), labels)}
-    selection = best_published.TwoRounds(first, second)
-    assert selection.first_choice.name == "ls" and selection.chosen.name == "ls + weight averaging"
-    assert best_published.BASE not in selection.pool and len(selection.pool) == 5
+    selection = _selection(R2, second, _selection(R1, first))
+    assert selection.previous.chosen.name == "ls" and selection.chosen.name == "ls + weight averaging"
+    assert rounds.LADDER not in selection.pool and len(selection.pool) == 5  # both rounds' candidates
     numbers = best_published.second_numbers(selection)
     assert numbers["first_score"] == 5 and numbers["second_better"] == 2 and numbers["second_candidates"] == 3
     assert numbers["elastic_score"] == 7 and numbers["double_score"] == 4 and numbers["chosen_score"] == 3
@@ -285,17 +295,17 @@ def test_test_jobs_list_the_chosen_seeds_the_ranking_check_and_the_members() -> 
         return mask
 
     smooth, elastic = BASE.with_(label_smoothing=0.1), BASE.with_(augment_elastic=8.0)
-    first = {best_published.BASE: _cv(best_published.BASE, wrong(0, 8), labels),
+    first = {rounds.LADDER: _cv(rounds.LADDER, wrong(0, 8), labels),
              "ls": dataclasses.replace(_cv("ls", wrong(0, 6), labels), config=smooth),
              "elastic": dataclasses.replace(_cv("elastic", wrong(6, 13), labels), config=elastic)}
-    selection = best_published.TwoRounds(first, {"ls": first["ls"]})
-    jobs = best_published.test_jobs(selection)
-    seeds = [Job(smooth, seed) for seed in best_published.beyond().best_seeds]
-    assert selection.chosen.name == "ls" and jobs["B, the second round's choice"] == seeds
-    assert jobs["ranking check on the test set"] == [Job(BASE, 0), Job(smooth, 0), Job(elastic, 0)]
-    assert best_published.ranking_jobs(first) == {best_published.BASE: Job(BASE, 0), "ls": Job(smooth, 0), "elastic": Job(elastic, 0)}
+    first_round = _selection(R1, first)
+    selection = _selection(R2, {"ls": first["ls"]}, first_round)
+    seeds = [Job(smooth, seed) for seed in beyond().best_seeds]
+    assert selection.chosen.name == "ls" and rounds.final_jobs(first_round) == {"ls": seeds}
+    assert rounds.ranking_jobs(first_round) == {rounds.LADDER: Job(BASE, 0), "ls": Job(smooth, 0), "elastic": Job(elastic, 0)}
+    assert rounds.ranking_jobs(selection) == {}  # the second round's candidates are tested only where chosen
     # elastic fixes every error of ls (their errors fall on different images), so it joins the ensemble
-    assert jobs["ensemble members chosen by cross-validation"] == seeds + [Job(elastic, 0)]
+    assert rounds.final_jobs(selection) == {"ls": seeds, "elastic": [Job(elastic, 0)]}
 
 
 def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> None:
@@ -320,16 +330,18 @@ def test_ensemble_counts_independent_training_runs_and_weights_each_run() -> Non
     # smooth fixes the chosen model's 3 errors but one, other ties it (the earlier joins), then other fixes the last
     found = {"chosen": oof(0.6, [0, 1, 2]), "smooth": oof(0.9, [3]), "other": oof(0.9, [5])}
     cv = {name: _scored(name, p, labels) for name, p in found.items()}
-    selection = best_published.TwoRounds(cv, cv)
-    ensemble = best_published.test_look(selection, runs)
+    # smooth and other from the first round's pool, the chosen model the second round's only candidate
+    selection = _selection(R2, {"chosen": cv["chosen"]}, _selection(R1, {n: cv[n] for n in ("smooth", "other")}))
+    modes = {name: selection.scored(name).mode for name in runs}
+    ensemble = rounds.TestLook("chosen", modes, runs)
     assert ensemble.prediction_sets == 7 and ensemble.training_runs == 6
     expected = int((np.mean([r.probabilities for g in runs.values() for r in g], axis=0).argmax(1) != labels).sum())
-    assert best_published.test_look(selection, runs).plain_ensemble_errors == expected
+    assert ensemble.plain_ensemble_errors == expected
     weighted = np.mean([np.mean([r.probabilities for r in g], axis=0) for g in runs.values()], axis=0)
-    assert best_published.test_look(selection, runs).ensemble_errors == int((weighted.argmax(1) != labels).sum())
-    table = best_published.ensemble_table(ensemble, cv)
+    assert ensemble.ensemble_errors == int((weighted.argmax(1) != labels).sum())
+    table = best_published.ensemble_table(ensemble, selection)
     assert list(table["weight per run"]) == ["1/15", "1/3", "1/3"] and list(table["CV errors"]) == [3, 1, 0]
     assert table["test errors"].iloc[-1] == ensemble.ensemble_errors
-    assert table["test errors"].iloc[0] == best_published.final(cv["chosen"], runs["chosen"]).seed_ensemble_errors
+    assert table["test errors"].iloc[0] == ensemble.seed_ensemble_errors
     with pytest.raises(ValueError, match="not the ensemble chosen"):
-        best_published.ensemble_table(best_published.test_look(selection, {"chosen": runs["chosen"]}), cv)
+        best_published.ensemble_table(rounds.TestLook("chosen", modes, {"chosen": runs["chosen"]}), selection)
