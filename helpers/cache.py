@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from helpers.data import cache_root, sha256_of
 
@@ -96,39 +96,71 @@ def get_or_build(kind: str, spec: dict[str, Any], build: Callable[[Path], None],
     return entry, True
 
 
-def cached_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any],
-                root: Path | None = None) -> Any:
-    """``compute()``'s JSON-able result, cached under ``spec`` (see :func:`supersede`)."""
+class _NotKept(Exception):
+    """A build's result that is right for this process but must not be kept (see :func:`cached_json`)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("not kept")
+        self.value = value
+
+
+def cached_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any], root: Path | None = None, *,
+                still_valid: Callable[[], bool] | None = None, keep: int | None = None) -> Any:
+    """``compute()``'s JSON-able result, cached under ``spec``.
+
+    ``still_valid()`` is asked once ``compute()`` has run: when it says no (what the spec names changed
+    meanwhile, e.g. the code under a long-lived process), the result is returned and not kept.
+    ``keep``: after a build, only the ``keep`` newest entries of ``kind`` are kept (:func:`prune`).
+    """
+    return _cached(kind, spec, compute, root, still_valid, keep, "result.json",
+                   lambda value: json.dumps(value, indent=1).encode(), json.loads)
+
+
+def cached_pickle(kind: str, spec: dict[str, Any], compute: Callable[[], Any], root: Path | None = None, *,
+                  still_valid: Callable[[], bool] | None = None, keep: int | None = None) -> Any:
+    """``compute()``'s result (objects of this package), pickled under ``spec`` (as :func:`cached_json`)."""
+    return _cached(kind, spec, compute, root, still_valid, keep, "result.pickle",
+                   lambda value: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), pickle.loads)
+
+
+def _cached(kind: str, spec: dict[str, Any], compute: Callable[[], Any], root: Path | None,
+            still_valid: Callable[[], bool] | None, keep: int | None, name: str,
+            dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> Any:
     def build(folder: Path) -> None:
-        (folder / "result.json").write_text(json.dumps(compute(), indent=1))
+        value = compute()
+        if still_valid is not None and not still_valid():
+            raise _NotKept(value)
+        (folder / name).write_bytes(dumps(value))
 
-    entry, built = get_or_build(kind, spec, build, root)
-    if built:
-        supersede(entry, spec)
-    return json.loads((entry / "result.json").read_text())
-
-
-def cached_pickle(kind: str, spec: dict[str, Any], compute: Callable[[], Any], root: Path | None = None) -> Any:
-    """``compute()``'s result (objects of this package), pickled under ``spec`` (see :func:`supersede`)."""
-    def build(folder: Path) -> None:
-        (folder / "result.pickle").write_bytes(pickle.dumps(compute(), protocol=pickle.HIGHEST_PROTOCOL))
-
-    entry, built = get_or_build(kind, spec, build, root)
-    if built:
-        supersede(entry, spec)
-    return pickle.loads((entry / "result.pickle").read_bytes())
-
-
-def supersede(entry: Path, spec: dict[str, Any]) -> None:
-    """Remove the entries beside ``entry`` that it replaces: those for the same ``spec["for"]`` (a result of
-    older code or an older ledger), so that the cache keeps one entry per result. Without ``"for"``: none."""
-    if "for" not in spec:
-        return
-    for other in entry.parent.iterdir():
+    for _ in range(3):
         try:
-            superseded = other != entry and json.loads((other / MANIFEST).read_text())["spec"].get("for") == spec["for"]
-        except (OSError, ValueError, KeyError):
+            entry, built = get_or_build(kind, spec, build, root)
+        except _NotKept as result:
+            return result.value
+        if built and keep is not None:
+            prune(entry.parent, keep)
+        try:
+            with FileLock(f"{entry}.lock"):  # read where no prune removes it
+                return loads((entry / name).read_bytes())
+        except FileNotFoundError:  # pruned by another process between the build and the read: again
             continue
-        if superseded:
-            shutil.rmtree(other, ignore_errors=True)
-            Path(f"{other}.lock").unlink(missing_ok=True)
+    raise RuntimeError(f"cache: the entry of {kind} {key_of(spec)} was removed three times while being read")
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently built entries in ``folder`` (one kind). Each goes under its
+    lock, taken without waiting: an entry another process is building or reading stays for a later prune."""
+    def built(entry: Path) -> float:
+        try:
+            return entry.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    found = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=built,
+                   reverse=True)
+    for old in found[keep:]:
+        try:
+            with FileLock(f"{old}.lock", timeout=0):
+                shutil.rmtree(old, ignore_errors=True)
+        except Timeout:
+            continue

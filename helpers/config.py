@@ -20,6 +20,10 @@ from helpers import paper
 Profile = Literal["full", "ci"]
 ENV_PROFILE = "USPS_BOOK_PROFILE"
 DEFAULT_SEED = 0  # a run's seed when none is given
+#: Test-time augmentation (:func:`helpers.train.predict_tta`): each image and its four copies moved by one
+#: pixel (up, down, left, right); beyond shifts, each shifted copy also turned by these angles (degrees).
+TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+TTA_ROTATIONS: tuple[float, ...] = (-6.0, 0.0, 6.0)
 
 
 @dataclass(frozen=True)

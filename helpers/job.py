@@ -147,25 +147,37 @@ def hashed_code(config: Config) -> tuple[str, ...]:
 _CODE = codehash.read_named(dict.fromkeys(TRAINING_CORE + tuple(w for code in OPTION_CODE.values() for w in code)), PACKAGE)
 
 
-#: The code stamp of the package when this process imported it (read once, as :data:`_CODE`): the key of
-#: its networks in the cache, which a long-lived process must not file under code it is not running.
-_STAMP = code_stamp()
+#: The code stamp of the package (its code, not the ledger) when this process imported it, read once as
+#: :data:`_CODE`: the key of what it computes into the cache, which a long-lived process must not file under
+#: code it is not running (:func:`unchanged`).
+CODE_STAMP = code_stamp(ledger=False)
+
+
+def unchanged() -> bool:
+    """Whether the package's code is still what this process imported (:data:`CODE_STAMP`)."""
+    return code_stamp(ledger=False) == CODE_STAMP
+
+
+def versions(*packages: str) -> dict[str, str]:
+    """The installed version of each package (read from its metadata, without importing it)."""
+    found = {}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed under this name"
+    return found
 
 
 def serialised_network(config: Config) -> str:
     """The network :func:`helpers.model.build_model` makes of ``config``: its Keras architecture,
     optimizer and loss as serialised by Keras (one JSON text).
 
-    Kept in the per-user cache under the configuration, the package's code stamp and the versions of
-    TensorFlow and Keras, which determine it: reading the ledger then needs no TensorFlow.
+    Kept in the per-user cache under the configuration, the package's code (:data:`CODE_STAMP`) and the
+    versions of TensorFlow and Keras, which determine it: reading the ledger then needs no TensorFlow.
     """
-    spec = {"for": json.dumps(config.as_dict(), sort_keys=True, default=str), "code": _STAMP}
-    for package in ("tensorflow", "keras"):
-        try:
-            spec[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            spec[package] = "not installed under this name"
-    return cache.cached_json("networks", spec, lambda: _serialise(config))
+    spec = {"network": config.as_dict(), "code": CODE_STAMP, **versions("tensorflow", "keras")}
+    return cache.cached_json("networks", spec, lambda: _serialise(config), still_valid=unchanged)
 
 
 def _serialise(config: Config) -> str:

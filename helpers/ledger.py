@@ -26,7 +26,7 @@ from helpers import cache, store
 from helpers.data import sha256_of
 from helpers.job import Job
 from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
-                           root, stale_reason, pooled_weights, write_manifest)
+                           root, stale_reason, pool_weights, pooled_weights, write_manifest)
 
 
 def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
@@ -47,8 +47,7 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
         pool = pooled_weights(job.key(), record(entry)["code"])
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
-            pool.parent.mkdir(parents=True, exist_ok=True)
-            pool.write_bytes(entry_files(job, training_arrays(job))[WEIGHTS])
+            pool_weights(pool, entry_files(job, training_arrays(job))[WEIGHTS])
         shutil.copy(pool, entry / store.WEIGHTS)
         try:
             load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import data, stats
-from helpers.config import beyond, Config
+from helpers.config import beyond, Config, TTA_ROTATIONS, TTA_SHIFTS
 from helpers.job import Job
 from helpers.runs import run_many
 from helpers.store import Run
@@ -645,7 +645,6 @@ def lineage_numbers(selection: Selection, look: TestLook, paper_noise: float, pr
     """What the chapter and ``summary --json`` quote about the third round. ``paper_noise`` and
     ``previous_noise``: the test error (%) at the round's noise of the paper's network and of B (seed 0 each);
     ``previous``: B's runs on all training images (the second round's, read as its cross-validation chose)."""
-    from helpers.train import TTA_ROTATIONS, TTA_SHIFTS  # TensorFlow: train imports it (W's test-time copies)
     r, c, n_cv, chosen = selection.round, selection.candidates, len(selection.reference.labels), selection.chosen
     rates, low, high, noise = _seeds(look, r.noise)
     previous_rates = [100 * errors(read(x, c[B].mode), x.labels) / len(x.labels) for x in previous]

@@ -1,4 +1,4 @@
-"""Runs: where a job's result comes from, and training it.
+"""Runs: where a job's result comes from, and results derived from the ledger.
 
 Where a job's result (:class:`helpers.store.Run`) comes from, in order (:func:`run`):
 
@@ -8,10 +8,10 @@ Where a job's result (:class:`helpers.store.Run`) comes from, in order (:func:`r
 3. training now, when ``USPS_TRAINING`` allows it (see :func:`training_mode`): on this machine,
    or many at a time on Dask (:func:`run_many`, :mod:`helpers.cluster`).
 
-Training a job (:func:`entry_files`) fits its network on what :func:`training_arrays` gives
-(a distilled student's labels are its teachers' soft targets) and returns the entry's files.
-What names a job is :mod:`helpers.job`'s; the entry's files and the ledger's lookup are
-:mod:`helpers.store`'s.
+Training a job is :mod:`helpers.trainer`'s, imported only when a run is trained or a model loaded:
+reading results needs no TensorFlow. What names a job is :mod:`helpers.job`'s; the entry's files
+and the ledger's lookup are :mod:`helpers.store`'s. :func:`derived` keeps a result computed from
+the ledger alone (the rounds', the findings) for every process.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
@@ -27,8 +28,7 @@ import numpy as np
 
 from helpers import cache, cluster, data
 from helpers.config import DEFAULT_SEED, Config, profile
-from helpers.job import Job, code_hash
-from helpers.stamp import code_stamp
+from helpers.job import CODE_STAMP, Job, code_hash, unchanged, versions
 from helpers.store import LedgerError, Run, entries, find, load_entry, record, root, write, write_files, write_manifest
 
 if TYPE_CHECKING:
@@ -87,19 +87,28 @@ def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> 
 def derived(name: str, compute: Callable[[], Any]) -> Any:
     """``compute()``, a result derived from the ledger alone (``name``), computed once for every process.
 
-    With ``USPS_TRAINING=forbid`` every run is read from the ledger, so the result is determined by the
-    code (:func:`helpers.stamp.code_stamp`), the profile and the ledger's files (their contents, hashed
-    here): it is kept in the per-user cache under these, and the chapters' kernels and the command line
-    compute it once between them. In the other modes a run may be trained
-    or read from the cache, so it is computed.
+    With ``USPS_TRAINING=forbid`` nothing is trained: every run is read from the ledger (or, where the ledger
+    lacks it, from a per-user cache entry named by its job, code hash and environment, which never changes),
+    so the result is determined by the code (:data:`helpers.job.CODE_STAMP`), the libraries' versions, the
+    profile and the ledger's files (their contents, hashed here). It is kept in the per-user cache under
+    these, and the chapters' kernels and the command line compute it once between them; a result computed
+    while the code or the ledger changed is not kept. In the other modes a run may be trained, so it is
+    computed.
     """
     if training_mode() != "forbid":
         return compute()
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root().rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root()).as_posix().encode() + b"\0" + path.read_bytes())
-    return cache.cached_pickle("derived", {"for": f"{name} of {root()}", "code": code_stamp(),
-                                           "profile": profile().name, "ledger": digest.hexdigest()}, compute)
+
+    def ledger_digest() -> str:
+        digest = hashlib.sha256()
+        for path in sorted(p for p in root().rglob("*") if p.is_file()):
+            digest.update(path.relative_to(root()).as_posix().encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
+
+    spec = {"result": name, "ledger folder": str(root()), "ledger": ledger_digest(), "code": CODE_STAMP,
+            "profile": profile().name, "python": platform.python_version(),
+            **versions("numpy", "pandas", "scipy", "tensorflow", "keras")}
+    return cache.cached_pickle(f"derived/{name.replace(' ', '-')}", spec, compute, keep=3,
+                               still_valid=lambda: unchanged() and ledger_digest() == spec["ledger"])
 
 
 # --------------------------------------------------- the lookup: ledger, cache, training

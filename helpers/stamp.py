@@ -15,11 +15,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def code_stamp(repo: Path = REPO) -> str:
-    """A short hash of requirements.txt, helpers/*.py, results/MANIFEST.json and results/VERIFY.md."""
+def code_stamp(repo: Path = REPO, ledger: bool = True) -> str:
+    """A short hash of requirements.txt, helpers/*.py and (``ledger``) results/MANIFEST.json and results/VERIFY.md."""
     digest = hashlib.sha256()
-    files = [repo / "requirements.txt", *sorted((repo / "helpers").glob("*.py")),
-             repo / "results" / "MANIFEST.json", repo / "results" / "VERIFY.md"]
+    files = [repo / "requirements.txt", *sorted((repo / "helpers").glob("*.py"))]
+    if ledger:
+        files += [repo / "results" / "MANIFEST.json", repo / "results" / "VERIFY.md"]
     for path in files:
         if path.is_file():
             digest.update(path.relative_to(repo).as_posix().encode() + b"\0" + path.read_bytes())

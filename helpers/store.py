@@ -57,7 +57,7 @@ class Run:
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # averaged over the image and its one-pixel shifts (runs trained before it existed: None)
     tta: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # averaged over the shifts and small rotations (train.TTA_ROTATIONS; stored in half precision)
+    # averaged over the shifts and small rotations (config.TTA_ROTATIONS; stored in half precision)
     tta_rotations: np.ndarray | None = field(default=None, compare=False, repr=False)
     # the digits read under pixel noise, one row per level of `data.NOISE_LEVELS` (same draws for every run)
     noisy: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -188,6 +188,15 @@ def find(job: Job, *, stale_ok: bool = False, quiet: bool = False) -> Path | Non
     if not quiet:
         print(f"results ledger: entry {job.key()} is stale ({reason}); not used.", file=sys.stderr)
     return None
+
+
+def pool_weights(path: Path, weights: bytes) -> None:
+    """Write a run's weights to its place in the pool (:func:`pooled_weights`) atomically: a write killed
+    half-way leaves no file there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(weights)
+    os.replace(tmp, path)
 
 
 def pooled_weights(key: str, code: str) -> Path:

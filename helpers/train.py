@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from helpers._tf import keras, tf
-from helpers.config import DEFAULT_SEED, Config
+from helpers.config import DEFAULT_SEED, TTA_ROTATIONS, TTA_SHIFTS, Config
 from helpers.model import build_model
 
 
@@ -45,10 +45,6 @@ def _predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(images, batch_size=1024, verbose=0), dtype=np.float32)
 
 
-#: Test-time augmentation: each image and its four copies moved by one pixel (up, down, left, right).
-TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
-
-
 def shifted(images: np.ndarray, dy: int, dx: int, background: float) -> np.ndarray:
     """``images`` (n x 16 x 16 x 1) moved by ``dy`` rows and ``dx`` columns, the edge filled with background."""
     out = np.full_like(images, background)
@@ -61,10 +57,6 @@ def shifted(images: np.ndarray, dy: int, dx: int, background: float) -> np.ndarr
 def predict_tta(model: keras.Model, images: np.ndarray, background: float) -> np.ndarray:
     """Class probabilities averaged over each image and its one-pixel shifts (:data:`TTA_SHIFTS`)."""
     return np.mean([_predict(model, shifted(images, dy, dx, background)) for dy, dx in TTA_SHIFTS], axis=0)
-
-
-#: Test-time augmentation beyond shifts: each shifted copy also turned by these angles (degrees).
-TTA_ROTATIONS: tuple[float, ...] = (-6.0, 0.0, 6.0)
 
 
 def rotated(images: np.ndarray, degrees: float, background: float) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Training a job into its ledger entry, and a stored run's model rebuilt from its weights.
 
-Everything of a run that needs TensorFlow is here: the images and labels a job trains on (a
+The TensorFlow side of a run is here (besides :func:`helpers.job.environment` and the network of the
+code hash, :func:`helpers.job.serialised_network`, which import it only when they need it): the images and labels a job trains on (a
 distilled student's labels are its teachers' soft targets, :func:`training_arrays`), training it
 and writing its entry's files (:func:`entry_files`), and a stored run's Keras model
 (:func:`load_model`). :mod:`helpers.runs` imports this module only when it trains or loads a model,
@@ -22,7 +23,7 @@ from helpers import data
 from helpers._tf import keras, tf
 from helpers.job import Job, arrays, code_hash, environment
 from helpers.model import build_model
-from helpers.store import KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, pooled_weights, record, root, write_files
+from helpers.store import KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, pool_weights, pooled_weights, record, root, write_files
 from helpers.train import _predict, fit, predict_tta, predict_tta_rotations, soft_targets
 
 
@@ -64,9 +65,7 @@ def teacher_model(result: Run) -> keras.Model:
         if not pool.is_file():
             print(f"Retraining teacher {result.key} ({result.job.describe()}): its weights are not stored here.",
                   flush=True)
-            files = entry_files(result.job, arrays(result.job))
-            pool.parent.mkdir(parents=True, exist_ok=True)
-            pool.write_bytes(files[WEIGHTS])
+            pool_weights(pool, entry_files(result.job, arrays(result.job))[WEIGHTS])
         return load_model(result, weights=pool, check=False)
     return load_model(result)
 

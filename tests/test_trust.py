@@ -148,12 +148,15 @@ def test_altered_cached_run_is_detected_and_retrained(tmp_path: Path, monkeypatc
 def test_a_result_derived_from_the_ledger_is_computed_once_and_again_when_the_ledger_changes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """runs.derived (the rounds' results, the findings): kept on disk for other processes only while
-    training is forbidden, keyed by the ledger's contents; the entry it supersedes is removed."""
+    training is forbidden, keyed by the ledger's contents and the code; a result computed while the ledger
+    or the code changed is not kept; old entries are pruned."""
     ledger, calls = tmp_path / "ledger", []
     (ledger / "runs" / "a").mkdir(parents=True)
-    (ledger / "runs" / "a" / "record.json").write_text('{"errors": 80}')
+    record = ledger / "runs" / "a" / "record.json"
+    record.write_text('{"errors": 80}')
     monkeypatch.setenv("USPS_LEDGER_DIR", str(ledger))
     monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path / "cache"))
+    kept = tmp_path / "cache" / "derived" / "test"
 
     def compute() -> dict[str, object]:
         calls.append(1)
@@ -163,8 +166,30 @@ def test_a_result_derived_from_the_ledger_is_computed_once_and_again_when_the_le
     assert [runs.derived("test", compute) for _ in range(2)] == [{"errors": 1}, {"errors": 2}]
     monkeypatch.setenv("USPS_TRAINING", "forbid")
     assert [runs.derived("test", compute) for _ in range(2)] == [{"errors": 3}, {"errors": 3}]
-    assert len(list((tmp_path / "cache" / "derived").glob("*/result.pickle"))) == 1
-    (ledger / "runs" / "a" / "record.json").write_text('{"errors": 81}')  # an edited number
-    assert runs.derived("test", compute) == {"errors": 4}
-    assert len(list((tmp_path / "cache" / "derived").glob("*/result.pickle"))) == 1, "the old entry is removed"
-    assert len(list((tmp_path / "cache" / "derived").glob("*.lock"))) == 1
+    record.write_text('{"errors": 81}')  # an edited number: a new key
+    assert [runs.derived("test", compute) for _ in range(2)] == [{"errors": 4}, {"errors": 4}]
+    monkeypatch.setattr(runs, "CODE_STAMP", "other code")  # other code: a new key
+    assert runs.derived("test", compute) == {"errors": 5}
+    monkeypatch.undo()
+    monkeypatch.setenv("USPS_LEDGER_DIR", str(ledger))
+    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("USPS_TRAINING", "forbid")
+    assert len(list(kept.glob("*/result.pickle"))) == 3
+
+    record.write_text('{"errors": 90}')
+
+    def edits_the_ledger() -> dict[str, object]:
+        record.write_text(f'{{"errors": {82 + len(calls)}}}')  # as a `make results` beside it would
+        return compute()
+
+    assert [runs.derived("test", edits_the_ledger) for _ in range(2)] == [{"errors": 6}, {"errors": 7}]
+    monkeypatch.setattr(helpers.job, "CODE_STAMP", "what this process imported")  # the code changed since
+    assert [runs.derived("test", compute) for _ in range(2)] == [{"errors": 8}, {"errors": 9}]
+    assert len(list(kept.glob("*/result.pickle"))) == 3, "results of a changing ledger or code are not kept"
+    monkeypatch.undo()
+    monkeypatch.setenv("USPS_LEDGER_DIR", str(ledger))
+    monkeypatch.setenv("USPS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("USPS_TRAINING", "forbid")
+    record.write_text('{"errors": 1}')
+    assert runs.derived("test", compute) == {"errors": 10}
+    assert len(list(kept.glob("*/result.pickle"))) == 3, "the oldest entry is pruned"
