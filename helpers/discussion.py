@@ -30,53 +30,16 @@ def best_epoch(history: Mapping[str, Sequence[float]]) -> tuple[int, float]:
     return epoch + 1, float(100 * (1 - accuracy[epoch]))
 
 
-#: The columns of :func:`variant_table` (and :func:`readings_table`), in two groups that the chapter
-#: shows as two tables, so that each fits the page: the error over seeds, and the paired test against
-#: the recipe with what in the paper's text allows the reading.
+#: The columns of :func:`readings_table`, in two groups that the chapter shows as two tables, so that each
+#: fits the page: the error over seeds, and the paired test against the recipe with what in the paper's text
+#: allows the reading.
 READING_ERRORS = ("seeds", "mean (%)", "std (%)", "95 % interval (%)", "min (%)", "max (%)",
                   f"seeds ≤ {paper.ERRORS} errors")
 READING_PAIRS = ("McNemar: seeds with p < 0.05", "median p", "what in the paper allows it")
 
 
-def variant_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-    """Each reading over its seeds: mean, spread, 95 % interval of the mean, range, seeds at the paper's
-    58 errors or fewer, and paired McNemar tests against the recipe's run of the same seed.
-
-    With fewer than :data:`helpers.stats.MIN_SEEDS` seeds the spread and the interval say "1 seed"
-    or "2 seeds"; the recipe's own row, the reference of the paired tests, says "—" there.
-    """
-    recipe = {r.job.seed: r for r in variants[RECIPE]}
-    rows = []
-    for name, runs in variants.items():
-        errors = np.array([error_pct(r) for r in runs])
-        low, high = stats.mean_interval(errors) if len(runs) >= stats.MIN_SEEDS else (np.nan, np.nan)
-        row: dict[str, Any] = {
-            "reading": name, "seeds": len(runs), "mean (%)": errors.mean().round(2),
-            "std (%)": errors.std(ddof=1).round(2) if len(runs) >= stats.MIN_SEEDS else np.nan,
-            "95 % interval (%)": f"{low:.2f}–{high:.2f}",
-            "min (%)": errors.min().round(2), "max (%)": errors.max().round(2),
-            f"seeds ≤ {paper.ERRORS} errors": int(sum(r.errors <= paper.ERRORS for r in runs))}
-        pairs = [(r, recipe[r.job.seed]) for r in runs if r.job.seed in recipe] if name != RECIPE else []
-        p = [stats.mcnemar_p(r.predicted, base.predicted, r.labels) for r, base in pairs]
-        row["McNemar: seeds with p < 0.05"] = f"{sum(x < 0.05 for x in p)} of {len(p)}" if p else "—"
-        row["median p"] = f"{float(np.median(p)):.3f}" if p else "—"
-        rows.append(row)
-    table = pd.DataFrame(rows).set_index("reading")
-    return evaluate.with_seed_counts(table, ["std (%)", "95 % interval (%)"])
-
-
-def readings_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-    """:func:`variant_table` with what in the paper's text allows each reading
-    (:data:`helpers.config.READINGS`; the recipe itself follows the model chapter's choices). Its
-    columns :data:`READING_ERRORS` and :data:`READING_PAIRS` are the chapter's two tables."""
-    grounds = {r.name: r.grounds for r in READINGS}
-    table = variant_table(variants)
-    return table.assign(**{"what in the paper allows it": [grounds.get(name, "the model chapter's choices")
-                                                           for name in table.index]})
-
-
 def variant_numbers(variants: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The readings as plain numbers (for ``gap --json`` and the chapter's text)."""
+    """The readings as plain numbers (for ``gap --json``, the chapter's text and :func:`readings_table`)."""
     out = []
     for name, runs in variants.items():
         errors = np.array([error_pct(r) for r in runs])
@@ -85,6 +48,33 @@ def variant_numbers(variants: Mapping[str, Sequence[Any]]) -> list[dict[str, Any
                     "min_error": float(errors.min()), "max_error": float(errors.max()),
                     "seeds_at_or_below_paper": int(sum(r.errors <= paper.ERRORS for r in runs))})
     return out
+
+
+def readings_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """:func:`variant_numbers` rounded, with the 95 % interval of the mean, paired McNemar tests against the
+    recipe's run of the same seed, and what in the paper's text allows each reading
+    (:data:`helpers.config.READINGS`; the recipe itself follows the model chapter's choices).
+
+    With fewer than :data:`helpers.stats.MIN_SEEDS` seeds the spread and the interval say "1 seed"
+    or "2 seeds"; the recipe's own row, the reference of the paired tests, says "—" there.
+    """
+    grounds = {r.name: r.grounds for r in READINGS}
+    recipe = {r.job.seed: r for r in variants[RECIPE]}
+    rows = []
+    for v in variant_numbers(variants):
+        name, runs, enough = v["name"], variants[v["name"]], v["seeds"] >= stats.MIN_SEEDS
+        low, high = stats.mean_interval([error_pct(r) for r in runs]) if enough else (np.nan, np.nan)
+        p = [stats.mcnemar_p(r.predicted, recipe[r.job.seed].predicted, r.labels)
+             for r in runs if r.job.seed in recipe] if name != RECIPE else []
+        rows.append({"reading": name, "seeds": v["seeds"], "mean (%)": np.round(v["mean_error"], 2),
+                     "std (%)": np.round(v["std_error"], 2) if enough else np.nan,
+                     "95 % interval (%)": f"{low:.2f}–{high:.2f}",
+                     "min (%)": np.round(v["min_error"], 2), "max (%)": np.round(v["max_error"], 2),
+                     f"seeds ≤ {paper.ERRORS} errors": v["seeds_at_or_below_paper"],
+                     "McNemar: seeds with p < 0.05": f"{sum(x < 0.05 for x in p)} of {len(p)}" if p else "—",
+                     "median p": f"{float(np.median(p)):.3f}" if p else "—",
+                     "what in the paper allows it": grounds.get(name, "the model chapter's choices")})
+    return evaluate.with_seed_counts(pd.DataFrame(rows).set_index("reading"), ["std (%)", "95 % interval (%)"])
 
 
 def recipe_vs_paper(runs: Sequence[Any]) -> dict[str, float]:
@@ -101,11 +91,10 @@ def selection(variants: Mapping[str, Sequence[Any]],
               options: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
     """What picking on the test set would have printed, from the runs' per-epoch test curves.
 
-    ``best_epoch_*``: each recipe seed stopped at its best test epoch; ``best_seed_error``:
-    the recipe's best seed at 100 epochs; ``best_option_error``: the decision option (of the
-    model chapter, ``options``) with the lowest mean test error over its seeds;
-    ``test_tuned_error``: the best over every reading, option, seed and epoch together (the
-    most optimistic number test-set selection could print).
+    ``best_epoch_*``: each recipe seed stopped at its best test epoch; ``best_seed_error``: the recipe's best
+    seed at 100 epochs; ``best_option_error``: the decision option (of the model chapter, ``options``) with the
+    lowest mean test error over its seeds; ``test_tuned_error``: the best over every reading, option, seed and
+    epoch together (the most optimistic number test-set selection could print).
     """
     recipe = variants[RECIPE]
     options = dict(options or {})
@@ -196,11 +185,6 @@ def misreadings(runs: Sequence[Any], digit: int) -> pd.Series:
     return series[series > 0].sort_values(ascending=False)
 
 
-def missed_counts(predictions: Mapping[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
-    """For every test image, how many of the given models misclassify it."""
-    return np.sum([p != labels for p in predictions.values()], axis=0)
-
-
 @dataclass(frozen=True)
 class Overlap:
     """Which test images a family of models misses, and how many every model misses."""
@@ -216,7 +200,7 @@ def overlap(groups: Mapping[str, Mapping[str, np.ndarray]], labels: np.ndarray) 
     everyone = {f"{g}/{m}": p for g, preds in groups.items() for m, p in preds.items()}
     rows = []
     for name, predictions in [*groups.items(), ("all of the above", everyone)]:
-        counts = missed_counts(predictions, labels)
+        counts = np.sum([p != labels for p in predictions.values()], axis=0)  # models missing each image
         n = len(predictions)
         rows.append({"models": name, "count": n, "missed by any": int((counts > 0).sum()),
                      "missed by a majority": int((counts > n / 2).sum()), "missed by all": int((counts == n).sum())})
@@ -224,8 +208,8 @@ def overlap(groups: Mapping[str, Mapping[str, np.ndarray]], labels: np.ndarray) 
 
 
 def overlap_numbers(common: Overlap, n_test: int) -> dict[str, Any]:
-    """What the verdict chapter quotes from :func:`overlap`: how many models, how many images all of
-    them miss (and what share of the test set), and how many other errors the paper's count leaves."""
+    """The verdict chapter's numbers from :func:`overlap`; ``room``: the errors the paper's count leaves beside
+    the images every model misses."""
     missed = len(common.missed_by_all)
     return {"all_models": common.models, "missed_by_all": missed, "missed_by_all_pct": 100 * missed / n_test,
             "room": paper.ERRORS - missed}
@@ -243,22 +227,16 @@ def baseline_overlap(recipe: Sequence[Any], baselines: Mapping[str, np.ndarray],
 
 
 def baseline_numbers(shared: pd.DataFrame) -> dict[str, int]:
-    """What the verdict chapter quotes from :func:`baseline_overlap`: the hard images, and how many of
-    them the nearest-neighbour rule and the support vector machine miss too."""
+    """The verdict chapter's numbers from :func:`baseline_overlap`: the hard images, and how many of them the
+    nearest-neighbour rule and the support vector machine miss too."""
     hard = next(c for c in shared.columns if "mostly miss" in c)
     return {"hard_threes": int(shared[hard].iloc[0]),
             "knn_too": int(shared.loc["k-nearest neighbours", "missed by this model too"]),
             "svm_too": int(shared.loc["RBF support vector machine", "missed by this model too"])}
 
 
-def verdict(status: str, evidence: str, paper_value: str, ours: str) -> dict[str, str]:
-    """One row of the verdict table."""
-    return {"paper": paper_value, "this book": ours, "verdict": status, "evidence": evidence}
-
-
 def error_verdict(recipe: Mapping[str, Any], at_or_below: int) -> str:
-    """Reproduced when the recipe's 95 % interval over seeds holds the paper's error, partly
-    when at least one seed reaches it, else not reproduced."""
+    """Reproduced if the recipe's 95 % interval over seeds holds the paper's error, partly if a seed reaches it."""
     low, high = recipe["mean_ci95"]
     if low <= paper.ERROR <= high:
         return "reproduced"
@@ -279,11 +257,9 @@ def summary(variants: Mapping[str, Sequence[Any]],
 
 def verdict_table(recipe_runs: Sequence[Any], train_labels: np.ndarray, test_labels: np.ndarray,
                   recipe_config: Any, history: Mapping[str, Sequence[float]], tolerance: float = 1.5) -> pd.DataFrame:
-    """One row per claim of the paper: its value, ours, and reproduced / partly / not reproduced.
-
-    Per-digit accuracies count as reproduced within ``tolerance`` percentage points (about
-    two images of the rarest digit); everything is computed from the recipe's seed runs.
-    """
+    """One row per claim of the paper: its value, ours, and reproduced / partly / not reproduced, from the
+    recipe's seed runs. Per-digit accuracies count as reproduced within ``tolerance`` percentage points (about
+    two images of the rarest digit)."""
     counts = (len(train_labels), len(test_labels))
     proportions = [np.round(np.bincount(y, minlength=10) / len(y), 2) for y in (train_labels, test_labels)]
     same_props = int(sum(np.isclose(p, paper.DISTRIBUTION[s]).sum() for p, s in zip(proportions, ("train", "test"))))
@@ -296,46 +272,45 @@ def verdict_table(recipe_runs: Sequence[Any], train_labels: np.ndarray, test_lab
     p_best, p_worst = int(np.argmax(paper.CLASS_ACCURACY)), int(np.argmin(paper.CLASS_ACCURACY))
     train_acc, test_acc = 100 * history["accuracy"][-1], 100 * history["val_accuracy"][-1]
     errors = [r.errors for r in recipe_runs]
-    rows = {
-        "dataset and split": verdict(
+    rows = {  # claim: (verdict, evidence, the paper's value, ours)
+        "dataset and split": (
             "reproduced" if counts == (paper.COUNTS["train"], paper.COUNTS["test"]) else "not reproduced",
             "the same two files, counted", f"{paper.COUNTS['train']} / {paper.COUNTS['test']} images",
             f"{counts[0]} / {counts[1]} images"),
-        "class proportions (Figure 3)": verdict(
+        "class proportions (Figure 3)": (
             "reproduced" if same_props == 20 else "partly", "proportions rounded to two decimals",
             "20 proportions", f"{same_props} of 20 equal"),
-        "architecture (Figure 1)": verdict(
+        "architecture (Figure 1)": (
             "partly", "the layer stack as stated; filters, widths, rates, padding and optimizer are not stated "
             "and were decided on the training images (model chapter)",
             "conv 5×5 + Leaky ReLU, pool 2×2, flatten, dense, dropout, softmax",
             f"the same stack; {recipe_config.filters} filters, dense {recipe_config.dense_units}, "
             f"dropout {recipe_config.dropout}"),
-        "training: 100 epochs, batch 256": verdict(
+        "training: 100 epochs, batch 256": (
             "reproduced", "used as stated", f"{paper.EPOCHS} epochs, batch {paper.BATCH_SIZE}",
             f"{recipe_config.epochs} epochs, batch {recipe_config.batch_size}"),
-        "overall accuracy 97.11 % (58 errors)": verdict(
+        "overall accuracy 97.11 % (58 errors)": (
             error_verdict(recipe, at_paper),
             f"{recipe['seeds']} seeds; 95 % interval of the mean error {recipe['mean_ci95'][0]:.2f} to "
             f"{recipe['mean_ci95'][1]:.2f} %; {at_paper} of {recipe['seeds']} seeds at ≤ {paper.ERRORS} errors",
             f"{paper.ACCURACY} % ({paper.ERRORS} errors)",
             f"{100 - recipe['mean_error']:.2f} %, {over} ({min(errors)} to {max(errors)} errors)"),
-        "per-digit accuracy (Figure 8)": verdict(
+        "per-digit accuracy (Figure 8)": (
             "reproduced" if close == 10 else "partly" if close >= 5 else "not reproduced",
             f"each digit's accuracy averaged over the {len(recipe_runs)} seeds, against Figure 8",
             f"ten digits, {min(paper.CLASS_ACCURACY)} % to {max(paper.CLASS_ACCURACY)} %",
             f"{over}: {close} of 10 within ±{tolerance}; digit {far} off by {digits['seeds_far_diff']:+.1f} points"),
-        "best and worst digit (Figure 8)": verdict(
+        "best and worst digit (Figure 8)": (
             "reproduced" if (best, worst) == (p_best, p_worst) else "partly" if best == p_best or worst == p_worst
             else "not reproduced", f"each digit's accuracy averaged over the {len(recipe_runs)} seeds",
             f"best {p_best}, worst {p_worst}", f"{over}: best {best}, worst {worst}"),
-        "curves (Figure 7): little gap between training and validation": verdict(
+        "curves (Figure 7): little gap between training and validation": (
             "partly", "the paper's model, seed 0, epoch 100; the shapes agree, the gap is wider",
             '"there should not be much differences"',
             f"seed 0: training {train_acc:.1f} %, test {test_acc:.1f} % accuracy"),
     }
-    table = pd.DataFrame(rows).T
-    table.index.name = "the paper's claim"
-    return table[["paper", "this book", "verdict", "evidence"]]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["verdict", "evidence", "paper", "this book"])
+    return table.rename_axis("the paper's claim")[["paper", "this book", "verdict", "evidence"]]
 
 
 def selection_numbers(sel: Mapping[str, Any]) -> dict[str, Any]:
@@ -354,8 +329,8 @@ def selection_numbers(sel: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str]) -> dict[str, Any]:
-    """Names ``reading1_mean``, ``reading1_std``, … for the readings ``names`` (in that order), and the
-    readings whose 95 % interval of the mean holds the paper's error."""
+    """``reading1_mean``, ``reading1_std``, … for the readings ``names`` (in that order), and the readings whose
+    95 % interval of the mean holds the paper's error."""
     numbers: dict[str, Any] = {}
     by_name = {v["name"]: v for v in variant_numbers(variants)}
     for i, name in enumerate(names, start=1):
@@ -389,13 +364,13 @@ def excess_numbers(excess: pd.DataFrame) -> dict[str, Any]:
 def mostly_missed(runs: Sequence[Any], digit: int) -> np.ndarray:
     """Indices of the test images of ``digit`` that a majority of ``runs`` misclassify."""
     labels = runs[0].labels
-    counts = missed_counts({str(i): r.predicted for i, r in enumerate(runs)}, labels)
+    counts = np.sum([r.predicted != labels for r in runs], axis=0)
     return np.flatnonzero((labels == digit) & (counts > len(runs) / 2))
 
 
 def digit_numbers(per_digit: pd.DataFrame, misread: pd.Series, digit: int, compare: str) -> dict[str, Any]:
-    """Names for one digit: the recipe's range over seeds, its commonest misreading, and the
-    mean errors on that digit of the reading ``compare``."""
+    """One digit: the recipe's range over seeds, its commonest misreading, and the mean errors on that digit of
+    the reading ``compare``."""
     # Select by level name, never ``.loc[reading, digit]``: on the (reading, seed) index pandas
     # reads an integer digit as a *seed*, which picked one seed's row instead of a column.
     def column(reading: str) -> pd.Series:

@@ -53,10 +53,10 @@ def test_best_epoch_and_selection_pick_the_lowest_test_error() -> None:
     assert table["errors"].iloc[-1] == paper.ERRORS and len(table) == 7
 
 
-def test_variant_table_counts_seeds_at_the_paper_and_pairs_seeds() -> None:
+def test_readings_table_counts_seeds_at_the_paper_and_pairs_seeds() -> None:
     recipe = [with_errors(e, s) for s, e in enumerate((76, 80, 78))]
     better = [with_errors(e, s, config=BASELINE.with_(augment_shift=0.125)) for s, e in enumerate((50, 58, 60))]
-    table = discussion.variant_table({discussion.RECIPE: recipe, "shift": better})
+    table = discussion.readings_table({discussion.RECIPE: recipe, "shift": better})
     assert table.loc["shift", f"seeds ≤ {paper.ERRORS} errors"] == 2
     assert table.loc[discussion.RECIPE, f"seeds ≤ {paper.ERRORS} errors"] == 0
     assert table.loc["shift", "seeds"] == 3
@@ -77,11 +77,11 @@ def test_variant_table_counts_seeds_at_the_paper_and_pairs_seeds() -> None:
     assert not set(discussion.READING_ERRORS) & set(discussion.READING_PAIRS)
 
 
-def test_variant_table_shows_no_spread_from_fewer_than_three_seeds() -> None:
+def test_readings_table_shows_no_spread_from_fewer_than_three_seeds() -> None:
     recipe = [with_errors(e, s) for s, e in enumerate((76, 80, 78))]
     two = [with_errors(e, s, config=BASELINE.with_(augment_shift=0.125)) for s, e in enumerate((50, 60))]
     one = [with_errors(70, 0, config=BASELINE.with_(dense_units=64))]
-    table = discussion.variant_table({discussion.RECIPE: recipe, "two": two, "one": one})
+    table = discussion.readings_table({discussion.RECIPE: recipe, "two": two, "one": one})
     assert table.loc["two", "std (%)"] == "2 seeds" and table.loc["two", "95 % interval (%)"] == "2 seeds"
     assert table.loc["one", "std (%)"] == "1 seed" and table.loc["one", "95 % interval (%)"] == "1 seed"
     assert table.loc[discussion.RECIPE, "std (%)"] == pytest.approx(round(float(np.std(
