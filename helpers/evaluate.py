@@ -11,7 +11,6 @@ from IPython.display import Markdown
 from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
 
 from helpers import data, paper, stats
-from helpers.data import add_noise  # noqa: F401  (the chapters' and tests' name for it)
 
 
 @dataclass(frozen=True)
@@ -22,10 +21,6 @@ class Score:
     errors: int
     accuracy: float  # fraction
     interval: tuple[float, float]  # 95 % Wilson interval of the accuracy
-
-    @property
-    def error_rate(self) -> float:
-        return 1.0 - self.accuracy
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> Score:
@@ -96,27 +91,26 @@ def misclassified(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def seeds_text(n: int) -> str:
-    """"1 seed", "2 seeds": what a table says where a spread over ``n`` seeds would stand (fewer than
-    :data:`helpers.stats.MIN_SEEDS`)."""
+    """What a table says where a spread over fewer than :data:`helpers.stats.MIN_SEEDS` seeds would stand."""
     return f"{n} seed{'' if n == 1 else 's'}"
 
 
-def with_seed_counts(table: pd.DataFrame, columns: Sequence[str], seeds: str = "seeds") -> pd.DataFrame:
+def with_seed_counts(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``table`` with its spread ``columns`` (a standard deviation, an interval over seeds) replaced by
     "1 seed" / "2 seeds" in every row with fewer than :data:`helpers.stats.MIN_SEEDS` seeds (column
     ``seeds``): no spread is shown from so few, and no cell says ``nan``."""
-    few = table[seeds] < stats.MIN_SEEDS
+    few = table["seeds"] < stats.MIN_SEEDS
     out = table.copy()
     for column in columns:
         out[column] = [seeds_text(int(n)) if short else value
-                       for value, n, short in zip(table[column], table[seeds], few)]
+                       for value, n, short in zip(table[column], table["seeds"], few)]
     return out
 
 
-def without_few_seed_spread(table: pd.DataFrame, column: str, seeds: str = "seeds") -> pd.DataFrame:
+def without_few_seed_spread(table: pd.DataFrame, column: str) -> pd.DataFrame:
     """``table`` with ``column`` (a standard deviation) emptied (NaN) in the rows with fewer than
     :data:`helpers.stats.MIN_SEEDS` seeds: for a figure, which then draws no error bar there."""
-    return table.assign(**{column: table[column].where(table[seeds] >= stats.MIN_SEEDS)})
+    return table.assign(**{column: table[column].where(table["seeds"] >= stats.MIN_SEEDS)})
 
 
 def markdown(table: pd.DataFrame, floatfmt: str = "g") -> Markdown:
@@ -125,9 +119,8 @@ def markdown(table: pd.DataFrame, floatfmt: str = "g") -> Markdown:
 
 
 def markdown_across(table: pd.DataFrame, floatfmt: str = ".1f") -> Markdown:
-    """A table with one row per digit (or other short key) shown the other way round, its rows across
-    the page: a table of ten short rows fits the column in a few lines. Each column keeps its own format
-    (whole numbers stay whole, floats get ``floatfmt``)."""
+    """A table of ten short rows (one per digit) turned to run across the page, where it fits in a few lines;
+    whole numbers stay whole, floats get ``floatfmt``."""
     cells = pd.DataFrame({column: [f"{v:{floatfmt}}" if pd.api.types.is_float_dtype(table[column]) else str(v)
                                    for v in table[column]] for column in table.columns}, index=table.index)
     across = cells.T.rename_axis(table.index.name or "")
@@ -149,7 +142,7 @@ class TestReport:
 
 
 def run_report(run: "Run") -> TestReport:  # noqa: F821
-    """The stored predictions of a test-split run (:class:`helpers.store.Run`) with the test images."""
+    """The stored predictions of a test-split :class:`helpers.store.Run` with the test images."""
     if run.job.split != "test":
         raise ValueError(f"{run.key} predicts {run.job.split} images, not the test set")
     images, labels = data.load_usps("test", scale=run.job.config.scale)
@@ -184,23 +177,20 @@ def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[st
 
 
 def overall_table(ours: Score) -> pd.DataFrame:
-    """The paper's overall result beside ours: accuracy, error rate, errors, 95 % interval."""
-    low, high = interval_check(ours)["paper_interval"]  # type: ignore[misc]
+    """:func:`headline` as a table: the paper's overall result beside ours."""
+    h = headline(ours)
     return pd.DataFrame(
-        {"paper": [paper.ACCURACY, paper.ERROR, paper.ERRORS, f"{100 * low:.2f} to {100 * high:.2f}"],
-         "ours": [round(100 * ours.accuracy, 2), round(100 * ours.error_rate, 2), ours.errors,
-                  f"{100 * ours.interval[0]:.2f} to {100 * ours.interval[1]:.2f}"]},
-        index=["accuracy (%)", "error rate (%)", "misclassified images",
-               "95 % interval of the accuracy (%)"])
+        {"paper": [paper.ACCURACY, paper.ERROR, paper.ERRORS, f"{h['paper_low']:.2f} to {h['paper_high']:.2f}"],
+         "ours": [round(h["our_accuracy"], 2), round(h["our_error"], 2), ours.errors,
+                  f"{h['our_low']:.2f} to {h['our_high']:.2f}"]},
+        index=["accuracy (%)", "error rate (%)", "misclassified images", "95 % interval of the accuracy (%)"])
 
 
 def headline(ours: Score) -> dict[str, float | int | str]:
-    """The overall numbers the chapters quote: ours, the paper's interval, the differences (the paper's
-    own numbers come with :func:`helpers.book.constants`)."""
-    check = interval_check(ours)
-    paper_low, paper_high = check["paper_interval"]  # type: ignore[misc]
+    """The overall numbers the chapters quote, in percent (the paper's own: :func:`helpers.book.constants`)."""
+    paper_low, paper_high = interval_check(ours)["paper_interval"]  # type: ignore[misc]
     return {
-        "our_accuracy": 100 * ours.accuracy, "our_error": 100 * ours.error_rate,
+        "our_accuracy": 100 * ours.accuracy, "our_error": 100 * (1.0 - ours.accuracy),
         "our_errors": ours.errors, "our_low": 100 * ours.interval[0], "our_high": 100 * ours.interval[1],
         "paper_low": 100 * paper_low, "paper_high": 100 * paper_high,
         "interval_width": 100 * (paper_high - paper_low), "half_width": 50 * (paper_high - paper_low),
@@ -229,18 +219,11 @@ def per_class_numbers(table: pd.DataFrame) -> dict[str, float | int]:
     }
 
 
-def mean_per_class_accuracy(runs: Sequence[Any]) -> np.ndarray:
-    """Each digit's accuracy (%, the paper's class accuracy) averaged over ``runs`` (seeds), each with
-    ``labels`` and ``predicted``."""
-    return 100 * np.mean([per_class_accuracy(r.labels, r.predicted) for r in runs], axis=0)
-
-
 def per_class_over_seeds(runs: Sequence[Any], tolerance: float = 1.5) -> dict[str, float | int]:
-    """The per-digit numbers over seeds (:func:`mean_per_class_accuracy`), as the verdict table (and so
-    the introduction) and the evaluation chapter quote them: the number of seeds, the best and the
-    worst digit, the digit farthest from the paper's Figure 8 and its difference, and how many digits
-    lie within ``tolerance`` points of the paper."""
-    accuracy = mean_per_class_accuracy(runs)
+    """Each digit's accuracy (%) averaged over ``runs`` (seeds), as the verdict table (and so the introduction)
+    and the evaluation chapter quote it: the best and the worst digit, the digit farthest from the paper's
+    Figure 8 and its difference, and how many digits lie within ``tolerance`` points of the paper."""
+    accuracy = 100 * np.mean([per_class_accuracy(r.labels, r.predicted) for r in runs], axis=0)
     diff = accuracy - np.array(paper.CLASS_ACCURACY)
     best, worst, far = int(accuracy.argmax()), int(accuracy.argmin()), int(np.abs(diff).argmax())
     return {"seeds_n": len(runs), "seeds_best_digit": best, "seeds_best_digit_acc": float(accuracy[best]),
@@ -276,8 +259,7 @@ def seed_row(name: str, rates: Sequence[float]) -> tuple[str, float, str]:
     return f"{name} (mean of {len(rates)} seeds)", float(np.mean(rates)), f"{low:.2f}-{high:.2f}"
 
 
-def per_class_change(y_true: np.ndarray, before: np.ndarray, after: np.ndarray,
-                     names: tuple[str, str] = ("before", "after")) -> pd.DataFrame:
+def per_class_change(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, names: tuple[str, str]) -> pd.DataFrame:
     """Per-digit accuracy (percent) of two sets of predictions and the change, digits as columns."""
     table = pd.DataFrame({f"{names[0]} (%)": (100 * per_class_accuracy(y_true, before)).round(1),
                           f"{names[1]} (%)": (100 * per_class_accuracy(y_true, after)).round(1)},
@@ -286,21 +268,19 @@ def per_class_change(y_true: np.ndarray, before: np.ndarray, after: np.ndarray,
     return table.T
 
 
+def _error(model: "keras.Model", images: np.ndarray, labels: np.ndarray) -> float:  # noqa: F821
+    return 100 * float((model.predict(images, batch_size=1024, verbose=0).argmax(1) != labels).mean())
+
+
 def noise_robustness(models: dict[str, "keras.Model"], images: np.ndarray, labels: np.ndarray,  # noqa: F821
                      levels: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4), seed: int = 0) -> pd.DataFrame:
-    """Test error (percent) of each model on the test images with Gaussian pixel noise added.
-
-    Noise of standard deviation ``level`` is added to images in [0, 1] and clipped back;
-    the same noise draw is used for every model.
-    """
+    """Test error (percent) of each model on the test images with Gaussian pixel noise of standard deviation
+    ``level`` added to images in [0, 1] and clipped back; the same noise draw for every model."""
     rows = {}
     for level in levels:
-        noisy = add_noise(images, level, seed)
-        rows[level] = {name: 100 * float((model.predict(noisy, batch_size=1024, verbose=0).argmax(1) != labels).mean())
-                       for name, model in models.items()}
-    table = pd.DataFrame(rows).T
-    table.index.name = "noise standard deviation"
-    return table
+        noisy = data.add_noise(images, level, seed)
+        rows[level] = {name: _error(model, noisy, labels) for name, model in models.items()}
+    return pd.DataFrame(rows).T.rename_axis("noise standard deviation")
 
 
 def robustness_numbers(noisy: pd.DataFrame) -> dict[str, Any]:
@@ -317,15 +297,12 @@ def robustness_numbers(noisy: pd.DataFrame) -> dict[str, Any]:
 
 
 def noise_anatomy(models: dict[str, "keras.Model"], images: np.ndarray, labels: np.ndarray,  # noqa: F821
-                  level: float = 0.4, seed: int = 0) -> pd.DataFrame:
-    """Where each model's errors under pixel noise go, and which part of the noise causes them.
-
-    Columns: the error with noise everywhere; the digit most misreadings are read as and
-    their share; the mean confidence of the wrong answers; the error with the same noise
-    only on the background (the digit's ink untouched) and only in a 2-pixel frame at the edge;
-    and the error with a flat grey background of the noise's mean level, without speckle.
-    """
-    noisy = add_noise(images, level, seed)
+                  level: float = 0.4) -> pd.DataFrame:
+    """Where each model's errors under pixel noise go, and which part of the noise causes them: the error with
+    noise everywhere; the digit most misreadings are read as and their share; the mean confidence of the wrong
+    answers; the error with the same noise only on the background (the digit's ink untouched) and only in a
+    2-pixel frame at the edge; and with a flat grey background of the noise's mean level, without speckle."""
+    noisy = data.add_noise(images, level)
     ink = images > 0
     background_only = np.where(ink, images, noisy)
     frame = np.zeros_like(ink)
@@ -334,21 +311,16 @@ def noise_anatomy(models: dict[str, "keras.Model"], images: np.ndarray, labels: 
     grey = np.where(ink, images, float(noisy[~ink].mean()))
     rows = {}
     for name, model in models.items():
-        def error(x: np.ndarray) -> float:
-            return 100 * float((model.predict(x, batch_size=1024, verbose=0).argmax(1) != labels).mean())
-
         p = model.predict(noisy, batch_size=1024, verbose=0)
         wrong = p.argmax(1) != labels
         counts = np.bincount(p.argmax(1)[wrong], minlength=10)
         rows[name] = {"error (%)": round(100 * float(wrong.mean()), 1), "most read as": int(counts.argmax()),
                       "share of errors (%)": round(100 * counts.max() / max(1, wrong.sum()), 0),
                       "confidence when wrong": round(float(p.max(1)[wrong].mean()), 2),
-                      "noise on background only (%)": round(error(background_only), 1),
-                      "noise in the edge frame only (%)": round(error(frame_only), 1),
-                      "grey background, no speckle (%)": round(error(grey), 1)}
-    table = pd.DataFrame(rows).T
-    table.index.name = f"model (sigma = {level})"
-    return table
+                      "noise on background only (%)": round(_error(model, background_only, labels), 1),
+                      "noise in the edge frame only (%)": round(_error(model, frame_only, labels), 1),
+                      "grey background, no speckle (%)": round(_error(model, grey, labels), 1)}
+    return pd.DataFrame(rows).T.rename_axis(f"model (sigma = {level})")
 
 
 def history_numbers(history: dict[str, list[float]]) -> dict[str, float | int]:
