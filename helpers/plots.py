@@ -15,31 +15,31 @@ import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch
+from matplotlib.ticker import NullLocator
 
 from helpers import paper
 
 sns.set_theme(style="whitegrid", context="notebook")
-
-
-def _display_figures_as_png() -> None:
-    """In Jupyter, show a Figure as a PNG image; PNG also reaches the PDF book."""
-    try:
-        from IPython import get_ipython
-        from matplotlib_inline.backend_inline import set_matplotlib_formats
-    except ImportError:
-        return
+try:  # in Jupyter, show a Figure as a PNG image; PNG also reaches the PDF book
+    from IPython import get_ipython
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+except ImportError:
+    pass
+else:
     if get_ipython() is not None:
         set_matplotlib_formats("png")
 
 
-_display_figures_as_png()
+def _figure(width: float, height: float, layout: str = "tight") -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(width, height), layout=layout)
+    return fig, fig.subplots()
 
 
 def _show_digit(ax: Axes, image: np.ndarray, title: str | None = None, fontsize: float = 8) -> None:
     ax.imshow(image.reshape(16, 16), cmap="gray_r", vmin=float(min(0.0, image.min())), vmax=1.0)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xticks=[], yticks=[])
     ax.grid(False)
     if title:
         ax.set_title(title, fontsize=fontsize)
@@ -57,8 +57,7 @@ def samples(images: np.ndarray, labels: np.ndarray, per_digit: int = 8) -> Figur
 
 
 def frequencies(sets: Sequence[tuple[np.ndarray, str, str]]) -> Figure:
-    """Figures 4 and 5 side by side: how many images of each digit each set holds, one panel per
-    ``(labels, title, colour)``."""
+    """Figures 4 and 5: how many images of each digit each set holds, a panel per ``(labels, title, colour)``."""
     fig = Figure(figsize=(4 * len(sets), 2.7), layout="tight")
     for ax, (labels, title, color) in zip(np.atleast_1d(fig.subplots(1, len(sets))), sets):
         sns.countplot(x=labels, order=list(paper.DIGITS), color=color, ax=ax)
@@ -71,8 +70,7 @@ def frequencies(sets: Sequence[tuple[np.ndarray, str, str]]) -> Figure:
 
 def architecture(rows: Sequence[dict[str, object]]) -> Figure:
     """Figure 1: the network as a chain of layers, from :func:`helpers.model.layer_table`."""
-    fig = Figure(figsize=(10, 2.6), layout="tight")
-    ax = fig.subplots()
+    fig, ax = _figure(10, 2.6)
     width, gap = 1.25, 0.3
     for i, row in enumerate(rows):
         x = i * (width + gap)
@@ -93,8 +91,7 @@ def architecture(rows: Sequence[dict[str, object]]) -> Figure:
 
 def confusion_heatmap(matrix: np.ndarray) -> Figure:
     """Figure 6: the confusion matrix, true digit down, predicted across."""
-    fig = Figure(figsize=(4.6, 4.2), layout="tight")
-    ax = fig.subplots()
+    fig, ax = _figure(4.6, 4.2)
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                 annot_kws={"fontsize": 9}, square=True)
     ax.set(xlabel="predicted digit", ylabel="true digit")
@@ -132,8 +129,7 @@ def digit_grid(images: np.ndarray, titles: Sequence[str], columns: int = 10, fon
 
 def ensemble_curve(table: "pd.DataFrame", reference: float | None = None) -> Figure:  # noqa: F821
     """Test error against ensemble size: mean over subsets and the range."""
-    fig = Figure(figsize=(6.5, 3.4), layout="tight")
-    ax = fig.subplots()
+    fig, ax = _figure(6.5, 3.4)
     sizes = table.index.to_numpy()
     ax.plot(sizes, table["mean error rate (%)"], marker="o", label="mean over subsets")
     ax.fill_between(sizes, table["min error rate (%)"], table["max error rate (%)"], alpha=0.2,
@@ -163,8 +159,7 @@ def sweep_plot(summary: "pd.DataFrame", label: str) -> Figure:  # noqa: F821
 
 def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -> Figure:  # noqa: F821
     """Test error per ladder rung (mean and std over seeds), with reference lines."""
-    fig = Figure(figsize=(8, 0.42 * len(table) + 1.3), layout="tight")
-    ax = fig.subplots()
+    fig, ax = _figure(8, 0.42 * len(table) + 1.3)
     colors = ["C0" if kept == "yes" else "0.7" for kept in table["kept"]]
     ax.barh(table.index, table["test error (%) mean"], xerr=table["std"].fillna(0), color=colors, capsize=3)
     ax.axvline(paper_error, color="C3", linestyle="--", label="the paper (one run)")
@@ -175,25 +170,28 @@ def ladder_plot(table: "pd.DataFrame", paper_error: float, human_error: float) -
     return fig
 
 
+def _seed_rows(ax: Axes, errors: dict[str, Sequence[float]], size: float) -> None:
+    """One row per entry of ``errors``: a dot per seed and an orange bar at the mean."""
+    for row, values in enumerate(errors.values()):
+        ax.scatter(values, [row] * len(values), color="C0", zorder=3, s=size)
+        ax.plot([np.mean(values)] * 2, [row - 0.3, row + 0.3], color="C1", linewidth=2.5)
+    ax.set_yticks(range(len(errors)), list(errors))
+    ax.set_xlabel("test error (%): one dot per seed, the orange bar is the mean")
+
+
 def readings_plot(errors: dict[str, Sequence[float]], paper_error: float) -> Figure:
     """Test error of every seed of every reading of the recipe (dots) and their mean (bar)."""
-    fig = Figure(figsize=(8, 0.4 * len(errors) + 1.0), layout="tight")
-    ax = fig.subplots()
-    for row, (name, values) in enumerate(errors.items()):
-        ax.scatter(values, [row] * len(values), color="C0", zorder=3, s=22)
-        ax.plot([np.mean(values)] * 2, [row - 0.3, row + 0.3], color="C1", linewidth=2.5)
+    fig, ax = _figure(8, 0.4 * len(errors) + 1.0)
+    _seed_rows(ax, errors, 22)
     ax.axvline(paper_error, color="C3", linestyle="--", label="the paper (one run)")
-    ax.set_yticks(range(len(errors)), list(errors))
     ax.set_ylim(len(errors) - 0.5, -0.5)
-    ax.set_xlabel("test error (%): one dot per seed, the orange bar is the mean")
     ax.legend(loc="lower right", fontsize=9)
     return fig
 
 
 def digit_error_heatmap(table: "pd.DataFrame") -> Figure:  # noqa: F821
     """Errors per true digit (columns) for every run (rows), as a heat map."""
-    fig = Figure(figsize=(7.5, 0.28 * len(table) + 1.4), layout="tight")
-    ax = fig.subplots()
+    fig, ax = _figure(7.5, 0.28 * len(table) + 1.4)
     labels = [f"{name[:34]}, seed {seed}" if seed != "" else name for name, seed in table.index]
     sns.heatmap(table.to_numpy(), annot=True, fmt="d", cmap="Reds", cbar=False, ax=ax, annot_kws={"fontsize": 7},
                 xticklabels=list(table.columns), yticklabels=labels)
@@ -203,18 +201,12 @@ def digit_error_heatmap(table: "pd.DataFrame") -> Figure:  # noqa: F821
 
 
 def standings_plot(errors: dict[str, Sequence[float]], human: tuple[float, float], best_published: float) -> Figure:
-    """Test error of each model on the way (one dot per seed, a bar at the mean), with the band of
-    human readers and the best published result."""
-    fig = Figure(figsize=(8, 0.36 * len(errors) + 1.6), layout="tight")
-    ax = fig.subplots()
+    """Test error of each model on the way, with the band of human readers and the best published result."""
+    fig, ax = _figure(8, 0.36 * len(errors) + 1.6)
     ax.axvspan(*human, color="C2", alpha=0.25, label="human readers")
     ax.axvline(best_published, color="C3", linestyle="--", label="best published")
-    for row, (name, values) in enumerate(errors.items()):
-        ax.scatter(values, [row] * len(values), color="C0", zorder=3, s=20)
-        ax.plot([np.mean(values)] * 2, [row - 0.3, row + 0.3], color="C1", linewidth=2.5)
-    ax.set_yticks(range(len(errors)), list(errors))
+    _seed_rows(ax, errors, 20)
     ax.invert_yaxis()
-    ax.set_xlabel("test error (%): one dot per seed, the orange bar is the mean")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return fig
 
@@ -224,9 +216,6 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
     bold heading (a group of one row: in its label), one dot per run and a bar at the mean (a diamond
     for a single number), its mean written at the right; the human band shaded, the paper's error and
     the best published result as lines. Sized to stay readable at the width of a page or a slide."""
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import NullLocator
-
     colors = {"the paper": "C3", "our reproduction": "C0", "readings of the recipe": "#2a8a9e",
               "classical baselines": "0.45", "the ladder (kept rungs)": "C1", "the standings": "C4",
               "published on this split": "0.15"}  # any other group: grey
@@ -242,8 +231,7 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
         for row in members:
             placed.append((len(labels), row))
             labels.append((row.label, False) if len(members) > 1 else (f"{group}: {row.label}", True))
-    fig = Figure(figsize=(9, 0.25 * len(labels) + 1.7), layout="constrained")  # 18 pt a row: 10 pt labels do not touch
-    ax = fig.subplots()
+    fig, ax = _figure(9, 0.25 * len(labels) + 1.7, "constrained")  # 18 pt a row: 10 pt labels do not touch
     for row in rows:
         if row.band:
             ax.axvspan(min(row.errors), max(row.errors), color="C2", alpha=0.22, zorder=0,
@@ -269,10 +257,9 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
     ax.set_ylim(len(labels) - 0.4, -0.6)
     # A log axis: the results from 2 % to 4 % are the story; the weakest baseline sits near 8 %.
     ax.set_xscale("log")
-    low = min(min(r.errors) for r in rows)
-    high = max(max(r.errors) for r in rows)
-    ax.set_xlim(low / 1.08, high * 1.15)
-    ticks = [t for t in (1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 15, 20) if low / 1.08 <= t <= high * 1.15]
+    low, high = min(min(r.errors) for r in rows) / 1.08, max(max(r.errors) for r in rows) * 1.15
+    ax.set_xlim(low, high)
+    ticks = [t for t in (1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 15, 20) if low <= t <= high]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(axis="y", visible=False)
@@ -290,14 +277,11 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
 def noise_curves(table: "pd.DataFrame", reference: str) -> Figure:  # noqa: F821
     """Test error (%, log scale) against the noise's standard deviation, one line per column of ``table``;
     the ``reference`` column dashed."""
-    fig = Figure(figsize=(7, 3.3), layout="tight")
-    ax = fig.subplots()
+    fig, ax = _figure(7, 3.3)
     for i, column in enumerate(table.columns):
         ax.plot(table.index, table[column], marker="o", label=column, color=f"C{i}",
                 linestyle="--" if column == reference else "-")
-    ax.set_yscale("log")
-    ax.set_xlabel("pixel noise: standard deviation (pixels in [0, 1])")
-    ax.set_ylabel("test error (%)")
+    ax.set(yscale="log", xlabel="pixel noise: standard deviation (pixels in [0, 1])", ylabel="test error (%)")
     ax.set_yticks([1, 2, 5, 10, 20, 50, 100], ["1", "2", "5", "10", "20", "50", "100"])
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     return fig
