@@ -52,12 +52,10 @@ def variant_numbers(variants: Mapping[str, Sequence[Any]]) -> list[dict[str, Any
 
 def readings_table(variants: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """:func:`variant_numbers` rounded, with the 95 % interval of the mean, paired McNemar tests against the
-    recipe's run of the same seed, and what in the paper's text allows each reading
-    (:data:`helpers.config.READINGS`; the recipe itself follows the model chapter's choices).
-
-    With fewer than :data:`helpers.stats.MIN_SEEDS` seeds the spread and the interval say "1 seed"
-    or "2 seeds"; the recipe's own row, the reference of the paired tests, says "—" there.
-    """
+    recipe's run of the same seed, and what in the paper's text allows each reading (:data:`helpers.config.READINGS`;
+    the recipe itself follows the model chapter's choices). With fewer than :data:`helpers.stats.MIN_SEEDS` seeds
+    the spread and the interval say "1 seed" or "2 seeds"; the recipe's own row, the reference of the paired
+    tests, says "—" there."""
     grounds = {r.name: r.grounds for r in READINGS}
     recipe = {r.job.seed: r for r in variants[RECIPE]}
     rows = []
@@ -118,13 +116,11 @@ def selection(variants: Mapping[str, Sequence[Any]],
 
 def options_table(options: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """Each decision option trained on all training images: mean test error over its seeds."""
-    rows = []
-    for name, runs in options.items():
-        errors = np.array([error_pct(r) for r in runs])
-        rows.append({"option": name, "seeds": len(runs), "mean (%)": round(float(errors.mean()), 2),
-                     "min (%)": round(float(errors.min()), 2), "max (%)": round(float(errors.max()), 2),
-                     "best epoch on test, mean (%)": round(float(np.mean([best_epoch(r.history)[1]
-                                                                         for r in runs])), 2)})
+    rows = [{"option": v["name"], "seeds": v["seeds"], "mean (%)": round(v["mean_error"], 2),
+             "min (%)": round(v["min_error"], 2), "max (%)": round(v["max_error"], 2),
+             "best epoch on test, mean (%)": round(float(np.mean([best_epoch(r.history)[1]
+                                                                 for r in options[v["name"]]])), 2)}
+            for v in variant_numbers(options)]
     return pd.DataFrame(rows).set_index("option").sort_values("mean (%)")
 
 
@@ -187,11 +183,12 @@ def misreadings(runs: Sequence[Any], digit: int) -> pd.Series:
 
 @dataclass(frozen=True)
 class Overlap:
-    """Which test images a family of models misses, and how many every model misses."""
+    """Which test images a family of models misses, and the verdict chapter's numbers about them (``room``: the
+    paper's errors beyond the images every model misses)."""
 
     table: pd.DataFrame
     missed_by_all: np.ndarray  # indices of test images every model misclassifies
-    models: int
+    numbers: dict[str, Any]
 
 
 def overlap(groups: Mapping[str, Mapping[str, np.ndarray]], labels: np.ndarray) -> Overlap:
@@ -204,15 +201,10 @@ def overlap(groups: Mapping[str, Mapping[str, np.ndarray]], labels: np.ndarray) 
         n = len(predictions)
         rows.append({"models": name, "count": n, "missed by any": int((counts > 0).sum()),
                      "missed by a majority": int((counts > n / 2).sum()), "missed by all": int((counts == n).sum())})
-    return Overlap(pd.DataFrame(rows).set_index("models"), np.flatnonzero(counts == len(everyone)), len(everyone))
-
-
-def overlap_numbers(common: Overlap, n_test: int) -> dict[str, Any]:
-    """The verdict chapter's numbers from :func:`overlap`; ``room``: the errors the paper's count leaves beside
-    the images every model misses."""
-    missed = len(common.missed_by_all)
-    return {"all_models": common.models, "missed_by_all": missed, "missed_by_all_pct": 100 * missed / n_test,
-            "room": paper.ERRORS - missed}
+    missed = np.flatnonzero(counts == len(everyone))
+    return Overlap(pd.DataFrame(rows).set_index("models"), missed,
+                   {"all_models": len(everyone), "missed_by_all": len(missed),
+                    "missed_by_all_pct": 100 * len(missed) / len(labels), "room": paper.ERRORS - len(missed)})
 
 
 def baseline_overlap(recipe: Sequence[Any], baselines: Mapping[str, np.ndarray], digit: int) -> pd.DataFrame:
@@ -329,8 +321,7 @@ def selection_numbers(sel: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str]) -> dict[str, Any]:
-    """``reading1_mean``, ``reading1_std``, … for the readings ``names`` (in that order), and the readings whose
-    95 % interval of the mean holds the paper's error."""
+    """``reading1_mean``, … for the readings ``names`` in order, and those whose 95 % interval holds the paper."""
     numbers: dict[str, Any] = {}
     by_name = {v["name"]: v for v in variant_numbers(variants)}
     for i, name in enumerate(names, start=1):
@@ -369,8 +360,7 @@ def mostly_missed(runs: Sequence[Any], digit: int) -> np.ndarray:
 
 
 def digit_numbers(per_digit: pd.DataFrame, misread: pd.Series, digit: int, compare: str) -> dict[str, Any]:
-    """One digit: the recipe's range over seeds, its commonest misreading, and the mean errors on that digit of
-    the reading ``compare``."""
+    """One digit: the recipe's range over seeds, its commonest misreading, and reading ``compare``'s mean errors."""
     # Select by level name, never ``.loc[reading, digit]``: on the (reading, seed) index pandas
     # reads an integer digit as a *seed*, which picked one seed's row instead of a column.
     def column(reading: str) -> pd.Series:
@@ -389,12 +379,10 @@ def holds_paper(runs: Sequence[Any]) -> bool:
 
 
 def profile_numbers(per_digit: pd.DataFrame, reading: str, top: int = 4) -> dict[str, Any]:
-    """How the paper's per-digit errors compare with every run, and where ``reading`` gains most.
-
-    ``runs_min_3``/``runs_max_0``/``runs_min_1``: the fewest 3s, most 0s and fewest 1s any run
-    misreads (the paper's Figure 8 implies 2, 10 and 3); ``gain_digits``: the ``top`` digits
-    whose mean errors ``reading`` lowers most against the recipe, with the mean gain.
-    """
+    """How the paper's per-digit errors compare with every run, and where ``reading`` gains most:
+    ``runs_min_3``/``runs_max_0``/``runs_min_1``: the fewest 3s, most 0s and fewest 1s any run misreads (the
+    paper's Figure 8 implies 2, 10 and 3); ``gain_digits``: the ``top`` digits whose mean errors ``reading``
+    lowers most against the recipe, with the mean gain."""
     runs = per_digit.drop(index=("the paper (Figure 8)", "")).drop(columns="total")
     gain = (runs.xs(RECIPE, level="reading").mean() - runs.xs(reading, level="reading").mean()).sort_values(
         ascending=False)

@@ -108,8 +108,7 @@ def with_seed_counts(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFram
 
 
 def without_few_seed_spread(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    """``table`` with ``column`` (a standard deviation) emptied (NaN) in the rows with fewer than
-    :data:`helpers.stats.MIN_SEEDS` seeds: for a figure, which then draws no error bar there."""
+    """``table`` with ``column`` (a std) emptied below :data:`helpers.stats.MIN_SEEDS` seeds: a figure draws no bar."""
     return table.assign(**{column: table[column].where(table["seeds"] >= stats.MIN_SEEDS)})
 
 
@@ -119,8 +118,7 @@ def markdown(table: pd.DataFrame, floatfmt: str = "g") -> Markdown:
 
 
 def markdown_across(table: pd.DataFrame, floatfmt: str = ".1f") -> Markdown:
-    """A table of ten short rows (one per digit) turned to run across the page, where it fits in a few lines;
-    whole numbers stay whole, floats get ``floatfmt``."""
+    """A table of ten short rows turned across the page; whole numbers stay whole, floats get ``floatfmt``."""
     cells = pd.DataFrame({column: [f"{v:{floatfmt}}" if pd.api.types.is_float_dtype(table[column]) else str(v)
                                    for v in table[column]] for column in table.columns}, index=table.index)
     across = cells.T.rename_axis(table.index.name or "")
@@ -161,8 +159,7 @@ def interval_check(ours: Score) -> dict[str, bool | tuple[float, float]]:
 
 
 def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[str, str]) -> pd.DataFrame:
-    """The reproduction decisions, one row per decision: what the paper says, the option kept and the
-    other options tried, each with its holdout errors (summed over seeds)."""
+    """A row per reproduction decision: what the paper says, the option kept, the others (holdout errors summed)."""
     table: dict[str, dict[str, str]] = {}
     for row in rows:
         entry = table.setdefault(row["decision"], {"the paper says": paper_says[row["decision"]],
@@ -261,9 +258,8 @@ def seed_row(name: str, rates: Sequence[float]) -> tuple[str, float, str]:
 
 def per_class_change(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, names: tuple[str, str]) -> pd.DataFrame:
     """Per-digit accuracy (percent) of two sets of predictions and the change, digits as columns."""
-    table = pd.DataFrame({f"{names[0]} (%)": (100 * per_class_accuracy(y_true, before)).round(1),
-                          f"{names[1]} (%)": (100 * per_class_accuracy(y_true, after)).round(1)},
-                         index=pd.Index(paper.DIGITS, name="digit"))
+    table = pd.DataFrame({f"{name} (%)": per_class_table(y_true, predicted)["our accuracy"]
+                          for name, predicted in zip(names, (before, after))})
     table["change"] = (table.iloc[:, 1] - table.iloc[:, 0]).round(1)
     return table.T
 

@@ -275,8 +275,7 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
 
 
 def noise_curves(table: "pd.DataFrame", reference: str) -> Figure:  # noqa: F821
-    """Test error (%, log scale) against the noise's standard deviation, one line per column of ``table``;
-    the ``reference`` column dashed."""
+    """Test error (%, log scale) against the noise's standard deviation, a line per column, ``reference`` dashed."""
     fig, ax = _figure(7, 3.3)
     for i, column in enumerate(table.columns):
         ax.plot(table.index, table[column], marker="o", label=column, color=f"C{i}",

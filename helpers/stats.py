@@ -1,12 +1,4 @@
-"""The book's statistics, one home: intervals and tests from statsmodels and SciPy.
-
-- :func:`wilson_interval`: the Wilson score interval of a binomial proportion (an error rate on
-  the 2007 test images), statsmodels' ``proportion_confint``.
-- :func:`mean_interval`: the Student-t interval of a mean over seeds, SciPy's ``t.interval``.
-- :func:`t_test_p`: the two-sided one-sample t-test of a mean over seeds against a value, SciPy's.
-- :func:`mcnemar_p`: the exact McNemar test of two models on the same images, statsmodels'.
-- :func:`errors`: the images a model's probabilities misread; :func:`wilson_text`, :func:`p_text`: as the
-  tables print them.
+"""The book's statistics, one home: intervals and tests from statsmodels and SciPy, and their text in the tables.
 
 A spread over seeds (a standard deviation, a t-interval) is shown only from :data:`MIN_SEEDS` seeds
 on: from one or two it is not an estimate a reader can use, and the tables say "1 seed" or
@@ -27,7 +19,7 @@ MIN_SEEDS = 3
 
 
 def errors(probabilities: np.ndarray, labels: np.ndarray) -> int:
-    """The images whose most probable digit is not their label."""
+    """How many images' most probable digit is not their label."""
     return int((np.asarray(probabilities).argmax(1) != labels).sum())
 
 

@@ -123,11 +123,10 @@ def test_overlap_finds_images_every_model_misses() -> None:
     groups = {"a": {"0": np.array([9, 1, 9, 3]), "1": np.array([9, 9, 2, 3])},
               "b": {"x": np.array([9, 1, 2, 9])}}
     result = discussion.overlap(groups, labels)
-    assert list(result.missed_by_all) == [0] and result.models == 3
+    assert list(result.missed_by_all) == [0]
     assert result.table.loc["a", "missed by any"] == 3 and result.table.loc["a", "missed by all"] == 1
     assert result.table.loc["all of the above", "missed by any"] == 4
-    assert discussion.overlap_numbers(result, n_test=4) == {"all_models": 3, "missed_by_all": 1, "missed_by_all_pct": 25.0,
-                                                     "room": paper.ERRORS - 1}
+    assert result.numbers == {"all_models": 3, "missed_by_all": 1, "missed_by_all_pct": 25.0, "room": paper.ERRORS - 1}
 
 
 def test_baseline_overlap_counts_shared_hard_images() -> None:
