@@ -186,34 +186,28 @@ def overall_table(ours: Score) -> pd.DataFrame:
 def headline(ours: Score) -> dict[str, float | int | str]:
     """The overall numbers the chapters quote, in percent (the paper's own: :func:`helpers.book.constants`)."""
     paper_low, paper_high = interval_check(ours)["paper_interval"]  # type: ignore[misc]
-    return {
-        "our_accuracy": 100 * ours.accuracy, "our_error": 100 * (1.0 - ours.accuracy),
-        "our_errors": ours.errors, "our_low": 100 * ours.interval[0], "our_high": 100 * ours.interval[1],
-        "paper_low": 100 * paper_low, "paper_high": 100 * paper_high,
-        "interval_width": 100 * (paper_high - paper_low), "half_width": 50 * (paper_high - paper_low),
-        "accuracy_difference": 100 * ours.accuracy - paper.ACCURACY,
-        "error_difference": ours.errors - paper.ERRORS,
-    }
+    return {"our_accuracy": 100 * ours.accuracy, "our_error": 100 * (1.0 - ours.accuracy),
+            "our_errors": ours.errors, "our_low": 100 * ours.interval[0], "our_high": 100 * ours.interval[1],
+            "paper_low": 100 * paper_low, "paper_high": 100 * paper_high,
+            "interval_width": 100 * (paper_high - paper_low), "half_width": 50 * (paper_high - paper_low),
+            "accuracy_difference": 100 * ours.accuracy - paper.ACCURACY, "error_difference": ours.errors - paper.ERRORS}
 
 
 def per_class_numbers(table: pd.DataFrame) -> dict[str, float | int]:
     """The per-digit numbers the chapters quote, from :func:`per_class_table`."""
     worst, best = table["our accuracy"].idxmin(), table["our accuracy"].idxmax()
     paper_best, paper_worst = int(np.argmax(paper.CLASS_ACCURACY)), int(np.argmin(paper.CLASS_ACCURACY))
-    return {
-        "best_digit": int(best), "best_digit_acc": float(table.loc[best, "our accuracy"]),
-        "worst_digit": int(worst), "worst_digit_acc": float(table.loc[worst, "our accuracy"]),
-        "paper_best_digit": paper_best, "paper_best_acc": paper.CLASS_ACCURACY[paper_best],
-        "paper_worst_digit": paper_worst, "paper_worst_acc": paper.CLASS_ACCURACY[paper_worst],
-        "class_min_n": int(table["images"].min()), "class_max_n": int(table["images"].max()),
-        "one_image_max": float(100 / table["images"].min()),
-        "one_image_min": float(100 / table["images"].max()),
-        "max_abs_class_diff": float(table["difference (ours - paper)"].abs().max()),
-        "our_class_err_min": float(table["our error rate"].min()),
-        "our_class_err_max": float(table["our error rate"].max()),
-        "paper_class_err_min": min(paper.CLASS_ERROR),
-        "paper_implied_errors": int(round(sum(e / 100 * n for e, n in zip(paper.CLASS_ERROR, table["images"])))),
-    }
+    images = table["images"]
+    return {"best_digit": int(best), "best_digit_acc": float(table.loc[best, "our accuracy"]),
+            "worst_digit": int(worst), "worst_digit_acc": float(table.loc[worst, "our accuracy"]),
+            "paper_best_digit": paper_best, "paper_best_acc": paper.CLASS_ACCURACY[paper_best],
+            "paper_worst_digit": paper_worst, "paper_worst_acc": paper.CLASS_ACCURACY[paper_worst],
+            "class_min_n": int(images.min()), "class_max_n": int(images.max()),
+            "one_image_max": float(100 / images.min()), "one_image_min": float(100 / images.max()),
+            "max_abs_class_diff": float(table["difference (ours - paper)"].abs().max()),
+            "our_class_err_min": float(table["our error rate"].min()),
+            "our_class_err_max": float(table["our error rate"].max()), "paper_class_err_min": min(paper.CLASS_ERROR),
+            "paper_implied_errors": int(round(sum(e / 100 * n for e, n in zip(paper.CLASS_ERROR, images))))}
 
 
 def per_class_over_seeds(runs: Sequence[Any], tolerance: float = 1.5) -> dict[str, float | int]:

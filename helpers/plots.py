@@ -8,7 +8,7 @@ showing it under the cell that made it.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 import numpy as np
@@ -32,9 +32,9 @@ else:
         set_matplotlib_formats("png")
 
 
-def _figure(width: float, height: float, layout: str = "tight") -> tuple[Figure, Axes]:
+def _figure(width: float, height: float, rows: int = 1, columns: int = 1, layout: str = "tight") -> tuple[Figure, Any]:
     fig = Figure(figsize=(width, height), layout=layout)
-    return fig, fig.subplots()
+    return fig, fig.subplots(rows, columns)
 
 
 def _show_digit(ax: Axes, image: np.ndarray, title: str | None = None, fontsize: float = 8) -> None:
@@ -47,8 +47,7 @@ def _show_digit(ax: Axes, image: np.ndarray, title: str | None = None, fontsize:
 
 def samples(images: np.ndarray, labels: np.ndarray, per_digit: int = 8) -> Figure:
     """Figure 2: the first ``per_digit`` training images of every digit, one row per digit."""
-    fig = Figure(figsize=(per_digit * 0.7, 10 * 0.7), layout="tight")
-    axes = fig.subplots(10, per_digit)
+    fig, axes = _figure(per_digit * 0.7, 10 * 0.7, 10, per_digit)
     for digit in paper.DIGITS:
         for column, index in enumerate(np.flatnonzero(labels == digit)[:per_digit]):
             _show_digit(axes[digit, column], images[index])
@@ -58,8 +57,8 @@ def samples(images: np.ndarray, labels: np.ndarray, per_digit: int = 8) -> Figur
 
 def frequencies(sets: Sequence[tuple[np.ndarray, str, str]]) -> Figure:
     """Figures 4 and 5: how many images of each digit each set holds, a panel per ``(labels, title, colour)``."""
-    fig = Figure(figsize=(4 * len(sets), 2.7), layout="tight")
-    for ax, (labels, title, color) in zip(np.atleast_1d(fig.subplots(1, len(sets))), sets):
+    fig, axes = _figure(4 * len(sets), 2.7, 1, len(sets))
+    for ax, (labels, title, color) in zip(np.atleast_1d(axes), sets):
         sns.countplot(x=labels, order=list(paper.DIGITS), color=color, ax=ax)
         for container in ax.containers:
             ax.bar_label(container, fontsize=8)
@@ -100,8 +99,7 @@ def confusion_heatmap(matrix: np.ndarray) -> Figure:
 
 def curves(history: dict[str, list[float]]) -> Figure:
     """Figure 7: training and validation loss and accuracy per epoch."""
-    fig = Figure(figsize=(10, 3.2), layout="tight")
-    left, right = fig.subplots(1, 2)
+    fig, (left, right) = _figure(10, 3.2, 1, 2)
     epochs = np.arange(1, len(history["loss"]) + 1)
     for ax, metric in ((left, "loss"), (right, "accuracy")):
         ax.plot(epochs, history[metric], label=f"training {metric}")
@@ -127,15 +125,14 @@ def digit_grid(images: np.ndarray, titles: Sequence[str], columns: int = 10, fon
     return fig
 
 
-def ensemble_curve(table: "pd.DataFrame", reference: float | None = None) -> Figure:  # noqa: F821
+def ensemble_curve(table: "pd.DataFrame", reference: float) -> Figure:  # noqa: F821
     """Test error against ensemble size: mean over subsets and the range."""
     fig, ax = _figure(6.5, 3.4)
     sizes = table.index.to_numpy()
     ax.plot(sizes, table["mean error rate (%)"], marker="o", label="mean over subsets")
     ax.fill_between(sizes, table["min error rate (%)"], table["max error rate (%)"], alpha=0.2,
                     label="range over subsets")
-    if reference is not None:
-        ax.axhline(reference, color="C3", linestyle="--", label="the paper (one run)")
+    ax.axhline(reference, color="C3", linestyle="--", label="the paper (one run)")
     ax.set(xlabel="models averaged", ylabel="test error (%)", xticks=sizes)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     return fig
@@ -143,8 +140,7 @@ def ensemble_curve(table: "pd.DataFrame", reference: float | None = None) -> Fig
 
 def sweep_plot(summary: "pd.DataFrame", label: str) -> Figure:  # noqa: F821
     """Test error (mean and std over seeds) and training time against a swept setting (log2 axis)."""
-    fig = Figure(figsize=(10, 3.4), layout="tight")
-    left, right = fig.subplots(1, 2)
+    fig, (left, right) = _figure(10, 3.4, 1, 2)
     x = summary.index.to_numpy()
     std = summary["std (%)"].fillna(0).to_numpy()
     left.errorbar(x, summary["mean error rate (%)"], yerr=std, marker="o", capsize=4)
@@ -231,7 +227,7 @@ def findings_plot(rows: Sequence["Row"], paper_error: float, best_published: flo
         for row in members:
             placed.append((len(labels), row))
             labels.append((row.label, False) if len(members) > 1 else (f"{group}: {row.label}", True))
-    fig, ax = _figure(9, 0.25 * len(labels) + 1.7, "constrained")  # 18 pt a row: 10 pt labels do not touch
+    fig, ax = _figure(9, 0.25 * len(labels) + 1.7, layout="constrained")  # 18 pt a row: 10 pt labels do not touch
     for row in rows:
         if row.band:
             ax.axvspan(min(row.errors), max(row.errors), color="C2", alpha=0.22, zorder=0,
