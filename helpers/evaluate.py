@@ -96,9 +96,8 @@ def seeds_text(n: int) -> str:
 
 
 def with_seed_counts(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """``table`` with its spread ``columns`` (a standard deviation, an interval over seeds) replaced by
-    "1 seed" / "2 seeds" in every row with fewer than :data:`helpers.stats.MIN_SEEDS` seeds (column
-    ``seeds``): no spread is shown from so few, and no cell says ``nan``."""
+    """``table`` with its spread ``columns`` (a std, an interval over seeds) replaced by "1 seed" / "2 seeds" in
+    rows with fewer than :data:`helpers.stats.MIN_SEEDS` ``seeds``: no spread from so few, no cell says ``nan``."""
     few = table["seeds"] < stats.MIN_SEEDS
     out = table.copy()
     for column in columns:
