@@ -321,7 +321,7 @@ def selection_numbers(sel: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reading_numbers(variants: Mapping[str, Sequence[Any]], names: Sequence[str]) -> dict[str, Any]:
-    """``reading1_mean``, … for the readings ``names`` in order, and those whose 95 % interval holds the paper."""
+    """``reading1_mean``, … for the readings ``names`` in order; the readings whose 95 % interval holds 2.89 %."""
     numbers: dict[str, Any] = {}
     by_name = {v["name"]: v for v in variant_numbers(variants)}
     for i, name in enumerate(names, start=1):

@@ -117,7 +117,8 @@ def markdown(table: pd.DataFrame, floatfmt: str = "g") -> Markdown:
 
 
 def markdown_across(table: pd.DataFrame, floatfmt: str = ".1f") -> Markdown:
-    """A table of ten short rows turned across the page; whole numbers stay whole, floats get ``floatfmt``."""
+    """A table of ten short rows (one per digit) turned across the page, where it fits in a few lines; whole
+    numbers stay whole, floats get ``floatfmt``."""
     cells = pd.DataFrame({column: [f"{v:{floatfmt}}" if pd.api.types.is_float_dtype(table[column]) else str(v)
                                    for v in table[column]] for column in table.columns}, index=table.index)
     across = cells.T.rename_axis(table.index.name or "")
@@ -158,7 +159,7 @@ def interval_check(ours: Score) -> dict[str, bool | tuple[float, float]]:
 
 
 def decision_table(rows: list[dict], chosen: dict[str, str], paper_says: dict[str, str]) -> pd.DataFrame:
-    """A row per reproduction decision: what the paper says, the option kept, the others (holdout errors summed)."""
+    """One row per decision: the paper's word, the option kept, the others tried (holdout errors summed over seeds)."""
     table: dict[str, dict[str, str]] = {}
     for row in rows:
         entry = table.setdefault(row["decision"], {"the paper says": paper_says[row["decision"]],
