@@ -125,28 +125,15 @@ def markdown_across(table: pd.DataFrame, floatfmt: str = ".1f") -> Markdown:
     return Markdown(across.to_markdown(disable_numparse=True, colalign=("left",) + ("right",) * len(table)))
 
 
-@dataclass(frozen=True)
-class TestReport:
-    """A model's predictions on the 2007 test images and their overall score."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    probabilities: np.ndarray
-    score: Score
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1)
-
-
-def run_report(run: "Run") -> TestReport:  # noqa: F821
-    """The stored predictions of a test-split :class:`helpers.store.Run` with the test images."""
+def run_report(run: "Run") -> tuple[np.ndarray, Score]:  # noqa: F821
+    """The 2007 test images a test-split :class:`helpers.store.Run` predicted (its stored labels checked against
+    the test file's), and the run's overall score."""
     if run.job.split != "test":
         raise ValueError(f"{run.key} predicts {run.job.split} images, not the test set")
     images, labels = data.load_usps("test", scale=run.job.config.scale)
     if not (labels == run.labels).all():
         raise ValueError(f"{run.key}: its stored labels are not those of the test file")
-    return TestReport(images, labels, run.probabilities, score(labels, run.predicted))
+    return images, score(labels, run.predicted)
 
 
 def interval_check(ours: Score) -> dict[str, bool | tuple[float, float]]:
