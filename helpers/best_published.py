@@ -21,7 +21,7 @@ import pandas as pd
 
 from helpers import paper, stats
 from helpers.config import beyond, Config
-from helpers.rounds import ALL, CHOICE, LADDER, ranking_jobs, Round, Scored, Selection, TestLook
+from helpers.rounds import ALL, CHOICE, LADDER, ranking_jobs, Round, Scored, seeds_table, Selection, TestLook
 from helpers.runs import run_many
 from helpers.store import Run
 
@@ -132,15 +132,8 @@ def first_round_numbers(look: TestLook, targets: Mapping[str, float]) -> dict[st
 
 
 def final_table(look: TestLook) -> pd.DataFrame:
-    """One row per seed and one for the ensemble: errors, error rate and Wilson 95 % interval."""
-    rows = []
-    runs, n = look.runs[look.chosen], look.n
-    for (run_, count) in [*zip(runs, look.single_errors), (None, look.seed_ensemble_errors)]:
-        rows.append({"model": f"seed {run_.job.seed}" if run_ else f"ensemble of the {len(runs)} seeds",
-                     "errors": count, "error (%)": round(100 * count / n, 2),
-                     "95 % interval (%)": stats.wilson_text(count, n),
-                     "training time (s)": round(run_.seconds if run_ else sum(r.seconds for r in runs))})
-    return pd.DataFrame(rows).set_index("model")
+    """One row per seed and one for their ensemble."""
+    return seeds_table(look, f"ensemble of the {len(look.runs[look.chosen])} seeds")
 
 
 def final_numbers(look: TestLook, chosen: Scored, targets: Mapping[str, float]) -> dict[str, Any]:
