@@ -1,16 +1,15 @@
 """The standings: every model the book put forward, on the test set, in one table.
 
-This is the book's one answer to "how far can this data go?". The introduction, the
-best-published chapter, the demo and ``python -m helpers summary --json`` all quote :func:`rows`;
-nothing else ranks models. Each row gives a model's test error (mean over its seeds, or the one
-number of an ensemble or a publication) with the binomial (Wilson) 95 % interval of one model
-with that many errors on the 2007 test images, the range of its seeds' errors, its error under
-pixel noise, how it was chosen, and how many looks at the test set the book had made before that
-choice (:mod:`helpers.testlog`).
+This is the book's one answer to "how far can this data go?". The introduction, the best-published
+chapter, the demo and ``python -m helpers summary --json`` all quote :func:`rows`; nothing else ranks
+models. Each row gives a model's test error (mean over its seeds, or the one number of an ensemble or a
+publication) with the binomial (Wilson) 95 % interval of one model with that many errors on the 2007
+test images, the range of its seeds' errors, its error under pixel noise, how it was chosen, and how many
+looks at the test set the book had made before that choice (:mod:`helpers.testlog`).
 
-"Best" has one meaning in this book (:data:`BEST`): the model the book's last committed protocol
-chose on the training images, accurate and robust to pixel noise. It is not the row with the
-fewest test errors, and the table says so.
+"Best" has one meaning in this book (:data:`BEST`): the model the book's last committed protocol chose
+on the training images, accurate and robust to pixel noise. It is not the row with the fewest test
+errors, and the table says so.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import best_published, experiments, paper, stats, testlog
+from helpers.rounds import ROUNDS
 
 #: The names the book gives its models, defined once (the introduction and the best-published chapter
 #: print these definitions; every page and ``summary --json`` use the same names).
@@ -47,17 +47,13 @@ DEFINITIONS: dict[str, str] = {
              "out-of-fold errors than W)",
 }
 
+#: The round whose cross-validation chose each model (rounds 3 and 4 by a protocol).
+ROUND_OF = {A: 1, B: 2, B_ENSEMBLE: 2, W: 3, W_ENSEMBLE: 3, STUDENT: 4}
 #: The experiment of the test-set log (:data:`helpers.testlog.LOOKS`) whose decision chose each model.
 CHOSEN_IN = {RECIPE: "decision search (model chapter)",
-             A: "cross-validation, first round (best-published chapter)",
-             B: "cross-validation, second round (best-published chapter)",
-             B_ENSEMBLE: "cross-validation, second round (best-published chapter)",
-             W: "third round: cross-validation (best-published chapter)",
-             W_ENSEMBLE: "third round: cross-validation (best-published chapter)",
-             STUDENT: "fourth round: cross-validation of the distilled students (best-published chapter)"}
-
-CHOSEN_BY = {RECIPE: "holdout splits", A: "CV, round 1", B: "CV, round 2", B_ENSEMBLE: "CV, round 2",
-             W: "protocol, round 3", W_ENSEMBLE: "protocol, round 3", STUDENT: "protocol, round 4"}
+             **{name: f"{ROUNDS[r].groups[0]} (best-published chapter)" for name, r in ROUND_OF.items()}}
+CHOSEN_BY = {RECIPE: "holdout splits",
+             **{name: f"{'protocol' if ROUNDS[r].protocol else 'CV'}, round {r}" for name, r in ROUND_OF.items()}}
 
 
 @dataclass(frozen=True)
@@ -89,18 +85,13 @@ class Standing:
         low, high = stats.wilson_interval(self.mean_errors, self.n)
         return 100 * low, 100 * high
 
-    @property
-    def seeds(self) -> int:
-        return len(self.errors) if self.kind == "seeds" else 0
-
 
 def looks_before(log: pd.DataFrame, experiment: str) -> int:
     """Looks at the test set in the book's log (:func:`helpers.testlog.log`) before ``experiment``'s row."""
     rows = log.index[log["experiment"] == experiment]
     if not len(rows):
         raise KeyError(f"{experiment!r} is not in the test-set log")
-    tested = testlog.looks(log)
-    return int((tested.index < rows[0]).sum())
+    return int((testlog.looks(log).index < rows[0]).sum())
 
 
 def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
@@ -178,26 +169,25 @@ def rates(standings: Sequence[Standing]) -> dict[str, list[float]]:
     return {s.name: [100 * e / s.n for e in s.errors] for s in standings}
 
 
-def numbers(standings: Sequence[Standing], prefix: str = "st") -> dict[str, Any]:
-    """The numbers the text quotes of every row: ``{prefix}_{key}_error``, ``_low``, ``_high``, ``_noise``, ``_looks``,
-    ``_seeds``, ``_min``/``_max`` (errors), ``_runs``; keys are the names in lower case with one word each."""
+def numbers(standings: Sequence[Standing]) -> dict[str, Any]:
+    """The numbers the text quotes of every row: ``st_{key}_error``, ``_low``, ``_high``, ``_errors`` (mean),
+    ``_noise``, ``_looks``, ``_seeds``, ``_min``/``_max`` (errors), ``_runs``; keys (:data:`KEYS`) are the names
+    in lower case with one word each."""
     out: dict[str, Any] = {}
     for s in standings:
-        key = KEYS.get(s.name)
-        if key is None:
+        if (key := KEYS.get(s.name)) is None:
             continue
         low, high = s.interval
-        out |= {f"{prefix}_{key}_error": s.error, f"{prefix}_{key}_low": low, f"{prefix}_{key}_high": high,
-                f"{prefix}_{key}_errors": s.mean_errors}
+        found = {"error": s.error, "low": low, "high": high, "errors": s.mean_errors}
         if s.kind == "seeds":
-            out |= {f"{prefix}_{key}_seeds": len(s.errors), f"{prefix}_{key}_min": int(min(s.errors)),
-                    f"{prefix}_{key}_max": int(max(s.errors))}
+            found |= {"seeds": len(s.errors), "min": int(min(s.errors)), "max": int(max(s.errors))}
         if s.kind == "ensemble":
-            out[f"{prefix}_{key}_runs"] = s.training_runs
+            found["runs"] = s.training_runs
         if s.noise is not None:
-            out[f"{prefix}_{key}_noise"] = s.noise
+            found["noise"] = s.noise
         if s.looks_before is not None:
-            out[f"{prefix}_{key}_looks"] = s.looks_before
+            found["looks"] = s.looks_before
+        out |= {f"st_{key}_{name}": value for name, value in found.items()}
     return out
 
 
