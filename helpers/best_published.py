@@ -199,16 +199,15 @@ def second_numbers(selection: Selection) -> dict[str, Any]:
     """The numbers the chapter quotes about the second round (``selection``: its selection)."""
     assert selection.previous is not None
     first, second = selection.previous.chosen, selection.candidates
-    scores = {name: r.score for name, r in second.items()}
-    better = [name for name, r in second.items() if r.score < first.score]
+    scores = [r.score for r in second.values()]
     double = [r for name, r in second.items() if "twice the epochs" in name]
     elastic = [r for name, r in second.items() if name.endswith("+ elastic distortions")]
     return {"first_choice": first.name, "first_score": first.score, "second_candidates": len(second) - 1,
             "first_errors": first.errors(), "first_tta_errors": first.errors("shifts"),
             "first_tta": "with" if first.mode == "shifts" else "without",
             "chosen_score": selection.chosen.score,
-            "second_better": len(better), "second_best_score": min(scores.values()),
-            "second_worst_score": max(scores.values()),
+            "second_better": sum(score < first.score for score in scores), "second_best_score": min(scores),
+            "second_worst_score": max(scores),
             "double_fit": double[0].fit_accuracy if double else float("nan"),
             "double_score": double[0].score if double else -1, "elastic_score": elastic[0].score if elastic else -1}
 

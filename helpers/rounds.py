@@ -229,6 +229,10 @@ class Scored:
     def probabilities(self) -> np.ndarray:
         return self.predictions[self.mode]
 
+    def p_vs(self, other: Scored) -> float:
+        """The exact McNemar p of this candidate against ``other``, each in its chosen mode."""
+        return stats.mcnemar_p(self.probabilities.argmax(1), other.probabilities.argmax(1), self.labels)
+
     @property
     def seconds(self) -> float:
         return float(sum(r.seconds for r in self.runs))
@@ -352,13 +356,17 @@ def cross_validate(round_: Round, previous: Config | Selection, paper: Config, w
     teacher = before.chosen if before and round_.teacher_mode else None
     round_ = round_.named(before.chosen.name) if before else round_
     configs = round_.configs(before.chosen.config if before else previous, paper)
-    jobs = {name: round_.cv_jobs(config, teacher) for name, config in configs.items()}
-    found = iter(run_many(sum(jobs.values(), []), workers=workers,
-                          describe=lambda j: f"{round_.name}, CV fold {j.split[-1]}, {j.key()[:8]}"))
-    return Selection(round_, {name: out_of_fold(name, configs[name], [next(found) for _ in group], round_.folds,
-                                                round_.fold_seed, round_.modes(name), round_.stored,
-                                                noisy=round_.noise is not None)
-                              for name, group in jobs.items()}, before)
+    found = _run_groups({name: round_.cv_jobs(config, teacher) for name, config in configs.items()}, workers,
+                        lambda j: f"{round_.name}, CV fold {j.split[-1]}, {j.key()[:8]}")
+    return Selection(round_, {name: out_of_fold(name, configs[name], runs, round_.folds, round_.fold_seed,
+                                                round_.modes(name), round_.stored, noisy=round_.noise is not None)
+                              for name, runs in found.items()}, before)
+
+
+def _run_groups(jobs: dict[str, list[Job]], workers: int, describe: Any) -> dict[str, list[Run]]:
+    """Each group's runs, trained if missing; in one call of :func:`run_many`, so that the groups share workers."""
+    found = iter(run_many(sum(jobs.values(), []), workers=workers, describe=describe))
+    return {name: [next(found) for _ in group] for name, group in jobs.items()}
 
 
 def final_jobs(selection: Selection) -> dict[str, list[Job]]:
@@ -452,10 +460,8 @@ class TestLook:
 
 def test_look(selection: Selection, workers: int = 2) -> TestLook:
     """The protocol's one look: the final runs (trained if missing) read as cross-validation chose."""
-    jobs = final_jobs(selection)
-    found = iter(run_many(sum(jobs.values(), []), workers=workers,
-                          describe=lambda j: f"{selection.round.name}, test seed {j.seed}, {j.key()[:8]}"))
-    runs = {name: [next(found) for _ in group] for name, group in jobs.items()}
+    runs = _run_groups(final_jobs(selection), workers,
+                       lambda j: f"{selection.round.name}, test seed {j.seed}, {j.key()[:8]}")
     return TestLook(selection.chosen.name, {name: selection.scored(name).mode for name in runs}, runs)
 
 
@@ -489,7 +495,6 @@ def cross_validation_json(selection: Selection) -> dict[str, dict[str, Any]]:
             for name, c in shown.items()}
 
 
-
 def candidate_table(selection: Selection) -> pd.DataFrame:
     """Each candidate and what it changes against the previous round's choice; the paper's network in full."""
     r = selection.round
@@ -513,10 +518,6 @@ def candidate_table(selection: Selection) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("candidate")
 
 
-def _mcnemar(a: Scored, b: Scored) -> str:
-    return p_text(stats.mcnemar_p(a.probabilities.argmax(1), b.probabilities.argmax(1), a.labels))
-
-
 def cv_table(selection: Selection) -> pd.DataFrame:
     """Each candidate's clean out-of-fold errors in every prediction mode (columns named by the mode), its score
     (the fewest of its allowed modes), McNemar tests against the previous round's choice and against the
@@ -525,9 +526,9 @@ def cv_table(selection: Selection) -> pd.DataFrame:
     previous = next(spec.name for spec in r.candidates if spec.parent == PREVIOUS)
     number = {name: i for i, name in enumerate(c)}
     rows = [{"#": number[name], "candidate": name, **{m: x.errors(m) for m in PREDICTION_MODES}, "score": x.score,
-             f"p vs {previous}": "" if name in (r.reference, previous) else _mcnemar(x, c[previous]),
+             f"p vs {previous}": "" if name in (r.reference, previous) else p_text(x.p_vs(c[previous])),
              "changes #": number[r.parent(name)] if r.parent(name) else "",
-             "p vs it": _mcnemar(x, c[r.parent(name)]) if r.parent(name) else "",
+             "p vs it": p_text(x.p_vs(c[r.parent(name)])) if r.parent(name) else "",
              "time (s)": round(x.seconds)} for name, x in c.items()]
     return pd.DataFrame(rows).set_index("#")
 
@@ -551,7 +552,7 @@ def student_table(selection: Selection) -> pd.DataFrame:
     rows = [{"model": W if name is None else name, **{m: c.errors(m) for m in PREDICTION_MODES}, "score": c.score,
              f"noise {noise}": c.noise_errors(noise),
              "robust": "yes" if name is None or selection.robust(name) else "no",
-             "p vs W": "" if name is None else _mcnemar(c, teacher),
+             "p vs W": "" if name is None else p_text(c.p_vs(teacher)),
              f"{selection.round.folds} folds (s)": round(c.seconds)}
             for name, c in [(None, teacher), *selection.candidates.items()]]
     return pd.DataFrame(rows).set_index("model")
@@ -660,7 +661,7 @@ def lineage_numbers(selection: Selection, look: TestLook, paper_noise: float, pr
                                                                   look.n))[0]) / 2,
         "ref_noise_pct": 100 * selection.reference.noise_errors(r.noise) / n_cv,
         "prev_noise_pct": 100 * c[B].noise_errors(r.noise) / n_cv,
-        "chosen_p": stats.mcnemar_p(chosen.probabilities.argmax(1), c[B].probabilities.argmax(1), chosen.labels),
+        "chosen_p": chosen.p_vs(c[B]),
         "chosen": look.chosen, "mode": chosen.mode, "chosen_score": chosen.score,
         "chosen_noise_errors": chosen.noise_errors(r.noise),
         "members": len(look.runs), "member_names": ", ".join(look.runs),
@@ -698,7 +699,7 @@ def student_numbers(selection: Selection, look: TestLook, teacher_look: TestLook
         "mode": student.mode, "student_score": student.score,
         "student_noise_errors": student.noise_errors(r.noise),
         "robust": sum(selection.robust(name) for name in selection.candidates),
-        "p": stats.mcnemar_p(student.probabilities.argmax(1), teacher.probabilities.argmax(1), student.labels),
+        "p": student.p_vs(teacher),
         "replaces": selection.replaces, "cv_gain": teacher.score - student.score, **seeds,
         "teacher_mean": float(teacher_rates.mean()), "vs_teacher": seeds["mean"] - float(teacher_rates.mean()),
         "vs_teacher_p": stats.welch_p(look.single_rates, teacher_rates),
