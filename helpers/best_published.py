@@ -162,8 +162,7 @@ def rates(runs: Sequence[Run]) -> list[float]:
 
 
 def selection_text(selection: Selection, ensemble: TestLook) -> str:
-    """How the second round's selection chose the final model and the ensemble, both rounds in one sentence
-    (``summary --json``)."""
+    """How the second round chose the final model and the ensemble, both rounds in one sentence (``summary --json``)."""
     first, chosen = selection.previous, selection.chosen
     assert first is not None
     return (f"{selection.round.folds}-fold cross-validation over the 7291 training images in two rounds: first "
@@ -230,8 +229,7 @@ def augmented_examples(images: np.ndarray, config: Config, copies: int = 4, seed
 
 
 def noise_numbers(anatomy: pd.DataFrame) -> dict[str, Any]:
-    """The numbers the chapter quotes from :func:`helpers.evaluate.noise_anatomy` of
-    :func:`helpers.experiments.noise_models`."""
+    """What the chapter quotes from :func:`helpers.evaluate.noise_anatomy` of ``experiments.noise_models``."""
     shift, paper_net = anatomy.loc["recipe + shift augmentation"], anatomy.loc["the paper's network"]
     return {"noise_paper_share": paper_net["share of errors (%)"], "noise_paper_error": paper_net["error (%)"],
             "noise_shift_share": shift["share of errors (%)"], "noise_shift_digit": int(shift["most read as"]),

@@ -209,10 +209,9 @@ def as_json(standings: Sequence[Standing]) -> list[dict[str, Any]]:
 
 
 def targets(results: Any, ladder_targets: dict[str, float]) -> pd.DataFrame:
-    """Every accuracy target the book set, in the order it was set, with what reached it closest.
-
-    ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
-    ladder), then each round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
+    """Every accuracy target the book set, in the order it was set, with what reached it closest. ``results``:
+    :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the ladder), then each
+    round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
     ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
     b, third = results.second.look, results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
