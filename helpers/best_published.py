@@ -1,12 +1,15 @@
-"""What the chapters of rounds 1 and 2 of the best-published search print (written before the protocols).
+"""What is specific to rounds 1 and 2 of the best-published search (written before the protocols).
 
-The ladder (human-level chapter) kept or dropped rungs on 80/20 holdout splits, where the recipe makes
-about 1 % error and options differ by two images. Rounds 1 and 2 score every candidate by 3-fold
-cross-validation over all 7291 training images and compare candidates on the same images with an exact
+The ladder (human-level chapter) kept or dropped rungs on 80/20 holdout splits, where the
+recipe makes about 1 % error and options differ by two images. Rounds 1 and 2 score every
+candidate by 3-fold cross-validation over all 7291 training images (every image is predicted
+once, by a model that never saw it) and compare candidates on the same images with an exact
 McNemar test; the chosen candidate is then trained on all training images with
-:attr:`helpers.config.BeyondSettings.best_seeds` seeds and tested. The rounds themselves are data,
-``helpers.rounds.ROUNDS[1]`` and ``[2]``; here are their tables, numbers, the ranking check, the holdout
-evidence and the noise anatomy.
+:attr:`helpers.config.BeyondSettings.best_seeds` seeds and tested.
+
+The rounds themselves are data, ``helpers.rounds.ROUNDS[1]`` and ``[2]``, read by the engine of
+:mod:`helpers.rounds` like the protocol rounds. Here are what their chapters print: the tables, the
+numbers, the ranking check, the holdout evidence and the noise anatomy.
 """
 
 from __future__ import annotations

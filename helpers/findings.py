@@ -163,8 +163,8 @@ def short_citation(name: str) -> str:
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the figure: a result's test error (%) per run (one value for a single number), or a shaded
-    band (``band``: the lowest and highest value)."""
+    """One row of the figure: a result's test error (%) per run (one value for a single number),
+    or a shaded band (``band``: the lowest and highest value)."""
 
     group: str
     label: str

@@ -272,9 +272,9 @@ def out_of_fold(name: str, config: Config, runs: Sequence[Run], folds: int, fold
 
 
 def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarray, start: str) -> list[tuple[str, int]]:
-    """Forward selection (Caruana et al. 2004) from ``start``: add the candidate that lowers the averaged
-    ensemble's errors most (a tie takes the earlier); stop when none lowers them. Each member with the
-    ensemble's errors once it joined."""
+    """Forward selection (Caruana et al. 2004) on out-of-fold probabilities from ``start``: add the candidate that
+    lowers the averaged ensemble's errors most (a tie takes the earlier); stop when none lowers them. Each member
+    with the ensemble's errors once it joined."""
     def count(names: list[str]) -> int:
         return errors(np.mean([probabilities[n] for n in names], axis=0), labels)
 

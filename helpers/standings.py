@@ -1,15 +1,16 @@
 """The standings: every model the book put forward, on the test set, in one table.
 
-This is the book's one answer to "how far can this data go?". The introduction, the best-published
-chapter, the demo and ``python -m helpers summary --json`` all quote :func:`rows`; nothing else ranks
-models. Each row gives a model's test error (mean over its seeds, or the one number of an ensemble or a
-publication) with the binomial (Wilson) 95 % interval of one model with that many errors on the 2007
-test images, the range of its seeds' errors, its error under pixel noise, how it was chosen, and how many
-looks at the test set the book had made before that choice (:mod:`helpers.testlog`).
+This is the book's one answer to "how far can this data go?". The introduction, the
+best-published chapter, the demo and ``python -m helpers summary --json`` all quote :func:`rows`;
+nothing else ranks models. Each row gives a model's test error (mean over its seeds, or the one
+number of an ensemble or a publication) with the binomial (Wilson) 95 % interval of one model
+with that many errors on the 2007 test images, the range of its seeds' errors, its error under
+pixel noise, how it was chosen, and how many looks at the test set the book had made before that
+choice (:mod:`helpers.testlog`).
 
-"Best" has one meaning in this book (:data:`BEST`): the model the book's last committed protocol chose
-on the training images, accurate and robust to pixel noise. It is not the row with the fewest test
-errors, and the table says so.
+"Best" has one meaning in this book (:data:`BEST`): the model the book's last committed protocol
+chose on the training images, accurate and robust to pixel noise. It is not the row with the
+fewest test errors, and the table says so.
 """
 
 from __future__ import annotations
@@ -209,9 +210,10 @@ def as_json(standings: Sequence[Standing]) -> list[dict[str, Any]]:
 
 
 def targets(results: Any, ladder_targets: dict[str, float]) -> pd.DataFrame:
-    """Every accuracy target the book set, in the order it was set, with what reached it closest. ``results``:
-    :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the ladder), then each
-    round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
+    """Every accuracy target the book set, in the order it was set, with what reached it closest.
+
+    ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
+    ladder), then each round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
     ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
     b, third = results.second.look, results.third.look
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),

@@ -91,11 +91,14 @@ BASELINES = Look("report", "k-nearest neighbours, logistic regression and an RBF
 
 def log(groups: Mapping[str, Sequence[Any]], baselines: Sequence[Mapping[str, Any]] = (),
         earlier: Sequence[Any] = ()) -> pd.DataFrame:
-    """One row per group of ``groups`` (name -> runs, :func:`helpers.experiments.experiment_runs`) in the order
-    of its first new run's training date: the dates, how many runs it scored on the test set (a run another
-    group listed first is not counted again), their test errors, what the look was for and what was decided
-    after it. ``baselines`` (the classical baselines' results) add one row; their entries keep no date.
-    ``earlier``: runs an earlier chapter scored already (a chapter's own log then counts them as the book's does)."""
+    """The test-set log of ``groups`` (name -> runs, as :func:`helpers.experiments.experiment_runs`).
+
+    One row per group in the order of its first new run's training date: the dates, how many runs it
+    scored on the test set (a run another group listed first is not counted again), their test
+    errors, what the look was for and what was decided after it. ``baselines`` (the classical
+    baselines' results) add one row; their entries keep no date. ``earlier``: runs an earlier
+    chapter scored already (a chapter's own log then counts them as the book's log does).
+    """
     missing = [name for name in groups if name not in LOOKS]
     if missing:
         raise KeyError(f"the test-set log has no entry for {missing}: add it to helpers.testlog.LOOKS")
