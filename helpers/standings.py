@@ -215,12 +215,12 @@ def targets(results: Any, ladder_targets: dict[str, float]) -> pd.DataFrame:
     ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
     ladder), then each round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
     ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
-    b, third = results.second.look, results.third.look
+    b, w = results.second.numbers, results.third.numbers
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
-            ("rounds 1 and 2 (best published)", results.second.selection.round.targets, f"B {float(best_published.seed_rates(b).mean()):.2f}",
-             f"B's ens. {100 * b.ensemble_errors / b.n:.2f}"),
-            ("rounds 3 and 4 (protocols)", results.third.selection.round.targets, f"W {float(np.mean(third.single_rates)):.2f}",
-             f"W's ens. {100 * third.ensemble_errors / third.n:.2f}")]
+            ("rounds 1 and 2 (best published)", results.second.selection.round.targets, f"B {b['best_mean']:.2f}",
+             f"B's ens. {b['ensemble']:.2f}"),
+            ("rounds 3 and 4 (protocols)", results.third.selection.round.targets, f"W {w['r3_mean']:.2f}",
+             f"W's ens. {w['r3_ensemble']:.2f}")]
     return pd.DataFrame([{"set for": name, "one model (%)": f"{t['single']:g}", "ensemble (%)": f"{t['ensemble']:g}",
                           "one model reached": single, "ensemble reached": ensemble}
                          for name, t, single, ensemble in rows]).set_index("set for")
