@@ -21,7 +21,7 @@ import pandas as pd
 
 from helpers import paper, stats
 from helpers.config import beyond, Config
-from helpers.rounds import ALL, CHOICE, LADDER, ranking_jobs, Round, Scored, Selection, TestLook
+from helpers.rounds import ALL, CHOICE, LADDER, ranking_jobs, Round, Scored, seeds_table, Selection, TestLook
 from helpers.runs import run_many
 from helpers.store import Run
 
@@ -38,14 +38,13 @@ def _two_digits(value: float) -> float:
 
 
 def cv_numbers(cv: pd.DataFrame, chosen: Scored) -> dict[str, Any]:
-    """The numbers the chapter quotes from :func:`cv_table`."""
+    """What the chapter quotes from :func:`cv_table`."""
     base = cv.loc[LADDER]
     p = pd.to_numeric(cv["p vs base"]).fillna(1.0)
     better = cv["CV errors"] < base["CV errors"]
-    chosen_p = float(p[chosen.name])
     return {"base_cv_errors": int(base["CV errors"]), "cv_n": len(chosen.labels), "cv_candidates": len(cv),
             "cv_better": int(better.sum()), "cv_significant": int((better & (p < 0.05)).sum()),
-            "chosen_p": chosen_p,
+            "chosen_p": float(p[chosen.name]),
             "all_cv_errors": int(cv.loc[ALL, "CV errors"]), "all_fit": float(cv.loc[ALL, "fit (%)"]),
             "base_fit": float(base["fit (%)"])}
 
@@ -59,7 +58,7 @@ def holdout_table(rungs: Sequence[Any]) -> pd.DataFrame:
 
 
 def holdout_numbers(holdout: pd.DataFrame, final: str) -> dict[str, Any]:
-    """What the chapter quotes from :func:`holdout_table` about the ladder's final rung ``final``."""
+    """About the ladder's final rung ``final``."""
     row = holdout.loc[final]
     return {"ladder_holdout_errors": int(row["holdout errors"]), "ladder_holdout_n": int(row["holdout images"]),
             "ladder_holdout_pct": float(row["holdout error (%)"]), "ladder_test_mean": float(row["test error (%), mean"])}
@@ -67,18 +66,16 @@ def holdout_numbers(holdout: pd.DataFrame, final: str) -> dict[str, Any]:
 
 def cv_table(results: Mapping[str, Scored]) -> pd.DataFrame:
     """Cross-validated errors of every candidate, without and with test-time shifts ("shifts"), the exact
-    McNemar p against the base (the first row), the last epoch's training accuracy ("fit") and the training
-    time summed over the folds."""
+    McNemar p against the base (the first row), the last epoch's training accuracy ("fit") and
+    the training time summed over the folds."""
     base = next(iter(results.values()))  # the first candidate: the ladder's final model, or the first choice
     n = len(base.labels)
-    rows = []
-    for name, r in results.items():
-        rows.append({"candidate": name, "CV errors": r.errors(), "CV (%)": round(100 * r.errors() / n, 2),
-                     "shifts": r.errors("shifts"), "shifts (%)": round(100 * r.errors("shifts") / n, 2),
-                     "p vs base": "" if r is base else _two_digits(stats.mcnemar_p(
-                         r.predictions["plain"].argmax(1), base.predictions["plain"].argmax(1), r.labels)),
-                     "fit (%)": round(r.fit_accuracy, 1), "time (s)": round(r.seconds)})
-    return pd.DataFrame(rows).set_index("candidate")
+    return pd.DataFrame([{"candidate": name, "CV errors": r.errors(), "CV (%)": round(100 * r.errors() / n, 2),
+                          "shifts": r.errors("shifts"), "shifts (%)": round(100 * r.errors("shifts") / n, 2),
+                          "p vs base": "" if r is base else _two_digits(stats.mcnemar_p(
+                              r.predictions["plain"].argmax(1), base.predictions["plain"].argmax(1), r.labels)),
+                          "fit (%)": round(r.fit_accuracy, 1), "time (s)": round(r.seconds)}
+                         for name, r in results.items()]).set_index("candidate")
 
 
 def ranking_runs(selection: Selection) -> dict[str, Run]:
@@ -90,12 +87,9 @@ def ranking_runs(selection: Selection) -> dict[str, Run]:
 
 def ranking_table(results: Mapping[str, Scored], tests: Mapping[str, Run]) -> pd.DataFrame:
     """Cross-validated error next to the test error of the same candidate (seed 0), with ranks."""
-    rows = []
-    for name, r in results.items():
-        t = tests[name]
-        rows.append({"candidate": name, "CV error (%)": round(100 * r.errors() / len(r.labels), 2),
-                     "test error (%), seed 0": round(100 * t.errors / len(t.labels), 2)})
-    table = pd.DataFrame(rows).set_index("candidate")
+    table = pd.DataFrame([{"candidate": name, "CV error (%)": round(100 * r.errors() / len(r.labels), 2),
+                           "test error (%), seed 0": round(100 * tests[name].errors / len(tests[name].labels), 2)}
+                          for name, r in results.items()]).set_index("candidate")
     table["CV rank"] = table["CV error (%)"].rank(method="min").astype(int)
     table["test rank"] = table["test error (%), seed 0"].rank(method="min").astype(int)
     return table
@@ -117,35 +111,32 @@ def numbers(selection: Selection, look: TestLook) -> dict[str, Any]:
     (its choice B, B's ensemble, and the second round's cross-validation)."""
     if selection.round.number == 1:
         return first_round_numbers(look, selection.round.targets)
-    return final_numbers(look, selection.chosen, selection.round.targets) | second_numbers(selection)
+    chosen = selection.chosen
+    return (final_numbers(look, selection.round.targets) | second_numbers(selection)
+            | {"chosen_cv_errors": chosen.errors(), "chosen_cv_tta_errors": chosen.errors("shifts")})
+
+
+#: :func:`final_numbers` as the chapter quotes them about the first round's choice on the test set (its seeds
+#: and their ensemble), tested before the second round was written down.
+FIRST_ROUND = {"target_single": "first_target", "target_ensemble": "first_ensemble_target",
+               "best_mean": "first_test_mean", "best_seeds": "first_test_seeds",
+               "best_min_errors": "first_test_min_errors", "best_max_errors": "first_test_max_errors",
+               "seed_ensemble": "first_seed_ensemble", "seed_ensemble_errors": "first_seed_ensemble_errors"}
 
 
 def first_round_numbers(look: TestLook, targets: Mapping[str, float]) -> dict[str, Any]:
-    """What the chapter quotes about the first round's choice on the test set (its seeds and their
-    ensemble), tested before the second round was written down."""
-    found = look.single_errors
-    return {"first_target": targets["single"], "first_ensemble_target": targets["ensemble"],
-            "first_test_mean": float(seed_rates(look).mean()), "first_test_seeds": len(found),
-            "first_test_min_errors": min(found), "first_test_max_errors": max(found),
-            "first_seed_ensemble": 100 * look.seed_ensemble_errors / look.n,
-            "first_seed_ensemble_errors": look.seed_ensemble_errors}
+    found = final_numbers(look, targets)
+    return {name: found[key] for key, name in FIRST_ROUND.items()}
 
 
 def final_table(look: TestLook) -> pd.DataFrame:
-    """One row per seed and one for the ensemble: errors, error rate and Wilson 95 % interval."""
-    rows = []
-    runs, n = look.runs[look.chosen], look.n
-    for (run_, count) in [*zip(runs, look.single_errors), (None, look.seed_ensemble_errors)]:
-        rows.append({"model": f"seed {run_.job.seed}" if run_ else f"ensemble of the {len(runs)} seeds",
-                     "errors": count, "error (%)": round(100 * count / n, 2),
-                     "95 % interval (%)": stats.wilson_text(count, n),
-                     "training time (s)": round(run_.seconds if run_ else sum(r.seconds for r in runs))})
-    return pd.DataFrame(rows).set_index("model")
+    """One row per seed and one for their ensemble."""
+    return seeds_table(look, f"ensemble of the {len(look.runs[look.chosen])} seeds")
 
 
-def final_numbers(look: TestLook, chosen: Scored, targets: Mapping[str, float]) -> dict[str, Any]:
-    """The numbers the chapter quotes about the chosen model (``best_*``), the ensemble chosen by
-    cross-validation (``ensemble_*``) and the ensemble of the chosen model's seeds (``seed_ensemble_*``)."""
+def final_numbers(look: TestLook, targets: Mapping[str, float]) -> dict[str, Any]:
+    """The chosen model (``best_*``), the ensemble chosen by cross-validation (``ensemble_*``) and the ensemble
+    of the chosen model's seeds (``seed_ensemble_*``) on the test set."""
     rates, singles, seed_errors = seed_rates(look), look.single_errors, look.seed_ensemble_errors
     low, high = stats.mean_interval(rates) if len(rates) > 1 else (float("nan"), float("nan"))
     s_low, s_high = stats.wilson_interval(seed_errors, look.n)
@@ -153,7 +144,6 @@ def final_numbers(look: TestLook, chosen: Scored, targets: Mapping[str, float]) 
     e_low, e_high = stats.wilson_interval(errors, look.n)
     single, ensemble = float(rates.mean()), 100 * errors / look.n
     return {"chosen": look.chosen, "tta": "with" if look.modes[look.chosen] == "shifts" else "without",
-            "chosen_cv_errors": chosen.errors(), "chosen_cv_tta_errors": chosen.errors("shifts"),
             "best_mean": single, "best_std": float(rates.std(ddof=1)) if len(rates) > 1 else float("nan"),
             "best_min": float(rates.min()), "best_max": float(rates.max()), "best_seeds": len(rates),
             "best_low": low, "best_high": high, "best_min_errors": min(singles),
@@ -175,8 +165,7 @@ def rates(runs: Sequence[Run]) -> list[float]:
 
 
 def selection_text(selection: Selection, ensemble: TestLook) -> str:
-    """How the second round's selection chose the final model and the ensemble, both rounds in one sentence
-    (``summary --json``)."""
+    """How the second round chose the final model and the ensemble, both rounds in one sentence (``summary --json``)."""
     first, chosen = selection.previous, selection.chosen
     assert first is not None
     return (f"{selection.round.folds}-fold cross-validation over the 7291 training images in two rounds: first "
@@ -194,37 +183,33 @@ def ensemble_table(look: TestLook, selection: Selection) -> pd.DataFrame:
     """One row per member, in the order forward selection added them: its runs' seeds, the weight of each
     run, whether it is read with test-time shifts, and the ensemble's cross-validated errors once it joined
     (the choice) and its test errors (the report)."""
-    n_cv = len(selection.chosen.labels)
-    joined = selection.members
-    if [name for name, _ in joined] != list(look.runs):
-        raise ValueError(f"the look's members {list(look.runs)} are not the ensemble chosen from this pool")
-    rows = []
-    for i, (name, cv_errors) in enumerate(joined):
-        group = look.runs[name]
-        test_errors = TestLook(look.chosen, look.modes, dict(list(look.runs.items())[:i + 1])).ensemble_errors
-        rows.append({"member (in the order added)": name,
-                     "seeds": ", ".join(str(r.job.seed) for r in group),
-                     "weight per run": f"1/{len(look.runs) * len(group)}",
-                     "shifts": "yes" if selection.pool[name].mode == "shifts" else "no",
-                     "CV errors": cv_errors, "CV (%)": round(100 * cv_errors / n_cv, 2),
-                     "test errors": test_errors, "test (%)": round(100 * test_errors / look.n, 2)})
-    return pd.DataFrame(rows).set_index("member (in the order added)")
+    n_cv, joined, runs = len(selection.chosen.labels), selection.members, look.runs
+    if [name for name, _ in joined] != list(runs):
+        raise ValueError(f"the look's members {list(runs)} are not the ensemble chosen from this pool")
+    test = [TestLook(look.chosen, look.modes, dict(list(runs.items())[:i])).ensemble_errors
+            for i in range(1, len(runs) + 1)]
+    return pd.DataFrame([{"member (in the order added)": name, "seeds": ", ".join(str(r.job.seed) for r in runs[name]),
+                          "weight per run": f"1/{len(runs) * len(runs[name])}",
+                          "shifts": "yes" if selection.pool[name].mode == "shifts" else "no",
+                          "CV errors": cv_errors, "CV (%)": round(100 * cv_errors / n_cv, 2),
+                          "test errors": test_errors, "test (%)": round(100 * test_errors / look.n, 2)}
+                         for (name, cv_errors), test_errors in zip(joined, test)]
+                        ).set_index("member (in the order added)")
 
 
 def second_numbers(selection: Selection) -> dict[str, Any]:
     """The numbers the chapter quotes about the second round (``selection``: its selection)."""
     assert selection.previous is not None
     first, second = selection.previous.chosen, selection.candidates
-    scores = {name: r.score for name, r in second.items()}
-    better = [name for name, r in second.items() if r.score < first.score]
+    scores = [r.score for r in second.values()]
     double = [r for name, r in second.items() if "twice the epochs" in name]
     elastic = [r for name, r in second.items() if name.endswith("+ elastic distortions")]
     return {"first_choice": first.name, "first_score": first.score, "second_candidates": len(second) - 1,
             "first_errors": first.errors(), "first_tta_errors": first.errors("shifts"),
             "first_tta": "with" if first.mode == "shifts" else "without",
             "chosen_score": selection.chosen.score,
-            "second_better": len(better), "second_best_score": min(scores.values()),
-            "second_worst_score": max(scores.values()),
+            "second_better": sum(score < first.score for score in scores), "second_best_score": min(scores),
+            "second_worst_score": max(scores),
             "double_fit": double[0].fit_accuracy if double else float("nan"),
             "double_score": double[0].score if double else -1, "elastic_score": elastic[0].score if elastic else -1}
 
@@ -247,8 +232,7 @@ def augmented_examples(images: np.ndarray, config: Config, copies: int = 4, seed
 
 
 def noise_numbers(anatomy: pd.DataFrame) -> dict[str, Any]:
-    """The numbers the chapter quotes from :func:`helpers.evaluate.noise_anatomy` of
-    :func:`helpers.experiments.noise_models`."""
+    """What the chapter quotes from :func:`helpers.evaluate.noise_anatomy` of ``experiments.noise_models``."""
     shift, paper_net = anatomy.loc["recipe + shift augmentation"], anatomy.loc["the paper's network"]
     return {"noise_paper_share": paper_net["share of errors (%)"], "noise_paper_error": paper_net["error (%)"],
             "noise_shift_share": shift["share of errors (%)"], "noise_shift_digit": int(shift["most read as"]),

@@ -1,12 +1,10 @@
 """The summary of findings at the top of the introduction, and its figure: every result on one axis.
 
-Nothing here is new: :func:`gather` reads, from the results ledger, the runs the later chapters
-already report (the recipe's seeds, the readings of the recipe, the verdict table, the classical
-baselines, the ladder, the cross-validated best model and its ensemble), and :func:`numbers`
-picks the values the summary quotes from the helpers that compute them for those chapters
-(:func:`helpers.discussion.recipe_numbers`, :func:`helpers.discussion.variant_numbers`,
-:func:`helpers.best_published.final_numbers`, ...). :func:`points` lays every result out as rows of one
-figure (:func:`helpers.plots.findings_plot`). Error rates are in percent of the test images.
+Nothing here is new: :func:`gather` reads, from the results ledger, the runs the later chapters already
+report (the recipe's seeds, its readings, the verdict table, the classical baselines, the ladder, every round),
+and :func:`numbers` picks the values the summary quotes from the helpers that compute them for those chapters.
+:func:`points` lays every result out as rows of one figure (:func:`helpers.plots.findings_plot`). Error rates
+are in percent of the test images.
 """
 
 from __future__ import annotations
@@ -97,15 +95,8 @@ def closest_readings(readings: dict[str, Sequence[Run]]) -> list[dict[str, Any]]
     return sorted(out, key=lambda v: v["distance"])  # stable: ties stay in the readings' order
 
 
-def verdict_counts(verdict: pd.DataFrame) -> dict[str, int]:
-    """How many of the paper's claims the verdict table finds reproduced, partly, not reproduced."""
-    counts = verdict["verdict"].value_counts()
-    return {"claims": len(verdict), "claims_reproduced": int(counts.get("reproduced", 0)),
-            "claims_partly": int(counts.get("partly", 0)), "claims_not": int(counts.get("not reproduced", 0))}
-
-
 def verdict_lines(verdict: pd.DataFrame) -> pd.DataFrame:
-    """The verdict table with one line per claim: the paper's value, ours and the verdict (no evidence)."""
+    """The verdict table without its evidence."""
     return verdict[["paper", "this book", "verdict"]]
 
 
@@ -115,20 +106,21 @@ def headline_verdict(verdict: pd.DataFrame) -> str:
 
 
 def numbers(results: Results) -> dict[str, Any]:
-    """Every number the summary of findings quotes, by name: the recipe's seed 0 and its
-    seeds (:func:`helpers.discussion.recipe_numbers`), the verdict table's counts, the two readings closest to
-    the paper, the digit with the largest excess, the best single model and the ensemble
-    (:func:`helpers.best_published.final_numbers`) against the best published result and human readers, and the
-    cost of retraining the ledger."""
+    """Every number the summary of findings quotes, by name: the recipe's seed 0 and its seeds, how many of the
+    paper's claims the verdict table finds reproduced, partly, not reproduced, the two readings closest to the
+    paper, the digit with the largest excess, the best single model and the ensemble of each round against the
+    best published result and human readers, and the cost of retraining the ledger."""
     recipe = results.recipe
     n = len(recipe[0].labels)
     seed0 = next(r for r in recipe if r.job.seed == 0)
     rates = [discussion.error_pct(r) for r in recipe]
+    claims = results.verdict["verdict"].value_counts()
     out: dict[str, Any] = {
         "seed0_errors": seed0.errors, "seed0_accuracy": 100 * seed0.accuracy, "seed0_minutes": seed0.seconds / 60,
         **discussion.recipe_numbers(recipe),
         "rec_accuracy": 100 - float(np.mean(rates)), "rec_min": min(rates), "rec_max": max(rates),
-        **verdict_counts(results.verdict),
+        "claims": len(results.verdict), "claims_reproduced": int(claims.get("reproduced", 0)),
+        "claims_partly": int(claims.get("partly", 0)), "claims_not": int(claims.get("not reproduced", 0)),
         "n_decisions": len(DECISIONS), "decision_names": ", ".join(d.name for d in DECISIONS),
         "n_readings": len(READINGS), "reading_seeds": len(results.readings[discussion.RECIPE]),
     }
@@ -185,9 +177,8 @@ class Row:
 
 
 def points(results: Results) -> list[Row]:
-    """Every result on one axis, top to bottom: the paper, the recipe's seeds, the readings, the
-    classical baselines, the ladder's kept rungs, the cross-validated best model's seeds, the
-    ensemble, the published results, and the human band (last, drawn as a span)."""
+    """Every result on one axis, top to bottom: the paper, the recipe's seeds, the readings, the classical
+    baselines, the ladder's kept rungs, the standings, the published results, and the human band (last)."""
     rates = best_published.rates
     rows = [Row("the paper", "Karim & Kaur 2020, one run", (paper.ERROR,)),
             Row("our reproduction", f"the paper's recipe, {len(results.recipe)} seeds",
@@ -199,14 +190,14 @@ def points(results: Results) -> list[Row]:
              for r in results.rungs[1:] if r.kept]
     group = "the standings"
     a, b, look, student = results.first.look, results.second.look, results.third.look, results.fourth.look
-    rows += [Row(group, f"A (round 1), {len(a.single_errors)} seeds", tuple(float(x) for x in best_published.seed_rates(a))),
-             Row(group, f"B (round 2), {len(b.single_errors)} seeds", tuple(float(x) for x in best_published.seed_rates(b))),
-             Row(group, f"B's ensemble, {b.training_runs} training runs", (100 * b.ensemble_errors / b.n,)),
-             Row(group, f"W (round 3), {len(look.single_errors)} seeds", tuple(float(x) for x in look.single_rates)),
-             Row(group, f"W's ensemble, {look.training_runs} training runs", (100 * look.ensemble_errors / look.n,)),
-             Row(group, f"the student (round 4), {len(student.single_errors)} seeds"
-                 + ("" if results.fourth.numbers["r4_replaces"] else ", not chosen"),
-                 tuple(float(x) for x in student.single_rates))]
+    rows += [Row(group, label, tuple(map(float, values))) for label, values in (
+        (f"A (round 1), {len(a.single_errors)} seeds", best_published.seed_rates(a)),
+        (f"B (round 2), {len(b.single_errors)} seeds", best_published.seed_rates(b)),
+        (f"B's ensemble, {b.training_runs} training runs", (100 * b.ensemble_errors / b.n,)),
+        (f"W (round 3), {len(look.single_errors)} seeds", look.single_rates),
+        (f"W's ensemble, {look.training_runs} training runs", (100 * look.ensemble_errors / look.n,)),
+        (f"the student (round 4), {len(student.single_errors)} seeds"
+         + ("" if results.fourth.numbers["r4_replaces"] else ", not chosen"), student.single_rates))]
     human = {"bromley1991", "chaaban2007"}
     rows += [Row("published on this split", short_citation(name), (error,))
              for key, (name, error) in sorted(paper.LITERATURE.items(), key=lambda item: -item[1][1])

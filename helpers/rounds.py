@@ -38,9 +38,8 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 @dataclass(frozen=True)
 class Candidate:
-    """A candidate as its protocol names it: a change of ``parent`` (:data:`PAPER`, :data:`PREVIOUS` or an
-    earlier candidate); a change given as a function reads the parent's configuration, ``epochs="double"``
-    the profile's (:meth:`helpers.config.BeyondSettings.resolve`)."""
+    """A change of ``parent`` (:data:`PAPER`, :data:`PREVIOUS` or an earlier candidate); a change given as a
+    function reads the parent's configuration, ``epochs="double"`` the profile's (``BeyondSettings.resolve``)."""
 
     name: str
     parent: str
@@ -74,7 +73,7 @@ class Round:
     teacher_mode: str = ""  # students: how the previous round's choice reads their images (trainer.teacher_probabilities)
 
     def named(self, previous: str) -> Round:
-        """The round with :data:`CHOICE` in its candidates' names replaced by the previous round's choice."""
+        """The round with :data:`CHOICE` in its candidates' names and parents replaced by ``previous``."""
         return replace(self, candidates=tuple(replace(c, name=c.name.replace(CHOICE, previous),
                                                       parent=c.parent.replace(CHOICE, previous))
                                               for c in self.candidates))
@@ -85,7 +84,6 @@ class Round:
         return beyond().best_seeds if self.final_seeds is None else self.final_seeds
 
     def configs(self, previous: Config, paper: Config) -> dict[str, Config]:
-        """Every candidate's configuration, from the previous round's choice and the paper's network."""
         made = {PAPER: paper, PREVIOUS: previous}
         for c in self.candidates:
             parent = made[c.parent]
@@ -97,16 +95,16 @@ class Round:
         return next(c for c in self.candidates if c.name == name)
 
     def modes(self, name: str) -> tuple[str, ...]:
-        """The prediction modes the rule may choose from for candidate ``name`` (of those the round stores)."""
+        """The modes the rule may choose from for candidate ``name``, of those the round stores."""
         return tuple(m for m in self.spec(name).modes if m in self.stored)
 
     def parent(self, name: str) -> str:
-        """The candidate ``name`` changes, when it is one of this round's (for the McNemar test of that change)."""
+        """The candidate ``name`` changes, if one of this round's (for the McNemar test of that change)."""
         parent = self.spec(name).parent
         return parent if parent != name and parent in {c.name for c in self.candidates} else ""
 
     def cv_jobs(self, config: Config, teacher: "Scored | None" = None) -> list[Job]:
-        """A candidate's cross-validation runs, one per fold; a student's taught by the teacher's run on that fold."""
+        """One run per fold; a student's taught by the teacher's run on that fold."""
         if not self.teacher_mode:
             return [Job(config, self.fold_seed, f"cv{self.folds}-{fold}", protocol=self.protocol_commit)
                     for fold in range(self.folds)]
@@ -129,7 +127,7 @@ W = "W (the third round's choice, the teacher)"  # how the fourth round's tables
 
 
 def twice_the_epochs(parent: Config) -> int:
-    """A candidate's change that reads its parent: twice the parent's epochs (a function, so rounds pickle)."""
+    """A change that reads its parent (a function, so that rounds pickle)."""
     return 2 * parent.epochs
 
 
@@ -191,7 +189,6 @@ ROUNDS = {
 
 
 def read(result: Run, mode: str) -> np.ndarray:
-    """A run's probabilities in prediction mode ``mode`` (see :data:`PREDICTION_MODES`)."""
     values = getattr(result, PREDICTION_MODES[mode])
     if values is None:
         raise ValueError(f"run {result.key} stores no '{mode}' predictions; retrain it with `make results`")
@@ -200,8 +197,7 @@ def read(result: Run, mode: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scored:
-    """One candidate cross-validated: its out-of-fold predictions of all 7291 training images (rounds 1 and 2:
-    no noisy predictions, no rotated ones)."""
+    """A candidate's out-of-fold predictions of all 7291 training images (rounds 1 and 2: no noisy, no rotated)."""
 
     name: str
     config: Config
@@ -221,7 +217,7 @@ class Scored:
 
     @property
     def score(self) -> int:
-        """The clean score: out-of-fold errors in the chosen prediction mode."""
+        """The clean score: out-of-fold errors in :attr:`mode`."""
         return self.errors(self.mode)
 
     def noise_errors(self, level: float = NOISE) -> int:
@@ -232,6 +228,10 @@ class Scored:
     @property
     def probabilities(self) -> np.ndarray:
         return self.predictions[self.mode]
+
+    def p_vs(self, other: Scored) -> float:
+        """The exact McNemar p of this candidate against ``other``, each in its chosen mode."""
+        return stats.mcnemar_p(self.probabilities.argmax(1), other.probabilities.argmax(1), self.labels)
 
     @property
     def seconds(self) -> float:
@@ -247,8 +247,8 @@ class Scored:
 
 def out_of_fold(name: str, config: Config, runs: Sequence[Run], folds: int, fold_seed: int, modes: Sequence[str],
                 read_modes: Sequence[str] = tuple(PREDICTION_MODES), noisy: bool = True) -> Scored:
-    """Put a candidate's fold runs together: every training image predicted once, by the run that did not see it,
-    in each of ``read_modes`` (the rule choosing from ``modes``) and, when ``noisy``, under pixel noise."""
+    """Every training image predicted once, by the fold run that did not see it, in each of ``read_modes`` (the rule
+    choosing from ``modes``) and, when ``noisy``, under pixel noise."""
     _, labels = data.load_usps("train")
     predictions = {mode: np.zeros((len(labels), 10), np.float32) for mode in read_modes}
     found = np.zeros((len(data.NOISE_LEVELS), len(labels)), np.int64) if noisy else None
@@ -272,12 +272,9 @@ def out_of_fold(name: str, config: Config, runs: Sequence[Run], folds: int, fold
 
 
 def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarray, start: str) -> list[tuple[str, int]]:
-    """Forward selection of an ensemble (Caruana et al. 2004) on out-of-fold probabilities.
-
-    Start from ``start``; add the candidate whose probabilities lower the averaged ensemble's
-    errors most (a tie takes the earlier candidate); stop when no candidate lowers them. Returns
-    each member with the ensemble's errors once it joined.
-    """
+    """Forward selection (Caruana et al. 2004) on out-of-fold probabilities from ``start``: add the candidate that
+    lowers the averaged ensemble's errors most (a tie takes the earlier); stop when none lowers them. Each member
+    with the ensemble's errors once it joined."""
     def count(names: list[str]) -> int:
         return errors(np.mean([probabilities[n] for n in names], axis=0), labels)
 
@@ -293,8 +290,7 @@ def forward_selection(probabilities: Mapping[str, np.ndarray], labels: np.ndarra
 
 @dataclass(frozen=True)
 class Selection:
-    """A round's rule applied to its cross-validated candidates (``previous``: the previous round's selection,
-    whose choice teaches this round's students and whose reference this round may share)."""
+    """A round's rule applied to its candidates; ``previous``'s choice teaches students, its reference may be shared."""
 
     round: Round
     candidates: dict[str, Scored]
@@ -322,7 +318,7 @@ class Selection:
         return before | {name: c for name, c in self.choosable.items() if self.round.spec(name).member}
 
     def robust(self, name: str) -> bool:
-        """Whether a candidate's noise score is at or under the reference's (every one, without a noise score)."""
+        """A noise score at or under the reference's (every candidate, in a round without a noise score)."""
         noise = self.round.noise
         return noise is None or self.candidates[name].noise_errors(noise) <= self.reference.noise_errors(noise)
 
@@ -337,43 +333,44 @@ class Selection:
 
     @property
     def members(self) -> list[tuple[str, int]]:
-        """The ensemble by forward selection from the chosen model (the chosen model alone in a round without
-        members): each member with the ensemble's out-of-fold errors once it joined."""
+        """:func:`forward_selection` from the chosen model (alone in a round without ``member_seeds``)."""
         if not self.round.member_seeds:
             return [(self.chosen.name, self.chosen.score)]
         return forward_selection({name: c.probabilities for name, c in self.pool.items()},
                                  self.chosen.labels, self.chosen.name)
 
     def scored(self, name: str) -> Scored:
-        """A candidate of this round, or of the pool."""
         return self.candidates[name] if name in self.candidates else self.pool[name]
 
     @property
     def replaces(self) -> bool:
-        """Whether a student replaces its teacher as the best single model: robust, and fewer clean errors."""
+        """A student replaces its teacher as the best single model: robust, and fewer clean errors."""
         assert self.teacher is not None
         return self.robust(self.chosen.name) and self.chosen.score < self.teacher.score
 
 
 def cross_validate(round_: Round, previous: Config | Selection, paper: Config, workers: int = 2) -> Selection:
-    """A round's cross-validation runs (trained if missing), each candidate put together out of fold, from the
-    previous round's choice (its configuration, or its selection when it teaches or shares its reference)."""
+    """A round's cross-validation runs (trained if missing) from the previous round's choice (its configuration,
+    or its selection when it teaches or shares its reference)."""
     before = previous if isinstance(previous, Selection) else None
     teacher = before.chosen if before and round_.teacher_mode else None
     round_ = round_.named(before.chosen.name) if before else round_
     configs = round_.configs(before.chosen.config if before else previous, paper)
-    jobs = {name: round_.cv_jobs(config, teacher) for name, config in configs.items()}
-    found = iter(run_many(sum(jobs.values(), []), workers=workers,
-                          describe=lambda j: f"{round_.name}, CV fold {j.split[-1]}, {j.key()[:8]}"))
-    return Selection(round_, {name: out_of_fold(name, configs[name], [next(found) for _ in group], round_.folds,
-                                                round_.fold_seed, round_.modes(name), round_.stored,
-                                                noisy=round_.noise is not None)
-                              for name, group in jobs.items()}, before)
+    found = _run_groups({name: round_.cv_jobs(config, teacher) for name, config in configs.items()}, workers,
+                        lambda j: f"{round_.name}, CV fold {j.split[-1]}, {j.key()[:8]}")
+    return Selection(round_, {name: out_of_fold(name, configs[name], runs, round_.folds, round_.fold_seed,
+                                                round_.modes(name), round_.stored, noisy=round_.noise is not None)
+                              for name, runs in found.items()}, before)
+
+
+def _run_groups(jobs: dict[str, list[Job]], workers: int, describe: Any) -> dict[str, list[Run]]:
+    """Each group's runs, trained if missing; in one call of :func:`run_many`, so that the groups share workers."""
+    found = iter(run_many(sum(jobs.values(), []), workers=workers, describe=describe))
+    return {name: [next(found) for _ in group] for name, group in jobs.items()}
 
 
 def final_jobs(selection: Selection) -> dict[str, list[Job]]:
-    """The final runs on all training images: the chosen model's final seeds, each other member's member seeds;
-    a student's taught by its teacher's final runs."""
+    """The chosen model's final seeds, each other member's member seeds; a student's taught by its teacher's."""
     r, chosen, teachers = selection.round, selection.chosen.name, ()
     if selection.teacher is not None and selection.previous is not None:
         r.check_teacher(selection.teacher)
@@ -384,24 +381,20 @@ def final_jobs(selection: Selection) -> dict[str, list[Job]]:
 
 
 def ranking_jobs(selection: Selection) -> dict[str, Job]:
-    """With ``ranking``: each candidate once on all training images (seed 0), by name, to check after the choice
-    how cross-validation ranks them on the test set (nothing is chosen from these)."""
+    """With ``ranking``: each candidate once (seed 0), to check after the choice how cross-validation ranks them
+    on the test set (nothing is chosen from these)."""
     return {name: Job(c.config, 0) for name, c in selection.candidates.items()} if selection.round.ranking else {}
 
 
 def training_identity(result: Run) -> tuple[Config, int, str]:
-    """What determines a run's training: its configuration without weight averaging, its seed and split.
-
-    Weight averaging (``weight_average``) only replaces the final weights by their moving average
-    at the end of the same training (identical training curves), so a run with it and the run
-    without it of the same seed are one training run, with two sets of predictions.
-    """
+    """What determines a run's training. Weight averaging only replaces the final weights by their moving
+    average at the end of the same training, so runs with and without it are one training run."""
     return result.job.config.with_(weight_average=0.0), result.job.seed, result.job.split
 
 
 @dataclass(frozen=True)
 class TestLook:
-    """A round's look at the test set: the chosen model's seeds and the ensemble (a protocol's one look)."""
+    """A round's look at the test set: the chosen model's seeds and the ensemble."""
 
     chosen: str
     modes: dict[str, str]  # member -> the prediction mode its cross-validation chose
@@ -417,7 +410,7 @@ class TestLook:
 
     @property
     def single_errors(self) -> list[int]:
-        """Test errors of each seed of the chosen model, in its prediction mode."""
+        """Each seed of the chosen model, in its prediction mode."""
         return [errors(read(r, self.modes[self.chosen]), self.labels) for r in self.runs[self.chosen]]
 
     @property
@@ -425,14 +418,14 @@ class TestLook:
         return 100 * np.array(self.single_errors) / self.n
 
     def noise_errors(self, level: float) -> list[int]:
-        """Test errors of each seed of the chosen model under pixel noise ``level`` (plain prediction)."""
+        """Each seed of the chosen model under pixel noise ``level`` (plain prediction)."""
         found = [r.noisy_errors(level) for r in self.runs[self.chosen]]
         if any(e is None for e in found):
             raise ValueError("a run of the chosen model stores no noisy predictions; retrain it with `make results`")
         return [int(e) for e in found if e is not None]
 
     def member(self, name: str) -> np.ndarray:
-        """A member's test probabilities: the mean of its runs, each in the member's prediction mode."""
+        """The mean of a member's runs, each in the member's prediction mode."""
         return np.mean([read(r, self.modes[name]) for r in self.runs[name]], axis=0)
 
     @property
@@ -452,13 +445,11 @@ class TestLook:
 
     @property
     def prediction_sets(self) -> int:
-        """How many runs' predictions the ensemble averages."""
         return sum(len(group) for group in self.runs.values())
 
     @property
     def training_runs(self) -> int:
-        """How many independent training runs they come from (:func:`training_identity`: weight averaging reads
-        one training run with other weights)."""
+        """Independent training runs among the prediction sets (:func:`training_identity`)."""
         return len({training_identity(r) for group in self.runs.values() for r in group})
 
     def errors_by_noise(self) -> list[list[int]]:
@@ -469,10 +460,8 @@ class TestLook:
 
 def test_look(selection: Selection, workers: int = 2) -> TestLook:
     """The protocol's one look: the final runs (trained if missing) read as cross-validation chose."""
-    jobs = final_jobs(selection)
-    found = iter(run_many(sum(jobs.values(), []), workers=workers,
-                          describe=lambda j: f"{selection.round.name}, test seed {j.seed}, {j.key()[:8]}"))
-    runs = {name: [next(found) for _ in group] for name, group in jobs.items()}
+    runs = _run_groups(final_jobs(selection), workers,
+                       lambda j: f"{selection.round.name}, test seed {j.seed}, {j.key()[:8]}")
     return TestLook(selection.chosen.name, {name: selection.scored(name).mode for name in runs}, runs)
 
 
@@ -496,7 +485,7 @@ def selection_text(selection: Selection) -> str:
 
 
 def cross_validation_json(selection: Selection) -> dict[str, dict[str, Any]]:
-    """Each candidate's (and a teacher's) out-of-fold errors per prediction mode, noise errors and robustness."""
+    """Each candidate's (and a teacher's) out-of-fold errors per mode, noise errors and robustness."""
     shown = {selection.teacher.name: selection.teacher, **selection.candidates} if selection.teacher \
         else selection.candidates
     return {name: {**{f"errors_{mode.replace(' ', '_')}": c.errors(mode) for mode in PREDICTION_MODES},
@@ -504,7 +493,6 @@ def cross_validation_json(selection: Selection) -> dict[str, dict[str, Any]]:
                    "robust": (None if name == selection.round.reference else True if name not in selection.candidates
                               else selection.robust(name))}
             for name, c in shown.items()}
-
 
 
 def candidate_table(selection: Selection) -> pd.DataFrame:
@@ -530,10 +518,6 @@ def candidate_table(selection: Selection) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("candidate")
 
 
-def _mcnemar(a: Scored, b: Scored) -> str:
-    return p_text(stats.mcnemar_p(a.probabilities.argmax(1), b.probabilities.argmax(1), a.labels))
-
-
 def cv_table(selection: Selection) -> pd.DataFrame:
     """Each candidate's clean out-of-fold errors in every prediction mode (columns named by the mode), its score
     (the fewest of its allowed modes), McNemar tests against the previous round's choice and against the
@@ -542,9 +526,9 @@ def cv_table(selection: Selection) -> pd.DataFrame:
     previous = next(spec.name for spec in r.candidates if spec.parent == PREVIOUS)
     number = {name: i for i, name in enumerate(c)}
     rows = [{"#": number[name], "candidate": name, **{m: x.errors(m) for m in PREDICTION_MODES}, "score": x.score,
-             f"p vs {previous}": "" if name in (r.reference, previous) else _mcnemar(x, c[previous]),
+             f"p vs {previous}": "" if name in (r.reference, previous) else p_text(x.p_vs(c[previous])),
              "changes #": number[r.parent(name)] if r.parent(name) else "",
-             "p vs it": _mcnemar(x, c[r.parent(name)]) if r.parent(name) else "",
+             "p vs it": p_text(x.p_vs(c[r.parent(name)])) if r.parent(name) else "",
              "time (s)": round(x.seconds)} for name, x in c.items()]
     return pd.DataFrame(rows).set_index("#")
 
@@ -568,32 +552,35 @@ def student_table(selection: Selection) -> pd.DataFrame:
     rows = [{"model": W if name is None else name, **{m: c.errors(m) for m in PREDICTION_MODES}, "score": c.score,
              f"noise {noise}": c.noise_errors(noise),
              "robust": "yes" if name is None or selection.robust(name) else "no",
-             "p vs W": "" if name is None else _mcnemar(c, teacher),
+             "p vs W": "" if name is None else p_text(c.p_vs(teacher)),
              f"{selection.round.folds} folds (s)": round(c.seconds)}
             for name, c in [(None, teacher), *selection.candidates.items()]]
     return pd.DataFrame(rows).set_index("model")
 
 
+def seeds_table(look: TestLook, ensemble: str, *more: tuple[str, int, list[Run]]) -> pd.DataFrame:
+    """One row per seed of the chosen model, one for their ensemble (named ``ensemble``) and one per ``more``
+    (name, test errors, runs): errors, error (%), binomial 95 % interval and training time."""
+    seeds = look.runs[look.chosen]
+    groups = [*((f"seed {r.job.seed}", count, [r]) for r, count in zip(seeds, look.single_errors)),
+              (ensemble, look.seed_ensemble_errors, seeds), *more]
+    return pd.DataFrame([{"model": name, "errors": count, "error (%)": round(100 * count / look.n, 2),
+                          "95 % interval (%)": wilson_text(count, look.n),
+                          "training time (s)": round(sum(r.seconds for r in group))}
+                         for name, count, group in groups]).set_index("model")
+
+
 def final_table(look: TestLook, noise: float = NOISE) -> pd.DataFrame:
-    """One row per seed of the chosen model (named in the index's header), its seeds' ensemble and the
-    ensemble: errors, error, binomial interval, and each seed's error under pixel noise ``noise``."""
-    rows = []
-    for result, count, noisy in zip(look.runs[look.chosen], look.single_errors, look.noise_errors(noise)):
-        rows.append({"model": f"seed {result.job.seed}", "errors": count,
-                     "error (%)": round(100 * count / look.n, 2), "95 % interval (%)": wilson_text(count, look.n),
-                     f"σ = {noise} (%), plain": round(100 * noisy / look.n, 1),
-                     "training time (s)": round(result.seconds)})
-    groups = {f"ensemble of its {len(look.runs[look.chosen])} seeds": (look.seed_ensemble_errors, look.runs[look.chosen])}
-    if len(look.runs) > 1:  # forward selection added members
-        groups[f"ensemble of {len(look.runs)} members ({look.training_runs} training runs)"] = (
-            look.ensemble_errors, sum(look.runs.values(), []))
-    for name, (count, group) in groups.items():
-        rows.append({"model": name, "errors": count, "error (%)": round(100 * count / look.n, 2),
-                     "95 % interval (%)": wilson_text(count, look.n), f"σ = {noise} (%), plain": "not measured",
-                     "training time (s)": round(sum(r.seconds for r in group))})
+    """:func:`seeds_table` with the ensemble too and each seed's error under pixel noise ``noise``, the chosen
+    model named in the index's header."""
     mode = look.modes[look.chosen]
-    return pd.DataFrame(rows).set_index("model").rename_axis(look.chosen).rename(
-        columns={"errors": f"errors, {mode}", "error (%)": f"error (%), {mode}"})
+    more = [(f"ensemble of {len(look.runs)} members ({look.training_runs} training runs)", look.ensemble_errors,
+             sum(look.runs.values(), []))] if len(look.runs) > 1 else []  # forward selection added members
+    table = seeds_table(look, f"ensemble of its {len(look.runs[look.chosen])} seeds", *more)
+    noisy = [round(100 * e / look.n, 1) for e in look.noise_errors(noise)]
+    table.insert(3, f"σ = {noise} (%), plain", noisy + ["not measured"] * (len(table) - len(noisy)))
+    return table.rename_axis(look.chosen).rename(columns={"errors": f"errors, {mode}",
+                                                          "error (%)": f"error (%), {mode}"})
 
 
 def student_final_table(look: TestLook, teacher_look: TestLook, noise: float = NOISE) -> pd.DataFrame:
@@ -634,63 +621,63 @@ def noise_table(looks: Mapping[str, TestLook], reference: pd.DataFrame | None = 
     return table
 
 
-def _seeds(look: TestLook, noise: float) -> tuple[np.ndarray, float, float, np.ndarray]:
-    """The chosen model's test error (%) per seed, the t-interval of their mean, and its error (%) under ``noise``."""
-    rates = look.single_rates
-    return (rates, *stats.mean_interval(rates), 100 * np.array(look.noise_errors(noise)) / look.n)
+def _look_numbers(look: TestLook, r: Round) -> dict[str, Any]:
+    """The chosen model's seeds on the test set (error in %, under the round's noise too) and their ensemble."""
+    rates, noise = look.single_rates, 100 * np.array(look.noise_errors(r.noise)) / look.n
+    low, high = stats.mean_interval(rates)
+    return {"seeds": len(rates), "mean": float(rates.mean()), "std": float(rates.std(ddof=1)), "low": low,
+            "high": high, "min_errors": min(look.single_errors), "max_errors": max(look.single_errors),
+            "noise_mean": float(noise.mean()), "noise_min": float(noise.min()), "noise_max": float(noise.max()),
+            "seed_ensemble_errors": look.seed_ensemble_errors,
+            "seed_ensemble": 100 * look.seed_ensemble_errors / look.n, "target_single": r.targets["single"],
+            "single_gap": float(rates.mean()) - r.targets["single"]}
 
 
 def lineage_numbers(selection: Selection, look: TestLook, paper_noise: float, previous_noise: float,
                     previous: Sequence[Run]) -> dict[str, object]:
-    """What the chapter and ``summary --json`` quote about the third round. ``paper_noise`` and
+    """What the chapter and ``summary --json`` quote about the third round (keys ``r3_*``). ``paper_noise`` and
     ``previous_noise``: the test error (%) at the round's noise of the paper's network and of B (seed 0 each);
     ``previous``: B's runs on all training images (the second round's, read as its cross-validation chose)."""
     r, c, n_cv, chosen = selection.round, selection.candidates, len(selection.reference.labels), selection.chosen
-    rates, low, high, noise = _seeds(look, r.noise)
+    seeds = _look_numbers(look, r)
     previous_rates = [100 * errors(read(x, c[B].mode), x.labels) / len(x.labels) for x in previous]
     ensemble = 100 * look.ensemble_errors / look.n
     e_low, e_high = stats.wilson_interval(look.ensemble_errors, look.n)
-    return {
-        "r3_protocol": r.protocol_commit[:7], "r3_budget": r.budget_minutes, "r3_folds": r.folds,
-        "r3_fold_seed": r.fold_seed, "r3_noise": r.noise, "r3_candidates": len(selection.choosable), "r3_cv_n": n_cv,
-        "r3_ref_noise_errors": selection.reference.noise_errors(r.noise), "r3_ref_score": selection.reference.score,
-        "r3_robust": sum(selection.robust(name) for name in selection.choosable),
-        "r3_prev_score": c[B].score, "r3_prev_noise_errors": c[B].noise_errors(r.noise),
-        "r3_noisy_score": c[NOISY].score, "r3_noisy_noise_errors": c[NOISY].noise_errors(r.noise),
-        "r3_noise_cost": c[NOISY].score - c[B].score,
-        "r3_wider_score": c[WIDER].score, "r3_longer_score": c[LONGER].score, "r3_deeper_score": c[DEEPER].score,
-        "r3_prev_rotations": c[B].errors("shifts and rotations"), "r3_lead": c[B].score - chosen.score,
-        "r3_train_noise": c[NOISY].config.augment_noise, "r3_rotation": max(TTA_ROTATIONS),
-        "r3_copies": len(TTA_ROTATIONS) * len(TTA_SHIFTS), "r3_level_min": min(data.NOISE_LEVELS),
-        "r3_level_max": max(data.NOISE_LEVELS), "r3_filters": c[WIDER].config.filters,
-        "r3_filters_2": c[WIDER].config.second_block_filters, "r3_dense": c[WIDER].config.dense_units,
-        "r3_binomial_half": 100 * float(np.diff(stats.wilson_interval(round(float(np.mean(look.single_errors))),
-                                                                     look.n))[0]) / 2,
-        "r3_ref_noise_pct": 100 * selection.reference.noise_errors(r.noise) / n_cv,
-        "r3_prev_noise_pct": 100 * c[B].noise_errors(r.noise) / n_cv,
-        "r3_chosen_p": stats.mcnemar_p(chosen.probabilities.argmax(1), c[B].probabilities.argmax(1), chosen.labels),
-        "r3_chosen": look.chosen, "r3_mode": chosen.mode, "r3_chosen_score": chosen.score,
-        "r3_chosen_noise_errors": chosen.noise_errors(r.noise),
-        "r3_members": len(look.runs), "r3_member_names": ", ".join(look.runs),
-        "r3_ensemble_cv_errors": selection.members[-1][1],
-        "r3_seeds": len(rates), "r3_mean": float(rates.mean()), "r3_std": float(rates.std(ddof=1)),
-        "r3_low": low, "r3_high": high, "r3_min_errors": min(look.single_errors),
-        "r3_max_errors": max(look.single_errors),
-        "r3_noise_mean": float(noise.mean()), "r3_noise_seed0": float(noise[0]),
-        "r3_noise_min": float(noise.min()), "r3_noise_max": float(noise.max()),
-        "r3_paper_noise": paper_noise, "r3_previous_noise": previous_noise,
-        "r3_seed_ensemble": 100 * look.seed_ensemble_errors / look.n, "r3_seed_ensemble_errors": look.seed_ensemble_errors,
-        "r3_ensemble": ensemble, "r3_ensemble_errors": look.ensemble_errors,
-        "r3_ensemble_low": 100 * e_low, "r3_ensemble_high": 100 * e_high,
-        "r3_ensemble_runs": look.training_runs, "r3_ensemble_sets": look.prediction_sets,
-        "r3_plain_ensemble_errors": look.plain_ensemble_errors,
-        "r3_target_single": r.targets["single"], "r3_target_ensemble": r.targets["ensemble"],
-        "r3_single_gap": float(rates.mean()) - r.targets["single"], "r3_ensemble_gap": ensemble - r.targets["ensemble"],
-        "r3_noise_gap": float(noise.mean()) - paper_noise,
-        "r3_prev_mean": float(np.mean(previous_rates)), "r3_prev_seeds": len(previous_rates),
-        "r3_vs_prev": float(rates.mean() - np.mean(previous_rates)),
-        "r3_vs_prev_p": stats.welch_p(rates, previous_rates),
+    found = {
+        "protocol": r.protocol_commit[:7], "budget": r.budget_minutes, "folds": r.folds,
+        "fold_seed": r.fold_seed, "noise": r.noise, "candidates": len(selection.choosable), "cv_n": n_cv,
+        "ref_noise_errors": selection.reference.noise_errors(r.noise), "ref_score": selection.reference.score,
+        "robust": sum(selection.robust(name) for name in selection.choosable),
+        "prev_score": c[B].score, "prev_noise_errors": c[B].noise_errors(r.noise),
+        "noisy_score": c[NOISY].score, "noisy_noise_errors": c[NOISY].noise_errors(r.noise),
+        "noise_cost": c[NOISY].score - c[B].score,
+        "wider_score": c[WIDER].score, "longer_score": c[LONGER].score, "deeper_score": c[DEEPER].score,
+        "prev_rotations": c[B].errors("shifts and rotations"), "lead": c[B].score - chosen.score,
+        "train_noise": c[NOISY].config.augment_noise, "rotation": max(TTA_ROTATIONS),
+        "copies": len(TTA_ROTATIONS) * len(TTA_SHIFTS), "level_min": min(data.NOISE_LEVELS),
+        "level_max": max(data.NOISE_LEVELS), "filters": c[WIDER].config.filters,
+        "filters_2": c[WIDER].config.second_block_filters, "dense": c[WIDER].config.dense_units,
+        "binomial_half": 100 * float(np.diff(stats.wilson_interval(round(float(np.mean(look.single_errors))),
+                                                                  look.n))[0]) / 2,
+        "ref_noise_pct": 100 * selection.reference.noise_errors(r.noise) / n_cv,
+        "prev_noise_pct": 100 * c[B].noise_errors(r.noise) / n_cv,
+        "chosen_p": chosen.p_vs(c[B]),
+        "chosen": look.chosen, "mode": chosen.mode, "chosen_score": chosen.score,
+        "chosen_noise_errors": chosen.noise_errors(r.noise),
+        "members": len(look.runs), "member_names": ", ".join(look.runs),
+        "ensemble_cv_errors": selection.members[-1][1], **seeds,
+        "noise_seed0": 100 * look.noise_errors(r.noise)[0] / look.n,
+        "paper_noise": paper_noise, "previous_noise": previous_noise,
+        "ensemble": ensemble, "ensemble_errors": look.ensemble_errors,
+        "ensemble_low": 100 * e_low, "ensemble_high": 100 * e_high,
+        "ensemble_runs": look.training_runs, "ensemble_sets": look.prediction_sets,
+        "plain_ensemble_errors": look.plain_ensemble_errors, "target_ensemble": r.targets["ensemble"],
+        "ensemble_gap": ensemble - r.targets["ensemble"], "noise_gap": seeds["noise_mean"] - paper_noise,
+        "prev_mean": float(np.mean(previous_rates)), "prev_seeds": len(previous_rates),
+        "vs_prev": seeds["mean"] - float(np.mean(previous_rates)),
+        "vs_prev_p": stats.welch_p(look.single_rates, previous_rates),
     }
+    return {f"r3_{key}": value for key, value in found.items()}
 
 
 def student_numbers(selection: Selection, look: TestLook, teacher_look: TestLook,
@@ -699,7 +686,7 @@ def student_numbers(selection: Selection, look: TestLook, teacher_look: TestLook
     ``seconds``: the training time of each of the round's runs, for its budget)."""
     r, student, teacher = selection.round, selection.chosen, selection.teacher
     assert teacher is not None
-    rates, low, high, noise = _seeds(look, r.noise)
+    seeds = _look_numbers(look, r)
     teacher_rates = teacher_look.single_rates
     found = {
         "protocol": r.protocol_commit[:7], "budget": r.budget_minutes, "candidates": len(selection.candidates),
@@ -712,16 +699,10 @@ def student_numbers(selection: Selection, look: TestLook, teacher_look: TestLook
         "mode": student.mode, "student_score": student.score,
         "student_noise_errors": student.noise_errors(r.noise),
         "robust": sum(selection.robust(name) for name in selection.candidates),
-        "p": stats.mcnemar_p(student.probabilities.argmax(1), teacher.probabilities.argmax(1), student.labels),
-        "replaces": selection.replaces, "cv_gain": teacher.score - student.score,
-        "seeds": len(rates), "mean": float(rates.mean()), "std": float(rates.std(ddof=1)),
-        "low": low, "high": high, "min_errors": min(look.single_errors), "max_errors": max(look.single_errors),
-        "teacher_mean": float(teacher_rates.mean()), "vs_teacher": float(rates.mean() - teacher_rates.mean()),
-        "vs_teacher_p": stats.welch_p(rates, teacher_rates),
-        "noise_mean": float(noise.mean()), "noise_min": float(noise.min()), "noise_max": float(noise.max()),
-        "seed_ensemble_errors": look.seed_ensemble_errors, "seed_ensemble": 100 * look.seed_ensemble_errors / look.n,
-        "seed_ensemble_runs": 2 * len(rates),
-        "target_single": r.targets["single"], "single_gap": float(rates.mean()) - r.targets["single"],
-        "runs": len(seconds), "minutes": sum(seconds) / 60,
+        "p": student.p_vs(teacher),
+        "replaces": selection.replaces, "cv_gain": teacher.score - student.score, **seeds,
+        "teacher_mean": float(teacher_rates.mean()), "vs_teacher": seeds["mean"] - float(teacher_rates.mean()),
+        "vs_teacher_p": stats.welch_p(look.single_rates, teacher_rates),
+        "seed_ensemble_runs": 2 * seeds["seeds"], "runs": len(seconds), "minutes": sum(seconds) / 60,
     }
     return {f"r{r.number}_{key}": value for key, value in found.items()}

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import best_published, experiments, paper, stats, testlog
+from helpers.rounds import ROUNDS
 
 #: The names the book gives its models, defined once (the introduction and the best-published chapter
 #: print these definitions; every page and ``summary --json`` use the same names).
@@ -47,17 +48,13 @@ DEFINITIONS: dict[str, str] = {
              "out-of-fold errors than W)",
 }
 
+#: The round whose cross-validation chose each model (rounds 3 and 4 by a protocol).
+ROUND_OF = {A: 1, B: 2, B_ENSEMBLE: 2, W: 3, W_ENSEMBLE: 3, STUDENT: 4}
 #: The experiment of the test-set log (:data:`helpers.testlog.LOOKS`) whose decision chose each model.
 CHOSEN_IN = {RECIPE: "decision search (model chapter)",
-             A: "cross-validation, first round (best-published chapter)",
-             B: "cross-validation, second round (best-published chapter)",
-             B_ENSEMBLE: "cross-validation, second round (best-published chapter)",
-             W: "third round: cross-validation (best-published chapter)",
-             W_ENSEMBLE: "third round: cross-validation (best-published chapter)",
-             STUDENT: "fourth round: cross-validation of the distilled students (best-published chapter)"}
-
-CHOSEN_BY = {RECIPE: "holdout splits", A: "CV, round 1", B: "CV, round 2", B_ENSEMBLE: "CV, round 2",
-             W: "protocol, round 3", W_ENSEMBLE: "protocol, round 3", STUDENT: "protocol, round 4"}
+             **{name: f"{ROUNDS[r].groups[0]} (best-published chapter)" for name, r in ROUND_OF.items()}}
+CHOSEN_BY = {RECIPE: "holdout splits",
+             **{name: f"{'protocol' if ROUNDS[r].protocol else 'CV'}, round {r}" for name, r in ROUND_OF.items()}}
 
 
 @dataclass(frozen=True)
@@ -89,18 +86,13 @@ class Standing:
         low, high = stats.wilson_interval(self.mean_errors, self.n)
         return 100 * low, 100 * high
 
-    @property
-    def seeds(self) -> int:
-        return len(self.errors) if self.kind == "seeds" else 0
-
 
 def looks_before(log: pd.DataFrame, experiment: str) -> int:
     """Looks at the test set in the book's log (:func:`helpers.testlog.log`) before ``experiment``'s row."""
     rows = log.index[log["experiment"] == experiment]
     if not len(rows):
         raise KeyError(f"{experiment!r} is not in the test-set log")
-    tested = testlog.looks(log)
-    return int((tested.index < rows[0]).sum())
+    return int((testlog.looks(log).index < rows[0]).sum())
 
 
 def rows(results: Any, log: pd.DataFrame) -> list[Standing]:
@@ -178,26 +170,25 @@ def rates(standings: Sequence[Standing]) -> dict[str, list[float]]:
     return {s.name: [100 * e / s.n for e in s.errors] for s in standings}
 
 
-def numbers(standings: Sequence[Standing], prefix: str = "st") -> dict[str, Any]:
-    """The numbers the text quotes of every row: ``{prefix}_{key}_error``, ``_low``, ``_high``, ``_noise``, ``_looks``,
-    ``_seeds``, ``_min``/``_max`` (errors), ``_runs``; keys are the names in lower case with one word each."""
+def numbers(standings: Sequence[Standing]) -> dict[str, Any]:
+    """The numbers the text quotes of every row: ``st_{key}_error``, ``_low``, ``_high``, ``_errors`` (mean),
+    ``_noise``, ``_looks``, ``_seeds``, ``_min``/``_max`` (errors), ``_runs``; keys (:data:`KEYS`) are the names
+    in lower case with one word each."""
     out: dict[str, Any] = {}
     for s in standings:
-        key = KEYS.get(s.name)
-        if key is None:
+        if (key := KEYS.get(s.name)) is None:
             continue
         low, high = s.interval
-        out |= {f"{prefix}_{key}_error": s.error, f"{prefix}_{key}_low": low, f"{prefix}_{key}_high": high,
-                f"{prefix}_{key}_errors": s.mean_errors}
+        found = {"error": s.error, "low": low, "high": high, "errors": s.mean_errors}
         if s.kind == "seeds":
-            out |= {f"{prefix}_{key}_seeds": len(s.errors), f"{prefix}_{key}_min": int(min(s.errors)),
-                    f"{prefix}_{key}_max": int(max(s.errors))}
+            found |= {"seeds": len(s.errors), "min": int(min(s.errors)), "max": int(max(s.errors))}
         if s.kind == "ensemble":
-            out[f"{prefix}_{key}_runs"] = s.training_runs
+            found["runs"] = s.training_runs
         if s.noise is not None:
-            out[f"{prefix}_{key}_noise"] = s.noise
+            found["noise"] = s.noise
         if s.looks_before is not None:
-            out[f"{prefix}_{key}_looks"] = s.looks_before
+            found["looks"] = s.looks_before
+        out |= {f"st_{key}_{name}": value for name, value in found.items()}
     return out
 
 
@@ -224,12 +215,12 @@ def targets(results: Any, ladder_targets: dict[str, float]) -> pd.DataFrame:
     ``results``: :func:`helpers.findings.gather`; the targets: :data:`helpers.config.TARGETS` (the
     ladder), then each round's (:attr:`helpers.rounds.Round.targets`: rounds 1 and 2's, rounds 3 and 4's protocol's)."""
     ladder_mean = float(np.mean(best_published.rates(experiments.best_rung(results.rungs).runs)))
-    b, third = results.second.look, results.third.look
+    b, w = results.second.numbers, results.third.numbers
     rows = [("the ladder (human level)", ladder_targets, f"final model {ladder_mean:.2f}", "no ensemble"),
-            ("rounds 1 and 2 (best published)", results.second.selection.round.targets, f"B {float(best_published.seed_rates(b).mean()):.2f}",
-             f"B's ens. {100 * b.ensemble_errors / b.n:.2f}"),
-            ("rounds 3 and 4 (protocols)", results.third.selection.round.targets, f"W {float(np.mean(third.single_rates)):.2f}",
-             f"W's ens. {100 * third.ensemble_errors / third.n:.2f}")]
+            ("rounds 1 and 2 (best published)", results.second.selection.round.targets, f"B {b['best_mean']:.2f}",
+             f"B's ens. {b['ensemble']:.2f}"),
+            ("rounds 3 and 4 (protocols)", results.third.selection.round.targets, f"W {w['r3_mean']:.2f}",
+             f"W's ens. {w['r3_ensemble']:.2f}")]
     return pd.DataFrame([{"set for": name, "one model (%)": f"{t['single']:g}", "ensemble (%)": f"{t['ensemble']:g}",
                           "one model reached": single, "ensemble reached": ensemble}
                          for name, t, single, ensemble in rows]).set_index("set for")

@@ -103,27 +103,24 @@ def log(groups: Mapping[str, Sequence[Any]], baselines: Sequence[Mapping[str, An
     if missing:
         raise KeyError(f"the test-set log has no entry for {missing}: add it to helpers.testlog.LOOKS")
     seen: set[str] = {r.key for r in earlier}
-    rows = []
+    rows = []  # first and last training date, experiment, runs scored on the test set, their test errors, look
     for name, runs in groups.items():
         new = [r for r in {r.key: r for r in runs}.values() if r.key not in seen]
         seen.update(r.key for r in runs)
-        if not new:
-            continue
-        dates = sorted(r.record.get("trained", "")[:16] for r in new)
-        tested = [r for r in new if r.job.split == "test"]
-        look = LOOKS[name]
-        errors = [r.errors for r in tested]
-        rows.append({"first trained (UTC)": dates[0], "last trained (UTC)": dates[-1], "experiment": name,
-                     "runs scored on the test set": len(tested),
-                     "test errors": (f"{min(errors)}" if len(set(errors)) == 1 else f"{min(errors)}-{max(errors)}")
-                     if errors else "", "for": look.purpose, "why": look.why, "decided after it": look.decided_after})
+        if new:
+            dates = sorted(r.record.get("trained", "")[:16] for r in new)
+            errors = [r.errors for r in new if r.job.split == "test"]
+            text = (f"{min(errors)}" if len(set(errors)) == 1 else f"{min(errors)}-{max(errors)}") if errors else ""
+            rows.append((dates[0], dates[-1], name, len(errors), text, LOOKS[name]))
     if baselines:
         errors = [int(b["test errors"]) for b in baselines]
-        rows.append({"first trained (UTC)": "not recorded", "last trained (UTC)": "not recorded",
-                     "experiment": "classical baselines (human-level chapter)",
-                     "runs scored on the test set": len(baselines), "test errors": f"{min(errors)}-{max(errors)}",
-                     "for": BASELINES.purpose, "why": BASELINES.why, "decided after it": BASELINES.decided_after})
-    table = pd.DataFrame(rows).sort_values("first trained (UTC)", kind="stable").reset_index(drop=True)
+        rows.append(("not recorded", "not recorded", "classical baselines (human-level chapter)", len(baselines),
+                     f"{min(errors)}-{max(errors)}", BASELINES))
+    table = pd.DataFrame([{"first trained (UTC)": first, "last trained (UTC)": last, "experiment": name,
+                           "runs scored on the test set": count, "test errors": text, "for": look.purpose,
+                           "why": look.why, "decided after it": look.decided_after}
+                          for first, last, name, count, text, look in rows]
+                         ).sort_values("first trained (UTC)", kind="stable").reset_index(drop=True)
     table.index = pd.RangeIndex(1, len(table) + 1, name="#")
     return table
 
@@ -134,8 +131,8 @@ def looks(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def numbers(table: pd.DataFrame) -> dict[str, Any]:
-    """What the chapters quote about the log: looks and test-scored runs in all and in the
-    best-published chapter, and the looks made before its second round was written down."""
+    """Looks and test-scored runs in all and in the best-published chapter, and the looks made before its second
+    round was written down."""
     tested = looks(table)
     chapter = tested[tested["experiment"].str.endswith("(best-published chapter)")]
     second = table.index[table["experiment"] == "cross-validation, second round (best-published chapter)"]
@@ -144,7 +141,6 @@ def numbers(table: pd.DataFrame) -> dict[str, Any]:
             "log_best_looks": len(chapter), "log_best_runs": int(chapter["runs scored on the test set"].sum()),
             "log_looks_before_second": len(before),
             "log_runs_before_second": int(before["runs scored on the test set"].sum())}
-
 
 
 def chapter_numbers(table: pd.DataFrame) -> dict[str, Any]:
