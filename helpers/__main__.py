@@ -13,11 +13,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
-
-from helpers.data import USPSDataError
 
 
 def _evaluate(seed: int) -> dict[str, Any]:
@@ -128,15 +127,6 @@ def _gap() -> dict[str, Any]:
     return discussion.summary(experiments.readings(), experiments.decision_options())
 
 
-def _quiet_stdout(compute: Any) -> Any:
-    """Run ``compute()`` with progress sent to stderr, so that stdout is one JSON object."""
-    real_stdout, sys.stdout = sys.stdout, sys.stderr
-    try:
-        return compute()
-    finally:
-        sys.stdout = real_stdout
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             from helpers import ledger_cli  # TensorFlow only when a command needs it
 
             if args.command == "retrain":
-                try:
-                    return ledger_cli.retrain(args.select, args.unverified)
-                except ledger_cli.SelectionError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 2
+                return ledger_cli.retrain(args.select, args.unverified)
             return getattr(ledger_cli, args.command)()
         if args.command == "train":
             from helpers import recipe, runs  # TensorFlow only when a command needs it
@@ -174,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"final validation accuracy {run.history['val_accuracy'][-1]:.4f}")
             return 0
         compute = {"evaluate": lambda: _evaluate(args.seed), "summary": _summary, "gap": _gap}[args.command]
-        result = _quiet_stdout(compute) if args.json else compute()
+        with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # JSON: progress to stderr
+            result = compute()
         if args.json:
             print(json.dumps(result, indent=1))
         elif args.command == "summary":
@@ -192,14 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"test accuracy {100 * result['test_accuracy']:.2f} % "
                   f"({result['test_errors']} errors of {result['test_images']})")
-    except USPSDataError as exc:
+    except Exception as exc:  # these errors of the data, the selection, the ledger and the training mode say what to do
+        status = {"USPSDataError": 2, "SelectionError": 2, "LedgerError": 3, "TrainingForbidden": 3}.get(
+            type(exc).__name__)
+        if status is None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the ledger's and the training mode's own errors say what to do
-        if type(exc).__name__ in ("LedgerError", "TrainingForbidden"):
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-        raise
+        return status
     return 0
 
 
