@@ -1,12 +1,10 @@
 """The in-browser demo: export models from the ledger for a small JavaScript forward pass.
 
-The book's networks are a few layers (convolution, Leaky ReLU, max pooling, flatten, dense),
-so the page runs them with about 150 lines of plain JavaScript (``_static/demo/demo.js``)
-instead of a runtime of several megabytes. :func:`export` writes, at build time, one JSON
-description per model and its weights as little-endian float32 (the probabilities then
-match Keras' to about 1e-6; float16 would not keep them within 1e-4), plus a sample of
-test images for the page's "a random test image" button. Nothing here is committed: it is
-derived from the ledger each time the book is built.
+The book's networks are a few layers (convolution, Leaky ReLU, max pooling, flatten, dense), so the page
+runs them with about 150 lines of plain JavaScript (``_static/demo/demo.js``) instead of a runtime of several
+megabytes. :func:`export` writes, at build time, one JSON description per model and its weights as
+little-endian float32 (the probabilities then match Keras' to about 1e-6; float16 would not keep them within
+1e-4), plus test images for the page's "a random test image" button. Nothing here is committed.
 """
 
 from __future__ import annotations
@@ -66,7 +64,8 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
     layers, arrays = describe(model)
     offsets = np.cumsum([0, *(array.size for array in arrays)])  # in float32 values
     spec = {"name": name, "scale": scale, "layers": layers,
-            "arrays": [{"offset": int(o), "length": int(a.size)} for o, a in zip(offsets, arrays)], "weights": f"{name}.bin"}
+            "arrays": [{"offset": int(o), "length": int(a.size)} for o, a in zip(offsets, arrays)],
+            "weights": f"{name}.bin"}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.bin").write_bytes(b"".join(array.tobytes() for array in arrays))
     (folder / f"{name}.json").write_text(json.dumps(spec))
@@ -74,10 +73,9 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
 
 
 def export(folder: Path) -> dict[str, Any]:
-    """Export the paper's model and W, the book's best model (the third round's choice,
-    :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and 200 test images
-    drawn with seed 0, with their labels and their index in the test file; returns the bytes written
-    (``sizes``, by model and ``samples``) and the models' ``runs``."""
+    """Export the paper's model and W, the book's best model (:func:`helpers.experiments.robust_job`; seed 0 of
+    each, from the ledger), and 200 test images drawn with seed 0 with their labels and index in the test file;
+    returns the bytes written (``sizes``, by model and ``samples``) and the models' ``runs``."""
     from helpers.trainer import load_model  # TensorFlow: only to export the models
     stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.robust_job())}
     for name, result in stored.items():
@@ -93,8 +91,7 @@ def export(folder: Path) -> dict[str, Any]:
 
 def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10) -> tuple[list[int], list[str], int]:
     """For the static figure: ``n`` test images drawn at random (seed 0) and the first ``n`` on which the paper's
-    and the best model (``runs["paper"]``, ``runs["best"]``) disagree, a caption for each, and how many
-    test images the two models disagree on."""
+    and the best model (``runs["paper"]``, ``runs["best"]``) disagree, a caption for each, and how many differ."""
     paper, best = runs["paper"].predicted, runs["best"].predicted
     disagree = np.flatnonzero(paper != best)
     chosen = [int(i) for i in np.random.default_rng(0).choice(len(labels), n, replace=False)]
