@@ -77,8 +77,7 @@ def _summary() -> dict[str, Any]:
         "ensemble_errors": look.ensemble_errors,
         "ensemble_size": look.training_runs,  # independent training runs (shared ones count once)
         "ensemble_prediction_sets": look.prediction_sets,
-        "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group], "prediction_mode": look.modes[name],
-                              "weight": 1 / (len(look.runs) * len(group))} for name, group in look.runs.items()],
+        "ensemble_members": _members(look, modes=True),
         "plain_ensemble_error": look.plain_ensemble_errors / look.n,
         "plain_ensemble_errors": look.plain_ensemble_errors,
         "seed_ensemble_error": look.seed_ensemble_errors / look.n,
@@ -106,9 +105,7 @@ def _summary() -> dict[str, Any]:
             "ensemble_error": 100 * result.ensemble_errors / result.n / 100,
             "ensemble_errors": result.ensemble_errors,
             "ensemble_size": result.training_runs, "ensemble_prediction_sets": result.prediction_sets,
-            "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group],
-                                  "weight": 1 / (len(result.runs) * len(group))}
-                                 for name, group in result.runs.items()],
+            "ensemble_members": _members(result, modes=False),
             "plain_ensemble_error": 100 * result.plain_ensemble_errors / result.n / 100,
             "plain_ensemble_errors": result.plain_ensemble_errors,
             "seed_ensemble_error": 100 * result.seed_ensemble_errors / result.n / 100,
@@ -119,6 +116,13 @@ def _summary() -> dict[str, Any]:
         "ladder": [{"rung": r.name, "kept": r.kept, "holdout_errors": r.holdout["errors"],
                     "test_errors": r.test_errors} for r in rungs],
     }
+
+
+def _members(look: Any, modes: bool) -> list[dict[str, Any]]:
+    """The members of a round's ensemble: each candidate's seeds (and prediction mode) and weight."""
+    return [{"name": name, "seeds": [r.job.seed for r in group],
+             **({"prediction_mode": look.modes[name]} if modes else {}),
+             "weight": 1 / (len(look.runs) * len(group))} for name, group in look.runs.items()]
 
 
 def _gap() -> dict[str, Any]:
@@ -132,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     train_cmd = commands.add_parser("train", help="train the paper model, or load it from the cache")
-    train_cmd.add_argument("--seed", type=int, default=0)
     eval_cmd = commands.add_parser("evaluate", help="test-set results of the paper model")
-    eval_cmd.add_argument("--seed", type=int, default=0)
+    for seed_cmd in (train_cmd, eval_cmd):
+        seed_cmd.add_argument("--seed", type=int, default=0)
     summary_cmd = commands.add_parser("summary", help="seeds, ensemble and ladder results (trains what is missing)")
     gap_cmd = commands.add_parser("gap", help="the gap to the paper: seeds, readings of its recipe, test selection")
     for json_cmd in (eval_cmd, summary_cmd, gap_cmd):

@@ -35,13 +35,15 @@ def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
         kind = type(layer).__name__
         if kind in IDENTITY:
             continue
-        if kind == "Conv2D":
+        if kind in ("Conv2D", "Dense"):
             kernel, *rest = layer.get_weights()
             bias = rest[0] if rest else np.zeros(kernel.shape[-1], np.float32)
-            if layer.strides != (1, 1) or layer.dilation_rate != (1, 1):
+            conv = kind == "Conv2D"
+            if conv and (layer.strides != (1, 1) or layer.dilation_rate != (1, 1)):
                 raise ValueError(f"{layer.name}: only stride 1 and no dilation are supported")
-            layers.append({"type": "conv", "kernel": add(kernel), "bias": add(bias), "shape": list(kernel.shape),
-                           "padding": layer.padding, "activation": layer.activation.__name__})
+            layers.append({"type": "conv" if conv else "dense", "kernel": add(kernel), "bias": add(bias),
+                           "shape": list(kernel.shape), **({"padding": layer.padding} if conv else {}),
+                           "activation": layer.activation.__name__})
         elif kind == "LeakyReLU":
             layers.append({"type": "leaky_relu", "slope": float(layer.negative_slope)})
         elif kind == "MaxPooling2D":
@@ -50,10 +52,6 @@ def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
             layers.append({"type": "max_pool", "size": int(layer.pool_size[0])})
         elif kind == "Flatten":
             layers.append({"type": "flatten"})
-        elif kind == "Dense":
-            kernel, bias = layer.get_weights()
-            layers.append({"type": "dense", "kernel": add(kernel), "bias": add(bias), "shape": list(kernel.shape),
-                           "activation": layer.activation.__name__})
         else:
             raise ValueError(f"{layer.name}: layer type {kind} is not supported by the page's forward pass")
     return layers, arrays

@@ -476,11 +476,8 @@ def everything() -> dict[str, int]:
 def ledger_by_experiment(table: pd.DataFrame) -> pd.DataFrame:
     """The ledger's entries (:func:`helpers.ledger.overview`'s table, indexed by short key) with the
     experiment that first lists each (:func:`experiment_runs`; "outside the registry" for the rest)."""
-    named: dict[str, str] = {}
     groups = experiment_runs()
-    for name, group in groups.items():
-        for r in group:
-            named.setdefault(r.key[:8], name)
+    named = {r.key[:8]: name for name, group in reversed(groups.items()) for r in group}  # the first group wins
     outside = "outside the registry (kept: scored on the test set)"
     order = [*groups, outside]  # the experiments in the order the book made them
     return table.assign(experiment=pd.Categorical([named.get(key, outside) for key in table.index], categories=order))
