@@ -31,12 +31,16 @@ def _ledger_jobs(folder: Path) -> list[Job]:
     return [Job.from_record(store.record(entry)) for entry in store.entries(folder)]
 
 
-def _train(announce: str, jobs: list[Job] | None, everything: bool) -> None:
-    """Train ``jobs`` in one batch, then, with ``everything``, what the book needs. A cluster that does not
-    answer or refuses a run ends the command with status 4 and its error, which says what to do."""
+def _train(label: str, jobs: list[Job] | None = None, everything: bool = True) -> None:
+    """Train ``jobs`` in one batch (so that a cluster's workers all get work at once), then, with ``everything``,
+    what the book needs. A cluster that does not answer or refuses a run ends the command with status 4 and
+    its error, which says what to do."""
+    where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
+    what = f"training every run the book needs that {store.root()} lacks on {where} (progress per run; " \
+        if everything else f"{len(jobs or ())} selected runs into {RETRAIN_DIR} ("
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
-    print(announce, flush=True)
+    print(f"{label}: {what}interrupt and rerun to resume).", flush=True)
     try:
         if jobs:
             runs.run_many(jobs, workers=beyond().workers,
@@ -50,20 +54,11 @@ def _train(announce: str, jobs: list[Job] | None, everything: bool) -> None:
         cluster.close()
 
 
-def _train_everything(label: str, first: list[Job] | None = None) -> float:
-    """Train what the book needs, ``first`` before in one batch (so that a cluster's workers all get work at
-    once); returns the seconds it took."""
-    start = time.perf_counter()
-    where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
-    _train(f"{label}: training every run the book needs that {store.root()} lacks on {where} "
-           f"(progress per run; interrupt and rerun to resume).", first, everything=True)
-    return time.perf_counter() - start
-
-
 def results() -> int:
     """``make results``: train what the ledger lacks or has stale, then verify it."""
-    seconds = _train_everything("make results")
-    print(f"make results: done in {seconds / 60:.1f} min.")
+    start = time.perf_counter()
+    _train("make results")
+    print(f"make results: done in {(time.perf_counter() - start) / 60:.1f} min.")
     return check()
 
 
@@ -85,11 +80,7 @@ def retrain(select: Sequence[str] = (), unverified: bool = False) -> int:
     RETRAIN_DIR.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        if subset is None:
-            _train_everything("make retrain", first=jobs)
-        else:
-            _train(f"make retrain: {len(subset)} selected runs into {RETRAIN_DIR} (interrupt and rerun to resume).",
-                   subset, everything=False)
+        _train("make retrain", jobs if subset is None else subset, everything=subset is None)
     finally:
         fresh = ledger.compare(committed, RETRAIN_DIR)
         old = {r.key: replace(earlier[r.key], entry_trained=r.entry_trained) for r in fresh
