@@ -21,16 +21,14 @@ from typing import Any
 
 def _evaluate(seed: int) -> dict[str, Any]:
     from helpers import evaluate, recipe, runs  # here, not at the top: `--help` needs no TensorFlow
-    from helpers.job import Job  # here too: `--help` needs no TensorFlow
 
-    config = recipe.paper_config()
-    run = runs.run(Job(config, seed), progress_every=10)
+    run = runs.run(recipe.paper_job(seed), progress_every=10)
     result = evaluate.score(run.labels, run.predicted)
     return {
         "test_accuracy": result.accuracy, "test_errors": result.errors, "test_images": result.n,
         "test_accuracy_interval95": list(result.interval),
         "per_class_accuracy": [float(a) for a in evaluate.per_class_accuracy(run.labels, run.predicted)],
-        "seed": seed, "config": config.as_dict(), "key": run.key, "source": run.source,
+        "seed": seed, "config": recipe.paper_config().as_dict(), "key": run.key, "source": run.source,
         "train_seconds": run.seconds, "seconds_per_epoch": run.seconds_per_epoch,
         "environment": run.record.get("environment"), "trained": run.record.get("trained"),
     }
