@@ -209,8 +209,7 @@ _MEMO: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def load_usps(split: Split, *, scale: Scale = "unit") -> tuple[np.ndarray, np.ndarray]:
-    """The verified USPS ``split`` as float32 images (N, 16, 16, 1) scaled by :func:`to_images` and int64 labels;
-    parsed once per process."""
+    """The verified ``split``: float32 images (N, 16, 16, 1) scaled by :func:`to_images`, int64 labels; parsed once."""
     source = locate(split)
     memo_key = (str(source.path), source.sha256)
     if memo_key not in _MEMO:
@@ -238,8 +237,7 @@ def validation_split(labels: np.ndarray, fraction: float = 0.2,
 
 
 def fold_split(labels: np.ndarray, folds: int, fold: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified k-fold cross-validation: indices ``(fit, held out)`` of fold ``fold`` of ``folds`` (over its
-    folds every training image is held out exactly once)."""
+    """Stratified k-fold: indices ``(fit, held out)`` of fold ``fold`` of ``folds``; each image is held out once."""
     from sklearn.model_selection import StratifiedKFold
 
     if not 0 <= fold < folds:

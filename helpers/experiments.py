@@ -67,8 +67,7 @@ def seed_numbers(runs: Sequence[Run], paper_error: float) -> dict[str, Any]:
 
 
 def ensemble_numbers(ensembles: pd.DataFrame) -> dict[str, Any]:
-    """The seed chapter's numbers about :func:`ensemble_errors`: the largest ensemble's error, a single
-    model's, and the errors averaging removes."""
+    """The seed chapter's numbers about :func:`ensemble_errors`: largest ensemble's and one model's error, the gain."""
     single, full = ensembles.iloc[0], ensembles.iloc[-1]
     return {"ensemble_size": int(ensembles.index[-1]), "ensemble_error": float(full["mean error rate (%)"]),
             "ensemble_errors": float(full["mean errors"]), "single_mean_error": float(single["mean error rate (%)"]),

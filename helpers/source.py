@@ -33,8 +33,7 @@ def source(obj: Callable[..., Any]) -> str:
 
 
 def _decide(test: ast.expr, namespace: Mapping[str, Any]) -> bool | None:
-    """The truth of an ``if`` test in ``namespace``; None when it reads a name the namespace lacks, calls something,
-    or fails."""
+    """The truth of an ``if`` test in ``namespace``; None if it reads a name it lacks, calls something or fails."""
     names = {node.id for node in ast.walk(test) if isinstance(node, ast.Name)}
     if not names <= set(namespace) or any(isinstance(node, ast.Call) for node in ast.walk(test)):
         return None
@@ -89,8 +88,7 @@ class _Slicer:
         return getattr(node, "lineno", 0) not in self.dropped
 
     def unused_assignments(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
-        """Kept assignments of the function's own body (not in a block) to a name nothing kept reads, whose value
-        calls nothing."""
+        """Kept assignments of the body (not in a block) to a name nothing kept reads, whose value calls nothing."""
         read = {node.id for node in ast.walk(function) if isinstance(node, ast.Name) and self.kept(node)
                 and isinstance(node.ctx, ast.Load)}
         read |= {node.target.id for node in ast.walk(function)  # `x += 1` reads x
