@@ -22,6 +22,7 @@ from helpers.runs import holdout_errors, run_many
 from helpers.store import Run
 from helpers.recipe import decision_jobs, paper_config, paper_job
 
+
 def _recipe() -> Config:
     """The paper's recipe at the beyond-the-paper chapters' epochs."""
     return paper_config().with_(epochs=beyond().epochs)
