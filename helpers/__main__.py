@@ -13,25 +13,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
 
-from helpers.data import USPSDataError
-
 
 def _evaluate(seed: int) -> dict[str, Any]:
     from helpers import evaluate, recipe, runs  # here, not at the top: `--help` needs no TensorFlow
-    from helpers.job import Job  # here too: `--help` needs no TensorFlow
 
-    config = recipe.paper_config()
-    run = runs.run(Job(config, seed), progress_every=10)
+    run = runs.run(recipe.paper_job(seed), progress_every=10)
     result = evaluate.score(run.labels, run.predicted)
     return {
         "test_accuracy": result.accuracy, "test_errors": result.errors, "test_images": result.n,
         "test_accuracy_interval95": list(result.interval),
         "per_class_accuracy": [float(a) for a in evaluate.per_class_accuracy(run.labels, run.predicted)],
-        "seed": seed, "config": config.as_dict(), "key": run.key, "source": run.source,
+        "seed": seed, "config": recipe.paper_config().as_dict(), "key": run.key, "source": run.source,
         "train_seconds": run.seconds, "seconds_per_epoch": run.seconds_per_epoch,
         "environment": run.record.get("environment"), "trained": run.record.get("trained"),
     }
@@ -78,8 +75,7 @@ def _summary() -> dict[str, Any]:
         "ensemble_errors": look.ensemble_errors,
         "ensemble_size": look.training_runs,  # independent training runs (shared ones count once)
         "ensemble_prediction_sets": look.prediction_sets,
-        "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group], "prediction_mode": look.modes[name],
-                              "weight": 1 / (len(look.runs) * len(group))} for name, group in look.runs.items()],
+        "ensemble_members": _members(look, modes=True),
         "plain_ensemble_error": look.plain_ensemble_errors / look.n,
         "plain_ensemble_errors": look.plain_ensemble_errors,
         "seed_ensemble_error": look.seed_ensemble_errors / look.n,
@@ -107,9 +103,7 @@ def _summary() -> dict[str, Any]:
             "ensemble_error": 100 * result.ensemble_errors / result.n / 100,
             "ensemble_errors": result.ensemble_errors,
             "ensemble_size": result.training_runs, "ensemble_prediction_sets": result.prediction_sets,
-            "ensemble_members": [{"name": name, "seeds": [r.job.seed for r in group],
-                                  "weight": 1 / (len(result.runs) * len(group))}
-                                 for name, group in result.runs.items()],
+            "ensemble_members": _members(result, modes=False),
             "plain_ensemble_error": 100 * result.plain_ensemble_errors / result.n / 100,
             "plain_ensemble_errors": result.plain_ensemble_errors,
             "seed_ensemble_error": 100 * result.seed_ensemble_errors / result.n / 100,
@@ -122,19 +116,17 @@ def _summary() -> dict[str, Any]:
     }
 
 
+def _members(look: Any, modes: bool) -> list[dict[str, Any]]:
+    """The members of a round's ensemble: each candidate's seeds (and prediction mode) and weight."""
+    return [{"name": name, "seeds": [r.job.seed for r in group],
+             **({"prediction_mode": look.modes[name]} if modes else {}),
+             "weight": 1 / (len(look.runs) * len(group))} for name, group in look.runs.items()]
+
+
 def _gap() -> dict[str, Any]:
     from helpers import discussion, experiments  # TensorFlow only when a command needs it
 
     return discussion.summary(experiments.readings(), experiments.decision_options())
-
-
-def _quiet_stdout(compute: Any) -> Any:
-    """Run ``compute()`` with progress sent to stderr, so that stdout is one JSON object."""
-    real_stdout, sys.stdout = sys.stdout, sys.stderr
-    try:
-        return compute()
-    finally:
-        sys.stdout = real_stdout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     train_cmd = commands.add_parser("train", help="train the paper model, or load it from the cache")
-    train_cmd.add_argument("--seed", type=int, default=0)
     eval_cmd = commands.add_parser("evaluate", help="test-set results of the paper model")
-    eval_cmd.add_argument("--seed", type=int, default=0)
+    for seed_cmd in (train_cmd, eval_cmd):
+        seed_cmd.add_argument("--seed", type=int, default=0)
     summary_cmd = commands.add_parser("summary", help="seeds, ensemble and ladder results (trains what is missing)")
     gap_cmd = commands.add_parser("gap", help="the gap to the paper: seeds, readings of its recipe, test selection")
     for json_cmd in (eval_cmd, summary_cmd, gap_cmd):
@@ -160,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             from helpers import ledger_cli  # TensorFlow only when a command needs it
 
             if args.command == "retrain":
-                try:
-                    return ledger_cli.retrain(args.select, args.unverified)
-                except ledger_cli.SelectionError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 2
+                return ledger_cli.retrain(args.select, args.unverified)
             return getattr(ledger_cli, args.command)()
         if args.command == "train":
             from helpers import recipe, runs  # TensorFlow only when a command needs it
@@ -174,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"final validation accuracy {run.history['val_accuracy'][-1]:.4f}")
             return 0
         compute = {"evaluate": lambda: _evaluate(args.seed), "summary": _summary, "gap": _gap}[args.command]
-        result = _quiet_stdout(compute) if args.json else compute()
+        with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # JSON: progress to stderr
+            result = compute()
         if args.json:
             print(json.dumps(result, indent=1))
         elif args.command == "summary":
@@ -192,14 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"test accuracy {100 * result['test_accuracy']:.2f} % "
                   f"({result['test_errors']} errors of {result['test_images']})")
-    except USPSDataError as exc:
+    except Exception as exc:  # these errors of the data, the selection, the ledger and the training mode say what to do
+        status = {"USPSDataError": 2, "SelectionError": 2, "LedgerError": 3, "TrainingForbidden": 3}.get(
+            type(exc).__name__)
+        if status is None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the ledger's and the training mode's own errors say what to do
-        if type(exc).__name__ in ("LedgerError", "TrainingForbidden"):
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-        raise
+        return status
     return 0
 
 

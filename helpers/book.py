@@ -36,7 +36,6 @@ def repository() -> dict[str, str]:
 
 
 def repository_url() -> str:
-    """``repository.url`` of the book's ``_config.yml``."""
     if "url" not in (found := repository()):
         raise ValueError(f"{REPO / '_config.yml'} has no repository.url")
     return found["url"]
@@ -55,14 +54,11 @@ def plain(value: Any) -> Any:
 class Numbers:
     """The numbers a chapter's prose quotes, by name: ``{eval}`n["name:format"]``` in the text.
 
-    Every chapter's setup cell makes one, ``n``; each code cell adds what it computed
-    (``n.add(...)``) before the paragraphs that quote it. ``n["rec_mean:.2f"]`` formats a value as
-    Python's ``format(value, ".2f")`` (the format is optional), so the same expression shows the
-    number in the built book (myst-nb evaluates it while executing the page) and in JupyterLab
-    (jupyterlab-myst evaluates it after the cell above has run). Each value is also recorded in
-    the cell's outputs (a glue record, which no page displays), where nbval and the independent
-    computation of ``tests/independent`` read it. Colab renders no MyST: there, each ``add``
-    also shows its numbers as a small table under the cell.
+    Every chapter's setup cell makes one, ``n``; each code cell adds what it computed (``n.add(...)``) before
+    the paragraphs that quote it. ``n["rec_mean:.2f"]`` is ``format(value, ".2f")`` (the format is optional),
+    so the same expression shows the number in the built book (myst-nb) and in JupyterLab (jupyterlab-myst).
+    Each value is also a glue record in the cell's outputs (no page displays it), which nbval and
+    ``tests/independent`` read; on Colab, which renders no MyST, each ``add`` also shows its numbers as a table.
     """
 
     def __init__(self) -> None:
@@ -102,8 +98,8 @@ class Numbers:
 
 
 def format_number(value: Any, fmt: str = "") -> str:
-    """``value`` formatted by ``fmt`` as myst-nb's ``{glue:text}`` did: an integer format makes an
-    int, a float format a float, no format ``str(value)``."""
+    """``value`` formatted by ``fmt`` as myst-nb's ``{glue:text}`` did: an integer format makes an int, a float
+    format a float, no format ``str(value)``."""
     if not fmt:
         return str(value)
     kind = fmt[-1]
@@ -121,11 +117,8 @@ class ClaimError(AssertionError):
 
 
 def require(claims: Mapping[str, bool]) -> None:
-    """Stop the chapter when a statement its prose makes is false for the ledger's numbers.
-
-    Prose that interprets results (which reading explains the gap, which digit carries it)
-    cannot be quoted as a number; it is checked instead, so the page is never built on stale words.
-    """
+    """Stop the chapter when a statement its prose makes is false for the ledger's numbers: prose that interprets
+    results (which reading explains the gap, which digit carries it) is checked, as it cannot be quoted."""
     false = [claim for claim, holds in claims.items() if not holds]
     if false:
         raise ClaimError("The text of this chapter states these, but the results ledger says otherwise; "
@@ -133,8 +126,7 @@ def require(claims: Mapping[str, bool]) -> None:
 
 
 def constants() -> dict[str, float | int]:
-    """Numbers the prose of every chapter may quote: the set sizes, the paper's recipe and its
-    published numbers (:func:`helpers.paper.numbers`)."""
+    """Numbers every chapter's prose may quote: set sizes, the paper's recipe and published numbers."""
     return {"n_train": data.ROWS["train"], "n_test": data.ROWS["test"],
             "paper_epochs": paper.EPOCHS, "paper_batch": paper.BATCH_SIZE, **paper.numbers()}
 

@@ -1,12 +1,10 @@
 """The training configuration of the paper's model and the run profiles.
 
-The paper fixes the layer types, the 5x5 kernel, the 2x2 pooling, 100 epochs and a
-batch of 256. Everything else is a reproduction decision, made in the model chapter
-on a validation split of the training set.
+The paper fixes the layer types, the 5x5 kernel, the 2x2 pooling, 100 epochs and a batch of 256. Everything
+else is a reproduction decision, made in the model chapter on a validation split of the training set.
 
-Two profiles: ``full`` (the default, the paper's recipe) and ``ci``, a small profile
-for continuous integration that runs every code path with only a few epochs. It is
-chosen with the environment variable ``USPS_BOOK_PROFILE``.
+Two profiles, chosen by ``USPS_BOOK_PROFILE``: ``full`` (the default, the paper's recipe) and ``ci``, a small
+profile for continuous integration that runs every code path with only a few epochs.
 """
 
 from __future__ import annotations
@@ -63,13 +61,11 @@ class Config:
     distill_temperature: float = 1.0
 
     def with_(self, **changes: Any) -> "Config":
-        """A copy with some fields changed."""
         return replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as a plain dictionary (for keys and JSON)."""
-        values = asdict(self)
-        return {k: v for k, v in values.items() if k not in LATE_FIELDS or v != LATE_FIELDS[k]}
+        return {k: v for k, v in asdict(self).items() if k not in LATE_FIELDS or v != LATE_FIELDS[k]}
 
 
 #: Fields added after the ledger's first runs, with the defaults that leave them out of a run's name.
@@ -186,20 +182,19 @@ class BeyondSettings:
 BEYOND: dict[str, BeyondSettings] = {
     # Sized so that `make results` trains the whole book in about 90 minutes on two cores
     # (about 3 s per epoch of the paper's model on one core of the machine it was made on).
-    "full": BeyondSettings(seeds=(0, 1, 2, 3, 4), dense_units=(32, 128, 512),
-                           batch_sizes=(64, 256, 1024), sweep_seeds=(0,), batch_seeds=(0,),
-                           ladder_seeds=(0, 1), holdout_seeds=(0, 1), epochs=paper.EPOCHS, workers=2,
-                           reading_seeds=(0, 1, 2, 3, 4), option_seeds=(0, 1, 2),
+    "full": BeyondSettings(seeds=(0, 1, 2, 3, 4), dense_units=(32, 128, 512), batch_sizes=(64, 256, 1024),
+                           sweep_seeds=(0,), batch_seeds=(0,), ladder_seeds=(0, 1), holdout_seeds=(0, 1),
+                           epochs=paper.EPOCHS, workers=2, reading_seeds=(0, 1, 2, 3, 4), option_seeds=(0, 1, 2),
                            best_seeds=(0, 1, 2, 3, 4)),
     "ci": BeyondSettings(seeds=(0, 1, 2), dense_units=(64, 128), batch_sizes=(128, 256), sweep_seeds=(0,),
-                         batch_seeds=(0,),
-                         ladder_seeds=(0, 1), holdout_seeds=(0,), epochs=2, workers=2),
+                         batch_seeds=(0,), ladder_seeds=(0, 1), holdout_seeds=(0,), epochs=2, workers=2),
 }
 
 
 def beyond() -> BeyondSettings:
     """The beyond-the-paper settings of the active profile."""
     return BEYOND[profile().name]
+
 
 @dataclass(frozen=True)
 class Reading:

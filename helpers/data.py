@@ -1,14 +1,9 @@
 """Find, verify and parse the USPS handwritten digit files.
 
-The files come from, in this order:
-
-1. the folder named by the environment variable ``USPS_DATA_DIR`` (for offline machines);
-2. the per-user cache (``$USPS_CACHE_DIR/data``, by default ``~/.cache/usps-cnn-book/data``);
-3. a download from the dataset's public home, checked against its SHA-256 before it
-   is moved into the cache.
-
-Every file is checked against the SHA-256 values published with this project before it
-is parsed, and every row is validated while it is parsed.
+The files come from the folder named by ``USPS_DATA_DIR`` (for offline machines), else the per-user cache
+(``$USPS_CACHE_DIR/data``, by default ``~/.cache/usps-cnn-book/data``), else a download from the dataset's
+public home into the cache. Every file is checked against the SHA-256 values published with this project
+before it is moved into the cache or parsed, and every row is validated while it is parsed.
 """
 
 from __future__ import annotations
@@ -66,7 +61,6 @@ def cache_root() -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    """The SHA-256 hex digest of a file."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -76,9 +70,7 @@ def sha256_of(path: Path) -> str:
 
 def verify(path: Path, name: str) -> str:
     """Check ``path`` against the published SHA-256 of ``name``; return the digest."""
-    actual = sha256_of(path)
-    expected = SHA256[name]
-    if actual != expected:
+    if (actual := sha256_of(path)) != (expected := SHA256[name]):
         raise USPSDataError(
             f"{path}: SHA-256 mismatch for {name}.\n"
             f"  expected {expected}\n  actual   {actual}\n"
@@ -97,12 +89,9 @@ def _report(done: int, total: int | None) -> None:
 def download(name: str, target: Path, mirrors: Sequence[str] = MIRRORS,
              progress: Callable[[int, int | None], None] | None = _report,
              timeout: float = 60.0) -> Path:
-    """Download ``name`` from the first mirror that serves it into ``target``.
-
-    The bytes go to a temporary file in the target folder, are checked against the
-    published SHA-256, and only then renamed to ``target``: an interrupted or wrong
-    download leaves nothing behind.
-    """
+    """Download ``name`` from the first mirror that serves it into ``target``. The bytes go to a temporary file
+    in the target folder, are checked against the published SHA-256, and only then renamed to ``target``: an
+    interrupted or wrong download leaves nothing behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for base in mirrors:
@@ -164,12 +153,8 @@ def locate(split: Split) -> Source:
 
 
 def parse(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a USPS ``.gz`` file into ``(pixels, labels)`` and validate every row.
-
-    Rows are a label (``6.0000`` or ``6``) then 256 values in [-1, 1], separated by
-    white space (trailing spaces allowed). Returns float32 pixels of shape (N, 256)
-    and int64 labels.
-    """
+    """Parse a USPS ``.gz`` file into float32 pixels (N, 256) and int64 labels, validating every row: a label
+    (``6.0000`` or ``6``) then 256 values in [-1, 1], separated by white space (trailing spaces allowed)."""
     try:
         with gzip.open(path, "rt", encoding="ascii") as handle:
             lines = handle.read().splitlines()
@@ -211,11 +196,8 @@ def parse(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_images(pixels: np.ndarray, scale: Scale = "unit") -> np.ndarray:
-    """Reshape (N, 256) pixels to (N, 16, 16, 1) images.
-
-    ``scale="unit"`` maps the files' [-1, 1] to the paper's convention, 0 = white
-    background and 1 = black ink; ``scale="symmetric"`` keeps [-1, 1].
-    """
+    """Reshape (N, 256) pixels to (N, 16, 16, 1) images. ``scale="unit"`` maps the files' [-1, 1] to the
+    paper's convention, 0 = white background and 1 = black ink; ``scale="symmetric"`` keeps [-1, 1]."""
     if scale == "unit":
         pixels = (pixels + 1.0) / 2.0
     elif scale != "symmetric":
@@ -227,11 +209,7 @@ _MEMO: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def load_usps(split: Split, *, scale: Scale = "unit") -> tuple[np.ndarray, np.ndarray]:
-    """Load the real USPS ``split`` ("train" or "test") as ``(images, labels)``.
-
-    Images are float32 of shape (N, 16, 16, 1), scaled as :func:`to_images` says;
-    labels are int64 digits 0-9. The file is verified and each row validated.
-    """
+    """The verified ``split``: float32 images (N, 16, 16, 1) scaled by :func:`to_images`, int64 labels; parsed once."""
     source = locate(split)
     memo_key = (str(source.path), source.sha256)
     if memo_key not in _MEMO:
@@ -259,10 +237,7 @@ def validation_split(labels: np.ndarray, fraction: float = 0.2,
 
 
 def fold_split(labels: np.ndarray, folds: int, fold: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified k-fold cross-validation: indices ``(fit, held out)`` of fold ``fold`` of ``folds``.
-
-    Over its ``folds`` folds every training image is held out exactly once.
-    """
+    """Stratified k-fold: indices ``(fit, held out)`` of fold ``fold`` of ``folds``; each image is held out once."""
     from sklearn.model_selection import StratifiedKFold
 
     if not 0 <= fold < folds:
@@ -277,10 +252,7 @@ NOISE_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
 
 
 def add_noise(images: np.ndarray, level: float, seed: int = 0) -> np.ndarray:
-    """``images`` in [0, 1] with Gaussian noise of standard deviation ``level``, clipped back to [0, 1].
-
-    The draw depends only on ``seed`` and the images' shape, so every model reading the same
-    images reads the same noisy copies.
-    """
+    """``images`` in [0, 1] with Gaussian noise of standard deviation ``level``, clipped back to [0, 1]. The draw
+    depends only on ``seed`` and the images' shape: every model reads the same noisy copies."""
     noise = np.random.default_rng(seed).standard_normal(images.shape).astype(np.float32)
     return np.clip(images + level * noise, 0.0, 1.0)

@@ -1,12 +1,10 @@
 """The in-browser demo: export models from the ledger for a small JavaScript forward pass.
 
-The book's networks are a few layers (convolution, Leaky ReLU, max pooling, flatten, dense),
-so the page runs them with about 150 lines of plain JavaScript (``_static/demo/demo.js``)
-instead of a runtime of several megabytes. :func:`export` writes, at build time, one JSON
-description per model and its weights as little-endian float32 (the probabilities then
-match Keras' to about 1e-6; float16 would not keep them within 1e-4), plus a sample of
-test images for the page's "a random test image" button. Nothing here is committed: it is
-derived from the ledger each time the book is built.
+The book's networks are a few layers (convolution, Leaky ReLU, max pooling, flatten, dense), so the page
+runs them with about 150 lines of plain JavaScript (``_static/demo/demo.js``) instead of a runtime of several
+megabytes. :func:`export` writes, at build time, one JSON description per model and its weights as
+little-endian float32 (the probabilities then match Keras' to about 1e-6; float16 would not keep them within
+1e-4), plus test images for the page's "a random test image" button. Nothing here is committed.
 """
 
 from __future__ import annotations
@@ -37,13 +35,15 @@ def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
         kind = type(layer).__name__
         if kind in IDENTITY:
             continue
-        if kind == "Conv2D":
+        if kind in ("Conv2D", "Dense"):
             kernel, *rest = layer.get_weights()
             bias = rest[0] if rest else np.zeros(kernel.shape[-1], np.float32)
-            if layer.strides != (1, 1) or layer.dilation_rate != (1, 1):
+            conv = kind == "Conv2D"
+            if conv and (layer.strides != (1, 1) or layer.dilation_rate != (1, 1)):
                 raise ValueError(f"{layer.name}: only stride 1 and no dilation are supported")
-            layers.append({"type": "conv", "kernel": add(kernel), "bias": add(bias), "shape": list(kernel.shape),
-                           "padding": layer.padding, "activation": layer.activation.__name__})
+            layers.append({"type": "conv" if conv else "dense", "kernel": add(kernel), "bias": add(bias),
+                           "shape": list(kernel.shape), **({"padding": layer.padding} if conv else {}),
+                           "activation": layer.activation.__name__})
         elif kind == "LeakyReLU":
             layers.append({"type": "leaky_relu", "slope": float(layer.negative_slope)})
         elif kind == "MaxPooling2D":
@@ -52,10 +52,6 @@ def describe(model: Any) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
             layers.append({"type": "max_pool", "size": int(layer.pool_size[0])})
         elif kind == "Flatten":
             layers.append({"type": "flatten"})
-        elif kind == "Dense":
-            kernel, bias = layer.get_weights()
-            layers.append({"type": "dense", "kernel": add(kernel), "bias": add(bias), "shape": list(kernel.shape),
-                           "activation": layer.activation.__name__})
         else:
             raise ValueError(f"{layer.name}: layer type {kind} is not supported by the page's forward pass")
     return layers, arrays
@@ -66,7 +62,8 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
     layers, arrays = describe(model)
     offsets = np.cumsum([0, *(array.size for array in arrays)])  # in float32 values
     spec = {"name": name, "scale": scale, "layers": layers,
-            "arrays": [{"offset": int(o), "length": int(a.size)} for o, a in zip(offsets, arrays)], "weights": f"{name}.bin"}
+            "arrays": [{"offset": int(o), "length": int(a.size)} for o, a in zip(offsets, arrays)],
+            "weights": f"{name}.bin"}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.bin").write_bytes(b"".join(array.tobytes() for array in arrays))
     (folder / f"{name}.json").write_text(json.dumps(spec))
@@ -74,10 +71,9 @@ def export_model(model: Any, scale: str, folder: Path, name: str) -> dict[str, A
 
 
 def export(folder: Path) -> dict[str, Any]:
-    """Export the paper's model and W, the book's best model (the third round's choice,
-    :func:`helpers.experiments.robust_job`; seed 0 of each, from the ledger), and 200 test images
-    drawn with seed 0, with their labels and their index in the test file; returns the bytes written
-    (``sizes``, by model and ``samples``) and the models' ``runs``."""
+    """Export the paper's model and W, the book's best model (:func:`helpers.experiments.robust_job`; seed 0 of
+    each, from the ledger), and 200 test images drawn with seed 0 with their labels and index in the test file;
+    returns the bytes written (``sizes``, by model and ``samples``) and the models' ``runs``."""
     from helpers.trainer import load_model  # TensorFlow: only to export the models
     stored = {"paper": runs.run(recipe.paper_job()), "best": runs.run(experiments.robust_job())}
     for name, result in stored.items():
@@ -93,8 +89,7 @@ def export(folder: Path) -> dict[str, Any]:
 
 def comparison(runs: dict[str, Any], labels: np.ndarray, n: int = 10) -> tuple[list[int], list[str], int]:
     """For the static figure: ``n`` test images drawn at random (seed 0) and the first ``n`` on which the paper's
-    and the best model (``runs["paper"]``, ``runs["best"]``) disagree, a caption for each, and how many
-    test images the two models disagree on."""
+    and the best model (``runs["paper"]``, ``runs["best"]``) disagree, a caption for each, and how many differ."""
     paper, best = runs["paper"].predicted, runs["best"].predicted
     disagree = np.flatnonzero(paper != best)
     chosen = [int(i) for i in np.random.default_rng(0).choice(len(labels), n, replace=False)]

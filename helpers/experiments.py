@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,43 +23,42 @@ from helpers.store import Run
 from helpers.recipe import decision_jobs, paper_config, paper_job
 
 
+def _recipe() -> Config:
+    """The paper's recipe at the beyond-the-paper chapters' epochs."""
+    return paper_config().with_(epochs=beyond().epochs)
+
+
 def paper_seed_runs() -> list[Run]:
     """The paper's recipe trained once per seed of the profile."""
-    settings = beyond()
-    recipe = paper_config().with_(epochs=settings.epochs)
-    return run_many([Job(recipe, seed) for seed in settings.seeds], workers=settings.workers,
+    return run_many([Job(_recipe(), seed) for seed in beyond().seeds], workers=beyond().workers,
                     describe=lambda j: f"paper recipe, seed {j.seed}")
 
 
 def seed_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: test errors, error rate and the 95 % interval of the error rate."""
-    rows = []
-    for r in runs:
-        rows.append({"seed": r.job.seed, "test errors": r.errors, "error rate (%)": round(100 * (1 - r.accuracy), 2),
-                     "95 % interval (%)": stats.wilson_text(r.errors, len(r.labels), " to "),
-                     "training time (s)": round(r.seconds)})
-    return pd.DataFrame(rows).set_index("seed")
+    return pd.DataFrame([{"seed": r.job.seed, "test errors": r.errors,
+                          "error rate (%)": round(100 * (1 - r.accuracy), 2),
+                          "95 % interval (%)": stats.wilson_text(r.errors, len(r.labels), " to "),
+                          "training time (s)": round(r.seconds)} for r in runs]).set_index("seed")
 
 
 def ensemble_errors(runs: Sequence[Run]) -> pd.DataFrame:
     """Test error of averaged softmax outputs for every ensemble size and every subset of runs."""
-    labels = runs[0].labels
+    n = len(runs[0].labels)
     rows = []
     for size in range(1, len(runs) + 1):
-        errors = [stats.errors(np.mean([runs[i].probabilities for i in subset], axis=0), labels)
+        errors = [stats.errors(np.mean([runs[i].probabilities for i in subset], axis=0), runs[0].labels)
                   for subset in itertools.combinations(range(len(runs)), size)]
-        rows.append({"ensemble size": size, "subsets": len(errors), "mean errors": float(np.mean(errors)),
-                     "min errors": min(errors), "max errors": max(errors),
-                     "mean error rate (%)": 100 * float(np.mean(errors)) / len(labels),
-                     "min error rate (%)": 100 * min(errors) / len(labels),
-                     "max error rate (%)": 100 * max(errors) / len(labels)})
+        mean = float(np.mean(errors))
+        rows.append({"ensemble size": size, "subsets": len(errors), "mean errors": mean, "min errors": min(errors),
+                     "max errors": max(errors), "mean error rate (%)": 100 * mean / n,
+                     "min error rate (%)": 100 * min(errors) / n, "max error rate (%)": 100 * max(errors) / n})
     return pd.DataFrame(rows).set_index("ensemble size")
 
 
 def seed_numbers(runs: Sequence[Run], paper_error: float) -> dict[str, Any]:
-    """The numbers the seed chapter quotes about the runs of :func:`seed_table`: mean, spread and range
-    of the error rate over seeds and where the paper's single run falls (z-score), from the exact
-    error rates (the table's are rounded to two decimals)."""
+    """The seed chapter's numbers about :func:`seed_table`'s runs, from the exact error rates (the table's are
+    rounded): mean, spread and range over seeds, and the paper's single run as a z-score."""
     rates = np.array([100 * r.errors / len(r.labels) for r in runs])
     mean, std = float(rates.mean()), float(rates.std(ddof=1))
     return {"n_seeds": len(rates), "seed_mean": mean, "seed_std": std,
@@ -69,13 +68,11 @@ def seed_numbers(runs: Sequence[Run], paper_error: float) -> dict[str, Any]:
 
 
 def ensemble_numbers(ensembles: pd.DataFrame) -> dict[str, Any]:
-    """The numbers the seed chapter quotes about :func:`ensemble_errors`: the largest ensemble's error,
-    a single model's, and the errors averaging removes."""
+    """The seed chapter's numbers about :func:`ensemble_errors`: largest ensemble's and one model's error, the gain."""
     single, full = ensembles.iloc[0], ensembles.iloc[-1]
-    gain = float(single["mean errors"] - full["mean errors"])
     return {"ensemble_size": int(ensembles.index[-1]), "ensemble_error": float(full["mean error rate (%)"]),
             "ensemble_errors": float(full["mean errors"]), "single_mean_error": float(single["mean error rate (%)"]),
-            "ensemble_gain": gain}
+            "ensemble_gain": float(single["mean errors"] - full["mean errors"])}
 
 
 def ensemble_predictions(runs: Sequence[Run]) -> np.ndarray:
@@ -85,8 +82,7 @@ def ensemble_predictions(runs: Sequence[Run]) -> np.ndarray:
 
 def sweep_jobs(field: str, values: Sequence[Any], seeds: Sequence[int]) -> list[Job]:
     """The paper's recipe with ``field`` set to each value, once per seed."""
-    recipe = paper_config().with_(epochs=beyond().epochs)
-    return [Job(recipe.with_(**{field: value}), seed) for value in values for seed in seeds]
+    return [Job(_recipe().with_(**{field: value}), seed) for value in values for seed in seeds]
 
 
 def sweep_runs(field: str, values: Sequence[Any], seeds: Sequence[int]) -> list[Run]:
@@ -97,11 +93,9 @@ def sweep_runs(field: str, values: Sequence[Any], seeds: Sequence[int]) -> list[
 
 def sweep(field: str, values: Sequence[Any], seeds: Sequence[int]) -> pd.DataFrame:
     """Test error and training time of the paper's recipe with ``field`` set to each value."""
-    runs = sweep_runs(field, values, seeds)
-    rows = [{field: getattr(r.job.config, field), "seed": r.job.seed, "errors": r.errors,
-             "error rate (%)": 100 * (1 - r.accuracy), "seconds": r.seconds,
-             "seconds per epoch": r.seconds_per_epoch} for r in runs]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{field: getattr(r.job.config, field), "seed": r.job.seed, "errors": r.errors,
+                          "error rate (%)": 100 * (1 - r.accuracy), "seconds": r.seconds,
+                          "seconds per epoch": r.seconds_per_epoch} for r in sweep_runs(field, values, seeds)])
 
 
 def sweep_summary(frame: pd.DataFrame, field: str) -> pd.DataFrame:
@@ -116,9 +110,9 @@ def sweep_summary(frame: pd.DataFrame, field: str) -> pd.DataFrame:
 
 
 def sweep_numbers(summary: pd.DataFrame, prefix: str) -> dict[str, Any]:
-    """The numbers a chapter quotes about a :func:`sweep_summary`, each key starting with ``prefix``:
-    the seeds per setting, the lowest and highest setting and their mean error, the setting with the
-    lowest mean error, the range of the means and the training time of each end over the other."""
+    """A chapter's numbers about a :func:`sweep_summary`, each key starting with ``prefix``: the seeds per
+    setting, the lowest, highest and best setting with their mean error, the range of the means and the
+    training time of each end over the other."""
     error, seconds = summary["mean error rate (%)"], summary["seconds per run"]
     seeds = int(summary["seeds"].min())
     best = summary.index[error.argmin()]
@@ -147,25 +141,26 @@ class RungResult:
     def test_errors(self) -> list[int]:
         return [r.errors for r in self.runs]
 
+    @property
+    def test_rates(self) -> np.ndarray:
+        """Test error (%) per seed."""
+        return np.array(self.test_errors) / len(self.runs[0].labels) * 100
+
 
 def ladder() -> list[RungResult]:
-    """Climb :data:`helpers.config.LADDER` from the paper's recipe.
-
-    Each rung is scored on holdout splits of the training set against the configuration
-    it builds on, and kept when it makes no more holdout errors; the test set is used
-    once per rung, to report. Rung 0 is the paper's recipe itself, with the same seeds as
-    :func:`paper_seed_runs` so that the book quotes one number for it.
-    """
+    """Climb :data:`helpers.config.LADDER` from the paper's recipe. Each rung is scored on holdout splits of
+    the training set against the configuration it builds on, and kept when it makes no more holdout errors;
+    the test set is used once per rung, to report. Rung 0 is the recipe, with the seeds of
+    :func:`paper_seed_runs` so that the book quotes one number for it."""
     settings = beyond()
     steps = [("the paper's recipe (our reproduction)", "the starting point", {})]
     steps += [(rung.name, rung.why, settings.resolve(rung.changes)) for rung in LADDER]
-    current = paper_config().with_(epochs=settings.epochs)
+    current = _recipe()
     results: list[RungResult] = []
     base_holdout: dict[str, float] | None = None
     for name, why, changes in steps:
         config = current.with_(**changes)
         holdout_jobs = [Job(config, seed, "holdout") for seed in settings.holdout_seeds]
-        # Rung 0 is the recipe: its test runs are the recipe's seeds of the variance chapter.
         test_jobs = [Job(config, seed) for seed in (settings.ladder_seeds if results else settings.seeds)]
         runs = run_many(holdout_jobs + test_jobs, workers=settings.workers,
                         describe=lambda j, n=name: f"{n[:30]}: {j.split} seed {j.seed}")
@@ -179,18 +174,13 @@ def ladder() -> list[RungResult]:
 
 def ladder_table(results: Sequence[RungResult]) -> pd.DataFrame:
     """The ladder: holdout errors (the decision), kept or not, and the test error over seeds."""
-    rows = []
-    for r in results:
-        errors = np.array(r.test_errors) / len(r.runs[0].labels) * 100
-        rows.append({"rung": r.name,
-                     "holdout errors (vs before)": f"{r.holdout['errors']:.0f}" + (
-                         f" (vs {r.previous_holdout['errors']:.0f})" if r.previous_holdout else ""),
-                     "kept": "yes" if r.kept else "no",
-                     "test error (%) mean": round(float(errors.mean()), 2),
-                     "std": round(float(errors.std(ddof=1)), 2) if len(errors) > 1 else float("nan"),
-                     "seeds": len(errors),
-                     "seconds per run": round(float(np.mean([x.seconds for x in r.runs])))})
-    return pd.DataFrame(rows).set_index("rung")
+    return pd.DataFrame([{
+        "rung": r.name, "holdout errors (vs before)": f"{r.holdout['errors']:.0f}" + (
+            f" (vs {r.previous_holdout['errors']:.0f})" if r.previous_holdout else ""),
+        "kept": "yes" if r.kept else "no", "test error (%) mean": round(float(r.test_rates.mean()), 2),
+        "std": round(float(r.test_rates.std(ddof=1)), 2) if len(r.runs) > 1 else float("nan"),
+        "seeds": len(r.runs), "seconds per run": round(float(np.mean([x.seconds for x in r.runs])))}
+        for r in results]).set_index("rung")
 
 
 def best_rung(results: Sequence[RungResult]) -> RungResult:
@@ -199,33 +189,26 @@ def best_rung(results: Sequence[RungResult]) -> RungResult:
 
 
 def jobs() -> dict[str, list[Job]]:
-    """The one registry of the book's runs: each experiment (and the chapter that shows it) with its
-    jobs, in the order ``make results`` trains them.
-
-    ``make results`` and ``make retrain`` train these (:func:`everything`), pruning keeps exactly these
-    (and every run scored on the test set), and the cost table, the test-set log and the
-    reproducibility chapter read them. Some jobs follow from the results of others (the recipe from
-    the decision search, the ladder's rungs from its holdout runs, the best-published chapter's test
-    runs from cross-validation), so listing them reads those results (and trains them when missing).
-    """
+    """The one registry of the book's runs: each experiment (and its chapter) with its jobs, in the order
+    ``make results`` and ``make retrain`` train them (:func:`everything`). Pruning keeps these and every run
+    scored on the test set; the cost table, the test-set log and the reproducibility chapter read them.
+    Some jobs follow from others' results (the recipe from the decision search, the rungs from their holdout
+    runs, the best-published test runs from cross-validation): listing them reads (or trains) those."""
     settings = beyond()
-    sweep = sorted(set(decision_jobs()), key=lambda j: j.key())
-    recipe = paper_config().with_(epochs=settings.epochs)
     rungs = ladder()
     selections = round_selections()
     first, second = selections[1], selections[2]
     registry = {
-        "decision search (model chapter)": sweep,
+        "decision search (model chapter)": sorted(set(decision_jobs()), key=lambda j: j.key()),
         "the paper's model (training chapter)": [paper_job()],
-        "seeds (variance chapter)": [Job(recipe, seed) for seed in settings.seeds],
+        "seeds (variance chapter)": [Job(_recipe(), seed) for seed in settings.seeds],
         "dense-layer width (ablations chapter)": sweep_jobs("dense_units", settings.dense_units, settings.sweep_seeds),
         "batch size (ablations chapter)": sweep_jobs("batch_size", settings.batch_sizes, settings.batch_seeds),
         "ladder, test-set runs (human-level chapter)": [x.job for r in rungs for x in r.runs],
         "ladder, holdout runs (human-level chapter)": [Job(r.config, seed, "holdout") for r in rungs
                                                       for seed in settings.holdout_seeds],
-        "readings of the recipe (discussion chapter)": [job for group in reading_jobs().values() for job in group],
-        "decision options on the test set (discussion chapter)": [job for group in option_jobs().values()
-                                                                  for job in group],
+        "readings of the recipe (discussion chapter)": sum(reading_jobs().values(), []),
+        "decision options on the test set (discussion chapter)": sum(option_jobs().values(), []),
         # rounds 1 and 2 in the registry's order before they were data: both cross-validations, then their looks
         first.round.groups[0]: [r.job for c in first.candidates.values() for r in c.runs],
         second.round.groups[0]: [r.job for name, c in second.candidates.items() if name not in first.candidates
@@ -242,11 +225,14 @@ def jobs() -> dict[str, list[Job]]:
             for name, group in registry.items()}
 
 
+def _group_runs(name: str, group: Sequence[Job]) -> list[Run]:
+    return run_many(group, workers=beyond().workers, describe=lambda j: f"{name[:40]}, {j.describe()}")
+
+
 def experiment_runs(chapter: str = "") -> dict[str, list[Run]]:
     """Every trained run of the book (:func:`jobs`), grouped by the experiment that needs it; with
     ``chapter`` (e.g. ``"best-published"``) only that chapter's experiments."""
-    return {name: run_many(group, workers=beyond().workers, describe=lambda j, n=name: f"{n[:40]}, {j.describe()}")
-            for name, group in jobs().items() if name.endswith(f"{chapter} chapter)")}
+    return {name: _group_runs(name, group) for name, group in jobs().items() if name.endswith(f"{chapter} chapter)")}
 
 
 def best_runs() -> dict[str, list[Run]]:
@@ -254,11 +240,11 @@ def best_runs() -> dict[str, list[Run]]:
     return experiment_runs("best-published")
 
 
-def cost_table(groups: Mapping[str, Sequence[Run]] | None = None) -> pd.DataFrame:
-    """Training time of every experiment (or of ``groups``); a run shared by two counts once, in the first."""
+def cost_table(groups: Mapping[str, Sequence[Run]]) -> pd.DataFrame:
+    """Training time of each group of runs; a run shared by two counts once, in the first."""
     seen: set[str] = set()
     rows = {}
-    for name, group in (experiment_runs() if groups is None else groups).items():
+    for name, group in groups.items():
         new = [r for r in group if r.key not in seen]
         seen.update(r.key for r in group)
         rows[name] = {"runs": len(group), "new runs": len(new),
@@ -268,70 +254,67 @@ def cost_table(groups: Mapping[str, Sequence[Run]] | None = None) -> pd.DataFram
     return table
 
 
-def cost_numbers(cost: pd.DataFrame, prefix: str, workers: int = 2) -> dict[str, Any]:
+def cost_numbers(cost: pd.DataFrame, prefix: str) -> dict[str, Any]:
     """The totals of a :func:`cost_table` a chapter quotes: distinct runs, minutes of training summed
-    over runs, and the wall-clock minutes with ``workers`` runs side by side."""
+    over runs, and the wall-clock minutes on two workers side by side."""
     minutes = float(cost["training time of the new runs (s)"].sum()) / 60
     return {f"{prefix}_runs": int(cost["new runs"].sum()), f"{prefix}_minutes": minutes,
-            f"{prefix}_wall_minutes": minutes / workers}
+            f"{prefix}_wall_minutes": minutes / 2}
+
+
+def _variant_jobs(changes: Iterable[tuple[str, dict[str, Any]]], seeds: Sequence[int]) -> dict[str, list[Job]]:
+    """The recipe (:func:`_recipe`) and each named change to it, once per seed."""
+    recipe_ = _recipe()
+    variants = {"the recipe (our reproduction)": recipe_, **{name: recipe_.with_(**change) for name, change in changes}}
+    return {name: [Job(config, seed) for seed in seeds] for name, config in variants.items()}
+
+
+def _variant_runs(groups: dict[str, list[Job]], what: str, seed_major: bool = False) -> dict[str, list[Run]]:
+    """The runs of each group of :func:`_variant_jobs` (trained if missing); ``seed_major`` trains them seed by
+    seed, so that an interrupted ``make results`` has whole seeds of every group."""
+    names = {job: name for name, group in groups.items() for job in group}
+    order = sum(groups.values(), []) if not seed_major else \
+        [group[i] for i in range(len(next(iter(groups.values())))) for group in groups.values()]
+    found = {r.job: r for r in run_many(order, workers=beyond().workers,
+                                        describe=lambda j: f"{what} {names[j][:40]}, seed {j.seed}")}
+    return {name: [found[job] for job in group] for name, group in groups.items()}
 
 
 def reading_jobs() -> dict[str, list[Job]]:
     """The recipe and each of :data:`helpers.config.READINGS`, once per reading seed."""
-    settings = beyond()
-    recipe = paper_config().with_(epochs=settings.epochs)
-    variants = {"the recipe (our reproduction)": recipe}
-    variants.update({r.name: recipe.with_(**r.changes) for r in READINGS})
-    return {name: [Job(config, seed) for seed in settings.reading_seeds] for name, config in variants.items()}
+    return _variant_jobs(((r.name, r.changes) for r in READINGS), beyond().reading_seeds)
 
 
 def readings() -> dict[str, list[Run]]:
     """The runs of :func:`reading_jobs` (trained if missing), by reading."""
-    groups = reading_jobs()
-    names = {job: name for name, group in groups.items() for job in group}
-    runs = iter(run_many([job for group in groups.values() for job in group], workers=beyond().workers,
-                         describe=lambda j: f"reading {names[j][:40]}, seed {j.seed}"))
-    return {name: [next(runs) for _ in group] for name, group in groups.items()}
+    return _variant_runs(reading_jobs(), "reading")
 
 
 def option_jobs() -> dict[str, list[Job]]:
-    """Every option of the model chapter's decision search, trained like the recipe (all training
-    images, the paper's epochs and batch) once per option seed and scored on the test set.
-
-    These runs only report what choosing each decision on the test set would have given
-    (the verdict chapter); the recipe was chosen on holdout splits and does not change.
-    """
-    settings = beyond()
-    recipe = paper_config().with_(epochs=settings.epochs)
-    variants = {"the recipe (our reproduction)": recipe}
-    for decision in DECISIONS:
-        for label, changes in decision.options:
-            config = recipe.with_(**changes)
-            if config != recipe:
-                variants[f"{decision.name}: {label}"] = config
-    return {name: [Job(config, seed) for seed in settings.option_seeds] for name, config in variants.items()}
+    """Every option of the model chapter's decision search that changes the recipe, trained like it once per
+    option seed and scored on the test set: only to report what choosing on the test set would have given
+    (the verdict chapter); the recipe was chosen on holdout splits and does not change."""
+    recipe_ = _recipe()
+    return _variant_jobs(((f"{decision.name}: {label}", changes) for decision in DECISIONS
+                          for label, changes in decision.options if recipe_.with_(**changes) != recipe_),
+                         beyond().option_seeds)
 
 
 def decision_options() -> dict[str, list[Run]]:
     """The runs of :func:`option_jobs` (trained if missing), by option."""
-    groups = option_jobs()
-    names = {job: name for name, group in groups.items() for job in group}
-    # seed-major order, so that an interrupted `make results` has whole seeds of every option
-    order = [group[i] for i in range(len(next(iter(groups.values())))) for group in groups.values()]
-    runs = {r.job: r for r in run_many(order, workers=beyond().workers,
-                                       describe=lambda j: f"option {names[j][:40]}, seed {j.seed}")}
-    return {name: [runs[job] for job in group] for name, group in groups.items()}
+    return _variant_runs(option_jobs(), "option", seed_major=True)
 
 
-def _rung_errors(rung: RungResult) -> tuple[np.ndarray, pd.Series]:
-    """A rung's test error (%) per seed, and the row of :func:`ensemble_errors` for all its seeds."""
-    return np.array(rung.test_errors) / len(rung.runs[0].labels) * 100, ensemble_errors(rung.runs).iloc[-1]
+def _final(rungs: Sequence[RungResult]) -> tuple[RungResult, pd.Series]:
+    """The ladder's final rung and the row of :func:`ensemble_errors` for all its seeds."""
+    final = best_rung(rungs)
+    return final, ensemble_errors(final.runs).iloc[-1]
 
 
 def ladder_numbers(rungs: Sequence[RungResult], targets: dict[str, float]) -> dict[str, Any]:
     """The numbers the human-level chapter quotes: the final rung, its ensemble, the targets."""
-    final = best_rung(rungs)
-    errors, ensemble = _rung_errors(final)
+    final, ensemble = _final(rungs)
+    errors = final.test_rates
     single, combined = float(errors.mean()), float(ensemble["mean error rate (%)"])
     return {
         "final_rung": final.name, "final_mean": single,
@@ -348,11 +331,10 @@ def ladder_standings(recipe: Sequence[Run], rungs: Sequence[RungResult],
     """The book's rows of the human-level chapter's literature table (:func:`helpers.evaluate.literature_table`):
     the recipe and the ladder's final model over their seeds (t-interval of the mean), the final model's
     seeds' ensemble and each baseline (binomial interval)."""
-    final = best_rung(rungs)
-    errors, ensemble = _rung_errors(final)
+    final, ensemble = _final(rungs)
     combined = float(ensemble["mean error rate (%)"])
     rows = [evaluate.seed_row("the paper's recipe, our reproduction", [100 * (1 - r.accuracy) for r in recipe]),
-            evaluate.seed_row(f"ladder: {final.name}", list(errors)),
+            evaluate.seed_row(f"ladder: {final.name}", list(final.test_rates)),
             (f"ladder: ensemble of its {len(final.runs)} seeds", combined, evaluate.binomial_text(combined))]
     rows += [(f"{name} ({row['parameter']} = {row['chosen']:g})", float(row["test error rate (%)"]),
               evaluate.binomial_text(float(row["test error rate (%)"]))) for name, row in classical.iterrows()]
@@ -366,8 +348,7 @@ NOISE_READINGS: tuple[str, ...] = ("two convolution blocks", "shift augmentation
 
 def noise_jobs() -> dict[str, Job]:
     """Seed 0 of each reading in :data:`NOISE_READINGS` (their weights are kept in the ledger)."""
-    recipe = paper_config().with_(epochs=beyond().epochs)
-    return {r.name: Job(recipe.with_(**r.changes), 0) for r in READINGS if r.name in NOISE_READINGS}
+    return {r.name: Job(_recipe().with_(**r.changes), 0) for r in READINGS if r.name in NOISE_READINGS}
 
 
 def final_job() -> Job:
@@ -382,26 +363,25 @@ def best_job() -> Job:
     return Job(second.chosen.config, second.round.seeds[0])
 
 
+def robust_job() -> Job:
+    """The third round's chosen model, seed 0 (its weights are kept for the noise table and the demo)."""
+    third = round_selections()[3]
+    return rounds.final_jobs(third)[third.chosen.name][0]
+
+
 def round_selections() -> dict[int, rounds.Selection]:
-    """Every round of :data:`helpers.rounds.ROUNDS` cross-validated (runs trained if missing), each from the round
-    before, the first from the ladder's final model; kept per profile, training mode and ledger folder."""
+    """Every round of :data:`helpers.rounds.ROUNDS` cross-validated (runs trained if missing), each from the
+    round before, the first from the ladder's final model; kept per profile, training mode and ledger folder."""
     return _round_selections(profile().name, runs.training_mode(), str(store.root()))
 
 
 @functools.cache
 def _round_selections(*_key: str) -> dict[int, rounds.Selection]:
     previous: Config | rounds.Selection = best_rung(ladder()).config
-    paper = paper_config().with_(epochs=beyond().epochs)
     found = {}
     for number, entry in rounds.ROUNDS.items():
-        found[number] = previous = rounds.cross_validate(entry, previous, paper, workers=beyond().workers)
+        found[number] = previous = rounds.cross_validate(entry, previous, _recipe(), workers=beyond().workers)
     return found
-
-
-def robust_job() -> Job:
-    """The third round's chosen model, seed 0 (its weights are kept for the noise table and the demo)."""
-    third = round_selections()[3]
-    return rounds.final_jobs(third)[third.chosen.name][0]
 
 
 @dataclass(frozen=True)
@@ -416,10 +396,9 @@ class RoundResults:
 
 
 def round_results() -> dict[int, RoundResults]:
-    """Every round's cross-validation and its look at the test set, by round number; the third
-    with the noise comparison (the paper's network and B from their stored weights, on the same noise draws as
-    the chosen model), a student's round beside its teacher's look. The chapters, the findings and the command
-    line read the rounds through this one call, kept per profile, training mode and ledger folder."""
+    """Every round's cross-validation and look at the test set, by number; the third with the noise comparison
+    (the paper's network and B from their stored weights, on the chosen model's noise draws), a student's
+    beside its teacher's look. Chapters, findings and CLI read them here; kept like :func:`round_selections`."""
     return _round_results(profile().name, runs.training_mode(), str(store.root()))
 
 
@@ -470,18 +449,15 @@ def noise_models(with_best: bool = True) -> dict[str, Any]:
 def everything() -> dict[str, int]:
     """Every run of the registry (:func:`jobs`), in its order; returns the runs per experiment.
 
-    With ``USPS_TRAINING=ledger`` (``make results``) what the ledger lacks is trained into it;
-    with ``forbid`` it fails on the first missing run; with ``allow`` it trains into the per-user
-    cache. Finished runs are kept, so an interrupted call resumes where it stopped. In the full
-    profile and ledger mode it then keeps the weights the chapters load and prunes the ledger to
-    the registry: every entry that is not one of its runs and was never scored on the test set.
+    ``USPS_TRAINING=ledger`` (``make results``) trains what the ledger lacks into it, ``forbid`` fails on
+    the first missing run, ``allow`` trains into the per-user cache; an interrupted call resumes. In the
+    full profile and ledger mode it then keeps the weights the chapters load and prunes from the ledger
+    every entry that is not a run of the registry and was never scored on the test set.
     """
-    settings = beyond()
     stages: dict[str, int] = {}
     registry = jobs()  # reads (and in ledger mode trains) what the other jobs follow from
     for name, group in registry.items():
-        stages[name] = len(run_many(group, workers=settings.workers,
-                                    describe=lambda j, n=name: f"{n[:40]}, {j.describe()}"))
+        stages[name] = len(_group_runs(name, group))
         print(f"== {name}: {stages[name]} runs stored", flush=True)
     stages["classical baselines"] = len(baselines.all_baselines())
     if runs.training_mode() == "ledger" and profile().name == "full":
@@ -500,11 +476,8 @@ def everything() -> dict[str, int]:
 def ledger_by_experiment(table: pd.DataFrame) -> pd.DataFrame:
     """The ledger's entries (:func:`helpers.ledger.overview`'s table, indexed by short key) with the
     experiment that first lists each (:func:`experiment_runs`; "outside the registry" for the rest)."""
-    named: dict[str, str] = {}
     groups = experiment_runs()
-    for name, group in groups.items():
-        for r in group:
-            named.setdefault(r.key[:8], name)
+    named = {r.key[:8]: name for name, group in reversed(groups.items()) for r in group}  # the first group wins
     outside = "outside the registry (kept: scored on the test set)"
     order = [*groups, outside]  # the experiments in the order the book made them
     return table.assign(experiment=pd.Categorical([named.get(key, outside) for key in table.index], categories=order))
@@ -512,8 +485,7 @@ def ledger_by_experiment(table: pd.DataFrame) -> pd.DataFrame:
 
 def ledger_groups(listing: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment of :func:`ledger_by_experiment`: its chapter, its runs, how many were scored on
-    the test set, and how many ``make retrain`` found bit-identical (the rest are not retrained yet, or differ:
-    then it says how many)."""
+    the test set, and how many ``make retrain`` found bit-identical (and how many differ, if any)."""
     rows = []
     for name, group in listing.groupby("experiment", sort=True, observed=True):
         status = group["make retrain"]

@@ -28,16 +28,19 @@ def check() -> int:
 
 
 def _ledger_jobs(folder: Path) -> list[Job]:
-    """The job of every entry of the ledger in ``folder``, from its record."""
     return [Job.from_record(store.record(entry)) for entry in store.entries(folder)]
 
 
-def _train(announce: str, jobs: list[Job] | None, everything: bool) -> None:
-    """Train ``jobs`` into the ledger in one batch, then, with ``everything``, what the book needs. A cluster
-    that does not answer or refuses a run ends the command with status 4 and its error, which says what to do."""
+def _train(label: str, jobs: list[Job] | None = None, everything: bool = True) -> None:
+    """Train ``jobs`` in one batch (so that a cluster's workers all get work at once), then, with ``everything``,
+    what the book needs. A cluster that does not answer or refuses a run ends the command with status 4 and
+    its error, which says what to do."""
+    where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
+    what = f"training every run the book needs that {store.root()} lacks on {where} (progress per run; " \
+        if everything else f"{len(jobs or ())} selected runs into {RETRAIN_DIR} ("
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
-    print(announce, flush=True)
+    print(f"{label}: {what}interrupt and rerun to resume).", flush=True)
     try:
         if jobs:
             runs.run_many(jobs, workers=beyond().workers,
@@ -51,36 +54,23 @@ def _train(announce: str, jobs: list[Job] | None, everything: bool) -> None:
         cluster.close()
 
 
-def _train_everything(label: str, first: list[Job] | None = None) -> float:
-    """Train what the book needs; ``first``, when given, are submitted before, in one batch (the runs
-    the book's later steps need are known then, so that a cluster's workers all get work at once)."""
-    start = time.perf_counter()
-    where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
-    _train(f"{label}: training every run the book needs that {store.root()} lacks on {where} "
-           f"(progress per run; interrupt and rerun to resume).", first, everything=True)
-    return time.perf_counter() - start
-
-
 def results() -> int:
     """``make results``: train what the ledger lacks or has stale, then verify it."""
-    seconds = _train_everything("make results")
-    print(f"make results: done in {seconds / 60:.1f} min.")
+    start = time.perf_counter()
+    _train("make results")
+    print(f"make results: done in {(time.perf_counter() - start) / 60:.1f} min.")
     return check()
 
 
 def retrain(select: Sequence[str] = (), unverified: bool = False) -> int:
     """``make retrain``: re-derive runs into ``artifacts/retrain`` and write the comparison.
 
-    Without a selection every run of the ledger is retrained. ``select`` names a subset: entry keys
-    (or their first 8 or more characters) and words of registry groups' names (:func:`experiments.jobs`),
-    alternatives separated by commas; ``unverified`` adds every entry that no report has retrained yet
-    (:func:`_selected`). The comparison (``results/VERIFY.md``) is written even when the call is
-    interrupted, for the runs retrained so far; a later call resumes and rewrites it, keeping the
-    earlier report's rows of the runs this folder has not retrained, where they compared the entry
-    as it is now (a report from another machine is evidence, not to be lost).
-
-    Exit status 1 when a run retrained by this call in its ledger entry's environment is not
-    bit-identical (in another environment only the error counts can be compared; the report says so).
+    Without a selection every run of the ledger is retrained; ``select`` and ``unverified`` name a subset
+    (:func:`_selected`). The comparison (``results/VERIFY.md``) is written even when the call is interrupted,
+    for the runs retrained so far; a later call resumes and rewrites it, keeping the earlier report's rows of
+    the runs this folder has not retrained where they compared the entry as it is now (a report from another
+    machine is evidence, not to be lost). Exit status 1 when a run retrained by this call in its ledger
+    entry's environment is not bit-identical (elsewhere only error counts compare; the report says so).
     """
     committed = store.root()
     jobs = _ledger_jobs(committed)  # every run of the ledger in one batch, then the book's steps check them
@@ -90,10 +80,7 @@ def retrain(select: Sequence[str] = (), unverified: bool = False) -> int:
     RETRAIN_DIR.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        if subset is None:
-            _train_everything("make retrain", first=jobs)
-        else:
-            _train_subset(subset)
+        _train("make retrain", jobs if subset is None else subset, everything=subset is None)
     finally:
         fresh = ledger.compare(committed, RETRAIN_DIR)
         old = {r.key: replace(earlier[r.key], entry_trained=r.entry_trained) for r in fresh
@@ -110,14 +97,11 @@ class SelectionError(ValueError):
 
 
 def _selected(jobs: list[Job], select: Sequence[str], unverified: bool) -> list[Job]:
-    """The jobs of ``jobs`` that ``select`` names, the teachers of any student among them, and, with
-    ``unverified``, those no report has retrained.
-
-    ``select`` is read as one text (the shell splits ``RUNS``), alternatives separated by commas. An
-    alternative is entry keys (each its first 8 or more characters) or words that all occur in a
-    registry group's name (case-insensitive): ``third round, fourth`` selects both of the third round's
-    groups and the fourth round's. Only runs of the ledger are selected.
-    """
+    """The jobs of ``jobs`` (runs of the ledger) that ``select`` names, the teachers of any student among
+    them, and, with ``unverified``, those no report has retrained. ``select`` is one text (the shell splits
+    ``RUNS``) of alternatives separated by commas, each entry keys (their first 8 or more characters) or words
+    that all occur in a registry group's name (:func:`experiments.jobs`, case-insensitive): ``third round,
+    fourth`` selects both of the third round's groups and the fourth round's."""
     by_key = {job.key(): job for job in jobs}
     groups = experiments.jobs() if select else {}
     chosen: dict[str, Job] = {}
@@ -141,12 +125,6 @@ def _selected(jobs: list[Job], select: Sequence[str], unverified: bool) -> list[
     return [by_key[key] for key in teachers - set(chosen)] + list(chosen.values())
 
 
-def _train_subset(jobs: list[Job]) -> None:
-    """Train ``jobs`` (and the teachers of any student among them) into the retrain folder."""
-    _train(f"make retrain: {len(jobs)} selected runs into {RETRAIN_DIR} (interrupt and rerun to resume).", jobs,
-           everything=False)
-
-
 def _cost(done: list[ledger.Comparison]) -> list[str]:
     """What the retrained runs cost, whichever calls of ``make retrain`` trained them."""
     times = [r.retrained_seconds for r in done if r.retrained_seconds is not None]
@@ -161,9 +139,8 @@ def _cost(done: list[ledger.Comparison]) -> list[str]:
 
 
 def _by_environment(done: list[ledger.Comparison]) -> list[str]:
-    """The comparisons grouped by environment: in the ledger entry's own environment a run must be
-    bit-identical; in another (other CPU flags, libraries or a GPU) it trains like another seed, so
-    only its error count can be compared, with the error count stored."""
+    """The comparisons by environment: in the ledger entry's own a run must be bit-identical; in another
+    (other CPU flags, libraries or a GPU) it trains like another seed, so only its error count compares."""
     lines = ["| retrained in | runs | identical | same errors | errors differ by (max) |", "| --- | ---: | ---: | ---: | ---: |"]
     for label, same in (("the ledger entry's environment", True), ("another environment", False)):
         group = [r for r in done if bool(r.same_environment) == same]

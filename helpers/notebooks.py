@@ -28,11 +28,10 @@ class ExpressionError(RuntimeError):
 
 
 def execute(path: Path) -> None:
-    """Run a chapter notebook in place as JupyterLab's "Run all" does: each code cell in order and,
-    at each Markdown cell, the prose's ``{eval}`` expressions in the same kernel. Their values go
-    into the cell's metadata as jupyterlab-myst stores them, so the committed notebook shows the
-    numbers in JupyterLab before anyone runs it; an expression the cells above it do not define
-    stops with the chapter, cell and expression."""
+    """Run a chapter notebook in place as JupyterLab's "Run all" does: the code cells in order and, at each
+    Markdown cell, the prose's ``{eval}`` expressions in the same kernel, their values stored in its metadata as
+    jupyterlab-myst does (so the committed notebook shows the numbers before anyone runs it). An expression the
+    cells above do not define stops it with the chapter, cell and expression."""
     import nbformat
     from nbclient import NotebookClient
     from traitlets.config import Config
@@ -56,8 +55,7 @@ def execute(path: Path) -> None:
 
 
 def _evaluate(client: Any, expressions: list[str], where: str) -> list[dict[str, Any]]:
-    """Evaluate ``expressions`` in the client's kernel as jupyterlab-myst does (one execute request
-    with ``user_expressions``), in its metadata format."""
+    """Evaluate ``expressions`` as jupyterlab-myst does (one request with ``user_expressions``), in its format."""
     message = client.kc.execute("", silent=True, store_history=False,
                                 user_expressions={str(i): e for i, e in enumerate(expressions)})
     reply = client.wait_for_reply(message)["content"]
@@ -84,7 +82,7 @@ def stamp(path: Path) -> None:
 
 
 def stamp_of(path: Path) -> dict[str, str]:
-    """What a notebook was executed with (empty if it was never stamped)."""
+    """What a notebook was executed with (empty if never stamped)."""
     return json.loads(path.read_text())["metadata"].get(KEY, {})
 
 

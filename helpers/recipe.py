@@ -28,22 +28,17 @@ def decision_jobs() -> list[Job]:
 
 
 def decision_sweep() -> list[dict[str, Any]]:
-    """Score each option of every open decision, one at a time from :data:`BASELINE`.
-
-    Each option is trained ``profile().sweep_epochs`` epochs on the 80 % part of the
-    training set and scored on the other 20 %, once per seed of ``profile().sweep_seeds``
-    (each seed draws its own split); the errors are summed over seeds.
-    """
-    settings = profile()
-    options = _decision_options()
-    jobs = decision_jobs()
+    """Score each option of every open decision, one at a time from :data:`BASELINE`: trained
+    ``profile().sweep_epochs`` epochs on 80 % of the training set and scored on the other 20 %, once per seed
+    of ``profile().sweep_seeds`` (each seed draws its own split); the errors are summed over seeds."""
+    seeds, options, jobs = profile().sweep_seeds, _decision_options(), decision_jobs()
     names: dict[Job, str] = {}
     for decision, _, label, config, _ in options:  # an option shared by decisions keeps its first name
-        for seed in settings.sweep_seeds:
+        for seed in seeds:
             names.setdefault(Job(config, seed, "holdout"), f"{decision.name}: {label} (seed {seed})")
     results = dict(zip(jobs, run_many(jobs, describe=names.__getitem__)))
     return [{"decision": decision.name, "option": label, "baseline": number == 0, "changes": changes,
-             **holdout_errors([results[Job(config, seed, "holdout")] for seed in settings.sweep_seeds])}
+             **holdout_errors([results[Job(config, seed, "holdout")] for seed in seeds])}
             for decision, number, label, config, changes in options]
 
 
@@ -57,19 +52,15 @@ def chosen_options(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def decision_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What the model chapter quotes about :func:`decision_sweep`: epochs and seeds per option, holdout
     images, the baseline's errors, and how far apart the best and the worst option are."""
-    settings = profile()
     spread = max(r["errors"] for r in rows) - min(r["errors"] for r in rows)
-    return {"sweep_epochs": settings.sweep_epochs, "sweep_seeds": len(settings.sweep_seeds),
+    return {"sweep_epochs": profile().sweep_epochs, "sweep_seeds": len(profile().sweep_seeds),
             "holdout_n": rows[0]["n"], "baseline_errors": rows[0]["errors"], "sweep_spread": spread,
             "sweep_spread_pct": 100 * spread / rows[0]["n"]}
 
 
 def select(rows: list[dict[str, Any]]) -> Config:
     """The configuration made of every decision's chosen option."""
-    changes: dict[str, Any] = {}
-    for row in chosen_options(rows).values():
-        changes.update(row["changes"])
-    return BASELINE.with_(**changes)
+    return BASELINE.with_(**{k: v for row in chosen_options(rows).values() for k, v in row["changes"].items()})
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,7 +69,7 @@ def _paper_config(profile_name: str) -> Config:
 
 
 def paper_config() -> Config:
-    """The paper's recipe with every open decision made on the validation split."""
+    """The paper's recipe with every open decision made on the validation split (kept per profile)."""
     return _paper_config(profile().name)
 
 

@@ -1,15 +1,14 @@
 """The book's own code on its pages: a function's real source, or the lines one configuration uses.
 
-The chapters show the Keras code that builds and trains the network, read from ``helpers/`` with
-:mod:`inspect` when the chapter runs, so that a page cannot drift from the code that trained the
-ledger's runs (the style of *Dive into Deep Learning*: the code, then where it is defined).
+The chapters show the Keras code that builds and trains the network, read from ``helpers/`` with :mod:`inspect`
+when the chapter runs, so that a page cannot drift from the code that trained the ledger's runs (the style of
+*Dive into Deep Learning*: the code, then where it is defined).
 
-A function such as :func:`helpers.model.build_model` serves every chapter, each option behind an
-``if`` on the configuration. :func:`sliced` keeps the lines one configuration uses: an ``if`` whose
-test it decides drops the branch not taken, statements after a taken ``return`` or ``raise`` go,
-and so do assignments of the function's own body whose name nothing kept reads (when their value
-calls nothing). Every line of a slice is a line of the function's source, in order, with nothing
-rewritten.
+A function such as :func:`helpers.model.build_model` serves every chapter, each option behind an ``if`` on the
+configuration. :func:`sliced` keeps the lines one configuration uses: an ``if`` whose test it decides drops the
+branch not taken, statements after a taken ``return`` or ``raise`` go, and so do assignments of the function's
+own body whose name nothing kept reads (when their value calls nothing). Every line of a slice is a line of the
+function's source, in order, with nothing rewritten.
 """
 
 from __future__ import annotations
@@ -34,8 +33,7 @@ def source(obj: Callable[..., Any]) -> str:
 
 
 def _decide(test: ast.expr, namespace: Mapping[str, Any]) -> bool | None:
-    """The truth of an ``if`` test in ``namespace``, or None when the test cannot be decided
-    (it reads a name the namespace lacks, calls something, or fails)."""
+    """The truth of an ``if`` test in ``namespace``; None if it reads a name it lacks, calls something or fails."""
     names = {node.id for node in ast.walk(test) if isinstance(node, ast.Name)}
     if not names <= set(namespace) or any(isinstance(node, ast.Call) for node in ast.walk(test)):
         return None
@@ -51,15 +49,13 @@ class _Slicer:
         self.namespace = namespace
         self.dropped: set[int] = set()  # 1-based line numbers
 
-    def drop(self, first: int, last: int) -> None:
-        """Drop lines ``first``..``last`` and the comment lines right above them."""
-        while first > 1 and self.lines[first - 2].strip().startswith("#"):
-            first -= 1
-        self.dropped.update(range(first, last + 1))
-
-    def drop_statements(self, statements: list[ast.stmt]) -> None:
+    def drop(self, statements: list[ast.stmt]) -> None:
+        """Drop the lines of ``statements`` and the comment lines right above each."""
         for statement in statements:
-            self.drop(statement.lineno, statement.end_lineno or statement.lineno)
+            first = statement.lineno
+            while first > 1 and self.lines[first - 2].strip().startswith("#"):
+                first -= 1
+            self.dropped.update(range(first, (statement.end_lineno or statement.lineno) + 1))
 
     def block(self, statements: list[ast.stmt]) -> bool:
         """Slice a block of statements; True when the kept block always ends in return or raise."""
@@ -72,7 +68,7 @@ class _Slicer:
                         self.dropped.update(range(statement.body[-1].end_lineno + 1, statement.end_lineno + 1))
                     ends = self.block(statement.body)
                 elif taken is False and not statement.orelse:
-                    self.drop(statement.lineno, statement.end_lineno or statement.lineno)
+                    self.drop([statement])
                 else:  # undecided, or an `else` whose lines would need re-indenting: keep both branches
                     self.block(statement.body)
                     self.block(statement.orelse)
@@ -84,7 +80,7 @@ class _Slicer:
                     if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
                         self.block(inner)
             if ends:
-                self.drop_statements(statements[i + 1:])
+                self.drop(statements[i + 1:])
                 return True
         return False
 
@@ -92,8 +88,7 @@ class _Slicer:
         return getattr(node, "lineno", 0) not in self.dropped
 
     def unused_assignments(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
-        """Kept assignments of the function's own body (not inside a block) to a plain name that
-        nothing kept reads, whose value calls nothing."""
+        """Kept assignments of the body (not in a block) to a name nothing kept reads, whose value calls nothing."""
         read = {node.id for node in ast.walk(function) if isinstance(node, ast.Name) and self.kept(node)
                 and isinstance(node.ctx, ast.Load)}
         read |= {node.target.id for node in ast.walk(function)  # `x += 1` reads x
@@ -113,11 +108,8 @@ class _Slicer:
 
 
 def sliced(obj: Callable[..., Any], namespace: Mapping[str, Any]) -> str:
-    """The lines of function ``obj`` that the values in ``namespace`` use (see the module's docstring).
-
-    ``namespace`` names the values the function's ``if`` tests read, e.g. ``{"config": config}``.
-    The docstring goes too: it describes the whole function, not the slice.
-    """
+    """The lines of function ``obj`` that the values in ``namespace`` (what its ``if`` tests read, e.g.
+    ``{"config": config}``) use; the docstring goes too: it describes the whole function, not the slice."""
     code = source(obj)
     tree = ast.parse(code)
     function = tree.body[0]
@@ -126,11 +118,11 @@ def sliced(obj: Callable[..., Any], namespace: Mapping[str, Any]) -> str:
     slicer = _Slicer(code, namespace)
     body = function.body
     if ast.get_docstring(function, clean=False) is not None:
-        slicer.drop_statements(body[:1])
+        slicer.drop(body[:1])
         body = body[1:]
     slicer.block(body)
     while unused := slicer.unused_assignments(function):
-        slicer.drop_statements(unused)
+        slicer.drop(unused)
     lines = [line for number, line in enumerate(slicer.lines, 1) if number not in slicer.dropped]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
     try:
@@ -141,8 +133,8 @@ def sliced(obj: Callable[..., Any], namespace: Mapping[str, Any]) -> str:
 
 
 def excerpt(code: str, first: str, last: str | None = None) -> str:
-    """The lines of ``code`` from the first that starts with ``first`` (indent aside) to the end,
-    or to the next line that starts with ``last``, dedented."""
+    """The lines of ``code`` from the first that starts with ``first`` (indent aside) to the end, or to the next
+    line that starts with ``last``, dedented."""
     lines = code.splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip().startswith(first)), None)
     if start is None:
@@ -156,8 +148,8 @@ def excerpt(code: str, first: str, last: str | None = None) -> str:
 
 
 def listing(code: str, obj: Callable[..., Any], note: str = "") -> Markdown:
-    """A code block of ``code`` (the source of ``obj``, a slice or an excerpt of it), then a line
-    saying where ``obj`` is defined, with a link to its lines in the repository."""
+    """A code block of ``code`` (the source of ``obj``, a slice or an excerpt of it), then where ``obj`` is
+    defined, with a link to its lines in the repository."""
     lines, first = inspect.getsourcelines(obj)
     path = Path(inspect.getsourcefile(obj) or "").resolve().relative_to(REPO).as_posix()
     found = book.repository()

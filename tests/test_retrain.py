@@ -106,7 +106,7 @@ def test_the_exit_status_counts_only_this_calls_runs_in_their_own_environment(tm
     monkeypatch.setattr(ledger_cli.store, "root", lambda: tmp_path)
     monkeypatch.setattr(ledger_cli, "RETRAIN_DIR", tmp_path / "retrain")
     monkeypatch.setattr(ledger_cli, "_ledger_jobs", lambda folder: [])
-    monkeypatch.setattr(ledger_cli, "_train_subset", lambda jobs: None)
+    monkeypatch.setattr(ledger_cli, "_train", lambda label, jobs, everything: None)
     monkeypatch.setattr(ledger_cli, "_selected", lambda jobs, select, unverified: [])
     monkeypatch.setattr(ledger_cli.ledger, "compare", lambda committed, retrained: fresh)
     assert ledger_cli.retrain(["x"]) == 0
