@@ -110,20 +110,16 @@ def run(job: Job, *, progress_every: int | None = None) -> Run:
     entry = find(job, stale_ok=mode != "forbid")
     if entry is not None:
         return load_entry(job, entry, "ledger")
-    from helpers.trainer import build_entry  # TensorFlow: only to train
-    if mode == "ledger":
-        entry, built = write(job, lambda f: build_entry(job, f, progress_every))
-        return load_entry(job, entry, "trained" if built else "ledger")
-    found = cache.lookup("models", job.spec())
-    if found is not None:
+    if mode != "ledger" and (found := cache.lookup("models", job.spec())) is not None:
         return load_entry(job, found, "cache")
     if mode == "forbid":
         raise TrainingForbidden(
             f"The results ledger ({root()}) has no run for {job.describe()} of this configuration "
             f"(key {job.key()}), and training is off ({ENV_TRAINING}=forbid). "
             f"Run `make results` to train what the book needs and add it to the ledger.")
-    entry, _ = cache.get_or_build("models", job.spec(), lambda f: build_entry(job, f, progress_every))
-    return load_entry(job, entry, "trained")
+    from helpers.trainer import build_entry  # TensorFlow: only to train
+    entry, built = _build(job, lambda f: build_entry(job, f, progress_every))
+    return load_entry(job, entry, "ledger" if mode == "ledger" and not built else "trained")
 
 
 def available(job: Job) -> bool:
@@ -153,15 +149,15 @@ def estimate_seconds(job: Job) -> float:
     return rate * job.config.epochs * images
 
 
-def _store(job: Job, files: dict[str, bytes]) -> Path:
-    """Write a run's files (trained elsewhere, e.g. on a Dask worker) where :func:`run` reads them:
-    the ledger (``USPS_TRAINING=ledger``, atomically, with its manifest), else the per-user cache."""
-    def build(folder: Path) -> None:
-        write_files(folder, files)
+def _build(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Build ``job``'s entry where :func:`run` reads it: into the ledger (``USPS_TRAINING=ledger``, atomically,
+    with its manifest), else into the per-user cache."""
+    return write(job, build) if training_mode() == "ledger" else cache.get_or_build("models", job.spec(), build)
 
-    if training_mode() == "ledger":
-        return write(job, build)[0]
-    return cache.get_or_build("models", job.spec(), build)[0]
+
+def _store(job: Job, files: dict[str, bytes]) -> Path:
+    """Write a run's files, trained elsewhere (e.g. on a Dask worker), where :func:`run` reads them."""
+    return _build(job, lambda folder: write_files(folder, files))[0]
 
 
 def run_many(jobs: Sequence[Job], *, workers: int = 2,

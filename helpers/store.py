@@ -63,10 +63,6 @@ class Run:
         return None if self.noisy is None else int((self.noisy[data.NOISE_LEVELS.index(level)] != self.labels).sum())
 
     @property
-    def built(self) -> bool:
-        return self.source == "trained"
-
-    @property
     def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
 
