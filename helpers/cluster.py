@@ -166,21 +166,6 @@ def unpack(payload: bytes) -> tuple[np.ndarray, ...]:
         return tuple(stored[f"arr_{i}"] for i in range(len(stored.files)))
 
 
-def _worker() -> Any:
-    """The Dask worker this code runs on, or ``None``."""
-    try:
-        from distributed import get_worker
-
-        return get_worker()
-    except (ImportError, ValueError):
-        return None
-
-
-def _where() -> str:
-    """This worker's address, or the host name outside a Dask worker."""
-    return worker.address if (worker := _worker()) is not None else platform.node()
-
-
 _TRAINER: list[int] = []  # the thread that trains on this worker
 
 
@@ -217,21 +202,28 @@ def train_on_worker(build: Callable[..., dict[str, bytes]], code_of: Callable[[A
     (:func:`helpers.trainer.entry_files`) and return the entry's files as bytes."""
     import threading
 
-    threads = worker.state.nthreads if (worker := _worker()) is not None else 1
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker
+        worker = None
+    where = worker.address if worker is not None else platform.node()
+    threads = worker.state.nthreads if worker is not None else 1
     if threads != 1:
-        raise WorkerRefused(f"The Dask worker {_where()} runs {threads} threads: runs train bit-identically only "
-                           f"one per process. Start workers with `--nthreads 1` (and `--nworkers` per core).")
+        raise WorkerRefused(f"The Dask worker {where} runs {threads} threads: runs train bit-identically only "
+                            f"one per process. Start workers with `--nthreads 1` (and `--nworkers` per core).")
     _TRAINER[:] = [threading.get_ident()]
     _own_random()
     here = code_of(job.config)
     if here != code:
         raise CodeMismatch(
-            f"The Dask worker {_where()} (host {platform.node()}) runs other code than the client: its code "
+            f"The Dask worker {where} (host {platform.node()}) runs other code than the client: its code "
             f"hash for this configuration is {here}, the client's is {code}, so it refuses {job.describe()} "
             f"(key {key}): its run would not be the ledger's run. Install the client's commit of the project "
             f"and its requirements on that machine (`pip install -r requirements.txt`) and restart its worker.")
     files = build(job, unpack(payload), key=key, checksums=checksums)
-    return {"files": files, "worker": _where()}
+    return {"files": files, "worker": where}
 
 
 # ----------------------------------------------------------------- the client side
@@ -247,23 +239,21 @@ def duration(seconds: float) -> str:
 def train(missing: Sequence[Any], *, arrays: Callable[[Any], Sequence[np.ndarray]],
           code_of: Callable[[Any], str], build: Callable[..., dict[str, bytes]],
           store: Callable[[Any, dict[str, bytes]], Path], estimate: Callable[[Any], float],
-          total: int | None = None, workers: int = 2, describe: Callable[[Any], str] | None = None) -> None:
+          total: int, workers: int, describe: Callable[[Any], str]) -> None:
     """Train ``missing`` on the cluster (see the module) and ``store`` each run as it finishes.
     :func:`helpers.runs.run_many` says how: ``build`` is the worker-side training, ``estimate`` in seconds."""
     from distributed import as_completed
 
-    describe = describe or (lambda job: job.describe())
     estimates = {job: estimate(job) for job in missing}
     queue = sorted(missing, key=lambda j: -estimates[j])  # longest first: the last round is the shortest
     c = client(workers)
-    where = address() or "this machine"
     threads = max(1, sum(c.nthreads().values()))
     try:  # the dashboard, when the scheduler can serve one
         has_bokeh = c.run_on_scheduler(lambda: __import__("importlib.util").util.find_spec("bokeh") is not None)
         link = c.dashboard_link if has_bokeh else None
     except Exception:  # noqa: BLE001 - a missing dashboard is not an error
         link = None
-    print(f"Training {len(missing)} of {total or len(missing)} runs on the Dask cluster at {where} "
+    print(f"Training {len(missing)} of {total} runs on the Dask cluster at {address() or 'this machine'} "
           f"({threads} one-thread workers{', dashboard ' + link if link else ''}), about "
           f"{duration(sum(estimates.values()) / min(threads, len(missing)))}; the others are stored.", flush=True)
     if not c.nthreads():
