@@ -203,11 +203,9 @@ def _environment_labels() -> dict[str, str]:
 def environments() -> "pd.DataFrame":
     """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`), with the
     number of runs it trained."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries():
-        env = record(entry)["environment"]
-        found.setdefault(_environment_key(env), []).append(env)
-    rows = [{"environment": label, **found[key][0], "runs": len(found[key])}
+    envs = [record(entry)["environment"] for entry in entries()]
+    keys = [_environment_key(env) for env in envs]
+    rows = [{"environment": label, **envs[keys.index(key)], "runs": keys.count(key)}
             for key, label in _environment_labels().items()]
     return pd.DataFrame(rows).set_index("environment") if rows else pd.DataFrame()
 
