@@ -63,10 +63,8 @@ def lookup(kind: str, spec: dict[str, Any], root: Path | None = None) -> Path | 
 def get_or_build(kind: str, spec: dict[str, Any], build: Callable[[Path], None],
                  root: Path | None = None, accept: Callable[[Path], bool] | None = None) -> tuple[Path, bool]:
     """``(entry, built)``: the intact entry of ``spec``, built if needed (also when ``accept`` refuses it: stale).
-
     ``build(folder)`` writes the entry's files into an empty temporary folder. If it raises, or the
-    process dies, nothing is left that a later call would accept.
-    """
+    process dies, nothing is left that a later call would accept."""
     entry = entry_path(kind, spec, root)
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):

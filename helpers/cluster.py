@@ -1,9 +1,8 @@
 """Training runs on Dask distributed: an embedded cluster on this machine, or any scheduler.
 
-:func:`helpers.runs.run_many` (and through it ``make results`` and ``make retrain``) hands the runs it
-lacks to :func:`train`. They go to the Dask scheduler named by ``USPS_CLUSTER`` (``make results
-CLUSTER=tcp://host:8786``), else to an embedded ``LocalCluster`` of one-thread worker processes on this
-machine, started on first need and kept until the process ends.
+:func:`helpers.runs.run_many` (``make results``, ``make retrain``) hands the runs it lacks to :func:`train`,
+for the scheduler named by ``USPS_CLUSTER`` (``make results CLUSTER=tcp://host:8786``), else for an embedded
+``LocalCluster`` of one-thread worker processes on this machine, kept until the process ends.
 
 The client sends each run its :class:`~helpers.job.Job`, its key, the data's checksums, the client's
 code hash and the run's arrays (about 2.5 MB compressed), so a worker needs the project's environment

@@ -211,11 +211,9 @@ def environments() -> "pd.DataFrame":
 
 
 def report_rows(report: Path) -> dict[str, Comparison]:
-    """The retrained rows of a ``make retrain`` report (``VERIFY.md``'s per-run table), by entry key.
-
-    A row names the ledger entry it compared by the entry's training time; rows of reports written before
-    that column existed get ``<`` the report's own time, which :func:`carried` reads as "trained before then".
-    """
+    """The retrained rows of a ``make retrain`` report (``VERIFY.md``'s per-run table), by entry key. A row
+    names the ledger entry it compared by the entry's training time; rows of reports written before that
+    column existed get ``<`` the report's own time, which :func:`carried` reads as "trained before then"."""
     rows: dict[str, Comparison] = {}
     if not report.is_file():
         return rows

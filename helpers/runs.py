@@ -78,12 +78,10 @@ def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> 
 def derived(name: str, compute: Callable[[], Any]) -> Any:
     """``compute()``, a result derived from the ledger alone (``name``), computed once for every process.
 
-    With ``USPS_TRAINING=forbid`` nothing is trained: every run is read from the ledger (or from a per-user
-    cache entry named by its job, code hash and environment, which never changes), so the result is
-    determined by the code (:data:`helpers.job.CODE_STAMP`), the libraries' versions, the profile and the
-    ledger's files (hashed here). It is kept in the per-user cache under these, so the chapters' kernels and
-    the command line compute it once between them; a result computed while the code or the ledger changed
-    is not kept. In the other modes a run may be trained, so it is computed.
+    With ``USPS_TRAINING=forbid`` nothing is trained (a run the ledger lacks is read from a per-user cache
+    entry, which never changes), so the result is determined by the code, the libraries' versions, the
+    profile and the ledger's files: it is kept in the per-user cache under these, unless the code or the
+    ledger changed while it was computed. In the other modes a run may be trained, so it is computed.
     """
     if training_mode() != "forbid":
         return compute()
@@ -105,7 +103,7 @@ def derived(name: str, compute: Callable[[], Any]) -> Any:
 
 
 def run(job: Job, *, progress_every: int | None = None) -> Run:
-    """The result of ``job`` (see the module)."""
+    """The result of ``job``: from the ledger, else the cache, else trained now (see the module)."""
     mode = training_mode()
     entry = find(job, stale_ok=mode != "forbid")
     if entry is not None:
