@@ -22,7 +22,7 @@ from helpers import cache
 from helpers.data import sha256_of
 from helpers.job import Job
 from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
-                           root, stale_reason, pool_weights, pooled_weights, write_manifest)
+                           root, stale_reason, pooled_weights, write_atomic, write_manifest)
 
 
 def _list_weights(entry: Path) -> None:
@@ -49,7 +49,7 @@ def keep_weights(jobs: Iterable[Job]) -> list[str]:
         pool = pooled_weights(job.key(), record(entry)["code"])
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
-            pool_weights(pool, entry_files(job, training_arrays(job))[WEIGHTS])
+            write_atomic(pool, entry_files(job, training_arrays(job))[WEIGHTS])
         shutil.copy(pool, entry / WEIGHTS)
         try:
             load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model
@@ -67,16 +67,13 @@ def drop_weights(keep: Iterable[Job]) -> list[str]:
     """Remove the stored weights of every entry but those of ``keep`` (a chapter no longer needs
     them, e.g. after the cross-validated choice changed); return the keys whose weights went."""
     wanted = {job.key() for job in keep}
-    dropped = []
-    for entry in entries():
-        if entry.name in wanted or not (entry / WEIGHTS).is_file():
-            continue
+    dropped = [entry for entry in entries() if entry.name not in wanted and (entry / WEIGHTS).is_file()]
+    for entry in dropped:
         (entry / WEIGHTS).unlink()
         _list_weights(entry)
-        dropped.append(entry.name)
     if dropped:
         write_manifest(root())
-    return dropped
+    return [entry.name for entry in dropped]
 
 
 def drop_unused(keep: set[str]) -> list[str]:

@@ -174,14 +174,9 @@ def find(job: Job, *, stale_ok: bool = False, quiet: bool = False) -> Path | Non
     return None
 
 
-def pool_weights(path: Path, weights: bytes) -> None:
-    """Write a run's weights to its place in the pool (:func:`pooled_weights`), atomically."""
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write ``path`` (making its folder) so that a write killed half-way leaves no file there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _replace(path, weights)
-
-
-def _replace(path: Path, content: bytes) -> None:
-    """Write ``path`` atomically: a write killed half-way leaves no file there."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(content)
     os.replace(tmp, path)
@@ -200,7 +195,7 @@ def write(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
     def build_without_weights(tmp: Path) -> None:
         build(tmp)
         # Weights go to the per-user pool; `ledger.keep_weights` moves the few the book needs in.
-        pool_weights(pooled_weights(job.key(), record(tmp)["code"]), (tmp / WEIGHTS).read_bytes())
+        write_atomic(pooled_weights(job.key(), record(tmp)["code"]), (tmp / WEIGHTS).read_bytes())
         (tmp / WEIGHTS).unlink()
 
     entry, built = cache.get_or_build(KIND, job.identity(), build_without_weights, folder,
@@ -224,5 +219,5 @@ def write_manifest(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".manifest.lock")):
         files = {str(p.relative_to(folder)): sha256_of(p) for p in ledger_files(folder)}
-        _replace(folder / MANIFEST, (json.dumps({"files": files}, indent=1, sort_keys=True) + "\n").encode())
+        write_atomic(folder / MANIFEST, (json.dumps({"files": files}, indent=1, sort_keys=True) + "\n").encode())
     return folder / MANIFEST

@@ -22,8 +22,8 @@ from helpers import data
 from helpers._tf import keras, tf
 from helpers.job import Job, arrays, code_hash, environment
 from helpers.model import build_model
-from helpers.store import (KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, pool_weights, pooled_weights,
-                           record, root, write_files)
+from helpers.store import (KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, pooled_weights, record,
+                           root, write_atomic, write_files)
 from helpers.train import _predict, fit, predict_tta, predict_tta_rotations, soft_targets
 
 
@@ -61,7 +61,7 @@ def teacher_model(result: Run) -> keras.Model:
         if not pool.is_file():
             print(f"Retraining teacher {result.key} ({result.job.describe()}): its weights are not stored here.",
                   flush=True)
-            pool_weights(pool, entry_files(result.job, arrays(result.job))[WEIGHTS])
+            write_atomic(pool, entry_files(result.job, arrays(result.job))[WEIGHTS])
         return load_model(result, weights=pool, check=False)
     return load_model(result)
 
