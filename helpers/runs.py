@@ -63,16 +63,10 @@ def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> 
     if mode == "forbid" and cache.lookup(kind, spec) is None:
         raise TrainingForbidden(f"The results ledger has no {kind} entry for {spec.get('method', spec)}; "
                                       f"run `make results`.")
-
-    def build(folder: Path) -> None:
-        (folder / "result.json").write_text(json.dumps(compute(), indent=1))
-
-    if mode == "ledger":
-        entry, built = cache.get_or_build(kind, spec, build, root())
-        if built:
-            write_manifest(root())
-        return json.loads((entry / "result.json").read_text())
-    return cache.cached_json(kind, spec, compute)
+    value = cache.cached_json(kind, spec, compute, root() if mode == "ledger" else None)
+    if mode == "ledger":  # the entry is new: the ledger lacked it
+        write_manifest(root())
+    return value
 
 
 def derived(name: str, compute: Callable[[], Any]) -> Any:
