@@ -11,13 +11,10 @@ Foundations:
 
 Training and its evidence:
 
-- :mod:`helpers.model`: the paper's convolutional network and the book's layers.
-- :mod:`helpers.train`: fit and predict (the training core).
-- :mod:`helpers.codehash`: what determines a trained model: the code hash.
-- :mod:`helpers.job`: what names a run (a configuration, a seed, a split) and the images it uses.
-- :mod:`helpers.store`: a run's entry in the results ledger, and the ledger's lookup.
-- :mod:`helpers.cluster`: Dask distributed, embedded or at ``USPS_CLUSTER``'s scheduler.
-- :mod:`helpers.trainer`: training a job into its entry, and a stored run's model (the TensorFlow side of a run).
+- :mod:`helpers.model`: the network; :mod:`helpers.train`: fit and predict (the training core).
+- :mod:`helpers.codehash`, :mod:`helpers.job`: what names a run, and what determines its model (the code hash).
+- :mod:`helpers.store`: a run's entry in the results ledger; :mod:`helpers.cluster`: training on Dask.
+- :mod:`helpers.trainer`: the TensorFlow side of a run (training it, a stored run's model).
 - :mod:`helpers.runs`: where a result comes from (ledger -> cache -> training); reading needs no TensorFlow.
 - :mod:`helpers.recipe`: the paper's open choices, made on holdout splits.
 - :mod:`helpers.baselines`: k-nearest neighbours, logistic regression, an RBF SVM.

@@ -1,8 +1,7 @@
 """Import TensorFlow and Keras without the C++ start-up messages reaching cell outputs.
 
-TensorFlow's native logging writes straight to file descriptor 2 while it loads, and
-Jupyter copies that descriptor into the first cell that imports it. The import runs
-with that descriptor pointed at ``/dev/null``; Python errors still raise normally.
+TensorFlow's native logging writes straight to file descriptor 2 while it loads, and Jupyter copies that
+descriptor into the first cell that imports it: the import runs with it pointed at ``/dev/null``.
 """
 
 from __future__ import annotations

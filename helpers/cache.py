@@ -1,12 +1,11 @@
 """An on-disk cache whose entries are written atomically, checksummed and locked.
 
-An entry is a folder named by the hash of a *spec*: a JSON-able dictionary of
-everything that determines its content. It is built in a temporary folder, a
-``manifest.json`` with the SHA-256 of every file is written last, and only then is
-the folder renamed into place. A reader accepts an entry only when its manifest is
-there and every checksum matches, so a build killed half-way or a file altered
-afterwards is never read back: it is reported and rebuilt. A file lock per entry
-keeps two processes from building the same entry at once.
+An entry is a folder named by the hash of a *spec*, a JSON-able dictionary of everything that
+determines its content. It is built in a temporary folder, a ``manifest.json`` with the SHA-256 of
+every file is written last, and only then is the folder renamed into place. A reader accepts an entry
+only when its manifest is there and every checksum matches, so a build killed half-way or a file
+altered afterwards is never read back: it is reported and rebuilt. A file lock per entry keeps two
+processes from building the same entry at once.
 """
 
 from __future__ import annotations
@@ -30,9 +29,7 @@ MANIFEST = "manifest.json"
 
 
 def key_of(spec: dict[str, Any]) -> str:
-    """A short stable hash of a spec."""
-    text = json.dumps(spec, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def problem(entry: Path) -> str | None:
@@ -54,24 +51,20 @@ def problem(entry: Path) -> str | None:
 
 
 def entry_path(kind: str, spec: dict[str, Any], root: Path | None = None) -> Path:
-    """Where the entry of ``spec`` lives (it may not exist)."""
     return (root or cache_root()) / kind / key_of(spec)
 
 
 def lookup(kind: str, spec: dict[str, Any], root: Path | None = None) -> Path | None:
-    """The entry of ``spec`` if it is complete and intact, else ``None``."""
+    """The entry of ``spec`` if it is complete and intact."""
     entry = entry_path(kind, spec, root)
     return entry if entry.is_dir() and problem(entry) is None else None
 
 
 def get_or_build(kind: str, spec: dict[str, Any], build: Callable[[Path], None],
                  root: Path | None = None, accept: Callable[[Path], bool] | None = None) -> tuple[Path, bool]:
-    """Return ``(entry, built)``: the intact entry of ``spec``, building it if needed.
-
-    ``build(folder)`` writes the entry's files into an empty temporary folder. If it
-    raises, or the process dies, nothing is left that a later call would accept. An intact
-    entry that ``accept`` refuses (a stale one) is rebuilt too.
-    """
+    """``(entry, built)``: the intact entry of ``spec``, built if needed (also when ``accept`` refuses it: stale).
+    ``build(folder)`` writes the entry's files into an empty temporary folder. If it raises, or the
+    process dies, nothing is left that a later call would accept."""
     entry = entry_path(kind, spec, root)
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):
@@ -105,21 +98,21 @@ class _NotKept(Exception):
 
 
 def cached_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any], root: Path | None = None, *,
-                still_valid: Callable[[], bool] | None = None, keep: int | None = None) -> Any:
+                still_valid: Callable[[], bool] | None = None) -> Any:
     """``compute()``'s JSON-able result, cached under ``spec``.
 
     ``still_valid()`` is asked once ``compute()`` has run: when it says no (what the spec names changed
     meanwhile, e.g. the code under a long-lived process), the result is returned and not kept.
-    ``keep``: after a build, only the ``keep`` newest entries of ``kind`` are kept (:func:`prune`).
     """
-    return _cached(kind, spec, compute, root, still_valid, keep, "result.json",
+    return _cached(kind, spec, compute, root, still_valid, None, "result.json",
                    lambda value: json.dumps(value, indent=1).encode(), json.loads)
 
 
-def cached_pickle(kind: str, spec: dict[str, Any], compute: Callable[[], Any], root: Path | None = None, *,
+def cached_pickle(kind: str, spec: dict[str, Any], compute: Callable[[], Any], *,
                   still_valid: Callable[[], bool] | None = None, keep: int | None = None) -> Any:
-    """``compute()``'s result (objects of this package), pickled under ``spec`` (as :func:`cached_json`)."""
-    return _cached(kind, spec, compute, root, still_valid, keep, "result.pickle",
+    """``compute()``'s result (objects of this package), pickled under ``spec`` (as :func:`cached_json`);
+    after a build, only the ``keep`` newest entries of ``kind`` are kept (:func:`prune`)."""
+    return _cached(kind, spec, compute, None, still_valid, keep, "result.pickle",
                    lambda value: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), pickle.loads)
 
 
@@ -153,7 +146,7 @@ def prune(folder: Path, keep: int) -> None:
     def built(entry: Path) -> float:
         try:
             return entry.stat().st_mtime
-        except OSError:
+        except OSError:  # removed meanwhile
             return 0.0
 
     found = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=built,

@@ -1,24 +1,18 @@
 """Training runs on Dask distributed: an embedded cluster on this machine, or any scheduler.
 
-:func:`helpers.runs.run_many` (and through it ``make results`` and ``make retrain``) hands
-the runs it lacks to :func:`train`. They go to the Dask scheduler named by ``USPS_CLUSTER``
-(``make results CLUSTER=tcp://host:8786``), else to an embedded ``LocalCluster`` of
-one-thread worker processes on this machine, started on first need and kept until the
-process ends (nothing starts it when every run is stored).
+:func:`helpers.runs.run_many` (``make results``, ``make retrain``) hands the runs it lacks to :func:`train`,
+for the scheduler named by ``USPS_CLUSTER`` (``make results CLUSTER=tcp://host:8786``), else for an embedded
+``LocalCluster`` of one-thread worker processes on this machine, kept until the process ends.
 
-What travels: the client sends each run its :class:`~helpers.job.Job` (configuration, seed,
-split), its key, the data's checksums, the client's code hash and the run's arrays (the images
-and labels :func:`~helpers.job.arrays` gives, about 2.5 MB compressed), so a worker needs the
-project's environment and nothing else: no data folder, no shared filesystem, and it writes no
-file. It refuses a run when its own code hash differs from the client's (:class:`CodeMismatch`),
-trains it, and returns the entry's files as bytes (record with the worker's environment and host,
-predictions, weights). Only the client writes them, atomically, into the ledger
-(:func:`helpers.runs.write`) or the per-user cache. Each run's arrays are part of its task, so
-when a worker dies in the middle of a run the scheduler gives the run to another worker.
+The client sends each run its :class:`~helpers.job.Job`, its key, the data's checksums, the client's
+code hash and the run's arrays (about 2.5 MB compressed), so a worker needs the project's environment
+and nothing else: no data folder, no shared filesystem, and it writes no file. It refuses a run when its
+own code hash differs from the client's (:class:`CodeMismatch`), trains it, and returns the entry's files
+as bytes. Only the client writes them, atomically, into the ledger or the per-user cache. The arrays are
+part of the task, so when a worker dies in the middle of a run the scheduler gives the run to another.
 
-Progress: one line per finished run, with the elapsed time and an estimate of the time left,
-and the dashboard's address when there is one (it needs ``bokeh``, which the project does not
-install: ``pip install bokeh``).
+Progress: one line per finished run, with the elapsed time and an estimate of the time left, and the
+dashboard's address when there is one (it needs ``bokeh``, which the project does not install).
 """
 
 from __future__ import annotations
@@ -44,8 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
 ENV_CLUSTER = "USPS_CLUSTER"
-#: How long to wait for a named scheduler to answer before saying so.
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 5.0  # seconds
 
 _CLIENT: "Client | None" = None
 _CLUSTER: Any = None  # the embedded LocalCluster, when the client is its
@@ -69,9 +62,8 @@ WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin
 
 
 def dask_setup(service: Any) -> None:
-    """``dask worker ... --preload-nanny helpers.cluster``: the nanny starts its worker processes
-    without the variables of :data:`NANNY_ENVIRON` and with :data:`WORKER_CONFIG`, as the embedded
-    cluster does."""
+    """``dask worker ... --preload-nanny helpers.cluster``: the nanny starts its worker processes as the
+    embedded cluster does, without :data:`NANNY_ENVIRON` and with :data:`WORKER_CONFIG`."""
     import dask
 
     for name in NANNY_ENVIRON:
@@ -88,7 +80,7 @@ class ClusterUnavailable(RuntimeError):
 
 
 class WorkerRefused(RuntimeError):
-    """A worker cannot train the ledger's runs as they were trained (the message says why)."""
+    """A worker cannot train the ledger's runs as they were trained."""
 
 
 class CodeMismatch(WorkerRefused):
@@ -96,7 +88,7 @@ class CodeMismatch(WorkerRefused):
 
 
 def address() -> str | None:
-    """The scheduler named by ``USPS_CLUSTER`` (``make ... CLUSTER=``), or ``None`` for the embedded cluster."""
+    """The scheduler named by ``USPS_CLUSTER``, or ``None`` for the embedded cluster."""
     value = os.environ.get(ENV_CLUSTER, "").strip()
     return value or None
 
@@ -107,35 +99,29 @@ def how_to_start(addr: str) -> str:
             f"(`pip install -r requirements.txt`)")
 
 
-def connect(addr: str) -> "Client":
-    """A client of the scheduler at ``addr``; :class:`ClusterUnavailable` when it does not answer in time."""
-    from distributed import Client
-
-    start = time.perf_counter()
-    try:
-        return Client(addr, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterUnavailable(
-            f"No Dask scheduler answers at {addr} ({ENV_CLUSTER}, or CLUSTER= for make) after "
-            f"{time.perf_counter() - start:.0f} s ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            f"Check the address, or {how_to_start(addr)}. Leave {ENV_CLUSTER} empty to train on this machine."
-        ) from None
-
-
 def client(workers: int = 2) -> "Client":
-    """The client runs are submitted to: of the scheduler named by ``USPS_CLUSTER``, else of an
-    embedded cluster of ``workers`` one-thread worker processes on this machine (kept for later calls)."""
+    """The client of the scheduler named by ``USPS_CLUSTER``, else of an embedded cluster of ``workers``
+    one-thread worker processes on this machine (kept for later calls)."""
     global _CLIENT, _CLUSTER, _TARGET
     addr = address()
     target = addr or f"embedded:{workers}"
     if _CLIENT is not None and _TARGET == target and _CLIENT.status == "running":
         return _CLIENT
     close()
-    if addr:
-        _CLIENT = connect(addr)
-    else:
-        from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster
 
+    if addr:
+        start = time.perf_counter()
+        try:
+            _CLIENT = Client(addr, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise ClusterUnavailable(
+                f"No Dask scheduler answers at {addr} ({ENV_CLUSTER}, or CLUSTER= for make) after "
+                f"{time.perf_counter() - start:.0f} s ({type(exc).__name__}: {first}). "
+                f"Check the address, or {how_to_start(addr)}. Leave {ENV_CLUSTER} empty to train on this machine."
+            ) from None
+    else:
         import dask
 
         # One-thread worker processes: the fastest layout measured on two cores, and the thread
@@ -153,7 +139,6 @@ def client(workers: int = 2) -> "Client":
 
 
 def close() -> None:
-    """Close the client, and the embedded cluster if this process started one."""
     global _CLIENT, _CLUSTER, _TARGET
     if _CLIENT is not None:
         _CLIENT.close()
@@ -163,15 +148,6 @@ def close() -> None:
 
 
 atexit.register(close)
-
-
-def dashboard(c: "Client") -> str | None:
-    """The dashboard's address, when the scheduler can serve one (it needs bokeh there)."""
-    try:
-        has_bokeh = c.run_on_scheduler(lambda: __import__("importlib.util").util.find_spec("bokeh") is not None)
-        return c.dashboard_link if has_bokeh else None
-    except Exception:  # noqa: BLE001 - a missing dashboard is not an error
-        return None
 
 
 # ------------------------------------------------------------------ what travels
@@ -189,33 +165,16 @@ def unpack(payload: bytes) -> tuple[np.ndarray, ...]:
         return tuple(stored[f"arr_{i}"] for i in range(len(stored.files)))
 
 
-def _worker() -> Any:
-    """The Dask worker this code runs on, or ``None`` outside one."""
-    try:
-        from distributed import get_worker
-
-        return get_worker()
-    except (ImportError, ValueError):
-        return None
-
-
-def _where() -> str:
-    """This worker's address, or the host name outside a Dask worker."""
-    return worker.address if (worker := _worker()) is not None else platform.node()
-
-
 _TRAINER: list[int] = []  # the thread that trains on this worker
 
 
 def _own_random() -> None:
     """Give the training thread Python's global random generator to itself (on a worker, once).
 
-    ``keras.utils.set_random_seed`` seeds the global generator of :mod:`random`, and Keras then draws
-    the seeds of the model's initializers and dropout from it. On a Dask worker the event loop runs
-    in another thread of the same process and draws from it too (``dask.sizeof`` samples with
-    ``random.sample``): a draw between seeding and building the model changes the model, and the run
-    is no longer bit-identical to the same run trained alone. From here on, every thread but the
-    training one draws from a generator of its own.
+    ``keras.utils.set_random_seed`` seeds the global generator of :mod:`random`, and Keras then draws the
+    seeds of the model's initializers and dropout from it. On a Dask worker the event loop runs in another
+    thread and draws from it too (``dask.sizeof`` samples with ``random.sample``): a draw between seeding
+    and building the model changes the model. From here on, every other thread draws from its own generator.
     """
     import random
     import threading
@@ -238,25 +197,32 @@ def _own_random() -> None:
 
 def train_on_worker(build: Callable[..., dict[str, bytes]], code_of: Callable[[Any], str], job: Any,
                     payload: bytes, code: str, key: str, checksums: dict[str, str]) -> dict[str, Any]:
-    """On a worker: check the code hash (``code_of(job.config)``), train ``job`` on the sent arrays with
-    ``build`` (:func:`helpers.trainer.entry_files`) and return the entry's files as bytes."""
+    """On a worker: check the code hash, train ``job`` on the sent arrays with ``build``
+    (:func:`helpers.trainer.entry_files`) and return the entry's files as bytes."""
     import threading
 
-    threads = worker.state.nthreads if (worker := _worker()) is not None else 1
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker
+        worker = None
+    where = worker.address if worker is not None else platform.node()
+    threads = worker.state.nthreads if worker is not None else 1
     if threads != 1:
-        raise WorkerRefused(f"The Dask worker {_where()} runs {threads} threads: runs train bit-identically only "
-                           f"one per process. Start workers with `--nthreads 1` (and `--nworkers` per core).")
+        raise WorkerRefused(f"The Dask worker {where} runs {threads} threads: runs train bit-identically only "
+                            f"one per process. Start workers with `--nthreads 1` (and `--nworkers` per core).")
     _TRAINER[:] = [threading.get_ident()]
     _own_random()
     here = code_of(job.config)
     if here != code:
         raise CodeMismatch(
-            f"The Dask worker {_where()} (host {platform.node()}) runs other code than the client: its code "
+            f"The Dask worker {where} (host {platform.node()}) runs other code than the client: its code "
             f"hash for this configuration is {here}, the client's is {code}, so it refuses {job.describe()} "
             f"(key {key}): its run would not be the ledger's run. Install the client's commit of the project "
             f"and its requirements on that machine (`pip install -r requirements.txt`) and restart its worker.")
     files = build(job, unpack(payload), key=key, checksums=checksums)
-    return {"files": files, "worker": _where()}
+    return {"files": files, "worker": where}
 
 
 # ----------------------------------------------------------------- the client side
@@ -272,23 +238,21 @@ def duration(seconds: float) -> str:
 def train(missing: Sequence[Any], *, arrays: Callable[[Any], Sequence[np.ndarray]],
           code_of: Callable[[Any], str], build: Callable[..., dict[str, bytes]],
           store: Callable[[Any, dict[str, bytes]], Path], estimate: Callable[[Any], float],
-          total: int | None = None, workers: int = 2, describe: Callable[[Any], str] | None = None) -> None:
-    """Train ``missing`` on the cluster (see the module) and store each run as it finishes.
-
-    The caller (:func:`helpers.runs.run_many`) says how: ``arrays(job)`` the images a run trains on and
-    predicts, ``code_of(config)`` the code hash, ``build`` the worker-side training that returns the
-    entry's files, ``store(job, files)`` where the client writes them, ``estimate(job)`` its seconds.
-    """
+          total: int, workers: int, describe: Callable[[Any], str]) -> None:
+    """Train ``missing`` on the cluster (see the module) and ``store`` each run as it finishes.
+    :func:`helpers.runs.run_many` says how: ``build`` is the worker-side training, ``estimate`` in seconds."""
     from distributed import as_completed
 
-    describe = describe or (lambda job: job.describe())
     estimates = {job: estimate(job) for job in missing}
     queue = sorted(missing, key=lambda j: -estimates[j])  # longest first: the last round is the shortest
     c = client(workers)
-    where = address() or "this machine"
     threads = max(1, sum(c.nthreads().values()))
-    link = dashboard(c)
-    print(f"Training {len(missing)} of {total or len(missing)} runs on the Dask cluster at {where} "
+    try:  # the dashboard, when the scheduler can serve one
+        has_bokeh = c.run_on_scheduler(lambda: __import__("importlib.util").util.find_spec("bokeh") is not None)
+        link = c.dashboard_link if has_bokeh else None
+    except Exception:  # noqa: BLE001 - a missing dashboard is not an error
+        link = None
+    print(f"Training {len(missing)} of {total} runs on the Dask cluster at {address() or 'this machine'} "
           f"({threads} one-thread workers{', dashboard ' + link if link else ''}), about "
           f"{duration(sum(estimates.values()) / min(threads, len(missing)))}; the others are stored.", flush=True)
     if not c.nthreads():

@@ -1,17 +1,13 @@
 """Code read for what it does, not how it is written: the normalised form that the code hash hashes.
 
-:func:`helpers.job.code_hash` names the code that determines a trained model. It hashes each
-function or class of the training core (and a configuration's own layers and losses) by its name
-and its *normalised* source (:func:`normalise`): the syntax tree with every docstring removed
-(the first statement of a module, class or function when it is a string), so that comments,
-docstrings, blank lines, line breaks and quotes do not count, and a change to what the code does
-(a constant, an argument, a statement) does. The functions are listed by name in sorted order
-(:func:`fingerprint`), not by file or line: a function moved into another module keeps its hash.
+:func:`helpers.job.code_hash` hashes each function or class of the training core (and a configuration's
+own layers and losses) by its name and its syntax tree without docstrings (:func:`normalise`): comments,
+docstrings, blank lines, line breaks and quotes do not count; a changed constant, argument or statement
+does. The functions are listed by name in sorted order (:func:`fingerprint`), not by file or line: a
+function moved into another module keeps its hash.
 
-The tree is written out by :func:`dump`, which is :func:`ast.dump` (fields named, no line
-numbers) with the fields that are empty or ``None`` left out, so that one function gives the
-same text on every Python the book supports: Python 3.12 added ``type_params=[]`` to every
-function and class, and 3.13's :func:`ast.dump` leaves out empty fields on its own.
+:func:`dump` writes the tree the same on every Python the book supports: Python 3.12 added
+``type_params=[]`` to every function and class, and 3.13's :func:`ast.dump` leaves out empty fields.
 """
 
 from __future__ import annotations
@@ -38,8 +34,7 @@ def strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 def dump(node: Any) -> str:
-    """The tree as :func:`ast.dump` writes it with ``annotate_fields=True, include_attributes=False``,
-    but without the fields that are ``None`` or empty (the same text on Python 3.10 to 3.13)."""
+    """:func:`ast.dump` with fields named and no line numbers, without the fields that are ``None`` or empty."""
     if isinstance(node, ast.AST):
         literal = isinstance(node, (ast.Constant, ast.MatchSingleton))  # their value None is the constant None
         fields = [f"{name}={dump(value)}" for name, value in ast.iter_fields(node)
@@ -55,20 +50,18 @@ def normalise(source: str) -> str:
     return dump(strip_docstrings(ast.parse(textwrap.dedent(source))))
 
 
-def name_of(obj: Any) -> str:
-    """The name a function, class or module is hashed under: its own name, without its module."""
-    return obj.__name__.rpartition(".")[2]
+def _by_name(sources: Iterable[tuple[str, str]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, source in sources:
+        if name in found:
+            raise ValueError(f"two hashed objects are named {name!r}: the code hash names them by name")
+        found[name] = normalise(source)
+    return found
 
 
 def read(objects: Iterable[Any]) -> dict[str, str]:
-    """The normalised source of each function, class or module, by name (read now, from its file)."""
-    found: dict[str, str] = {}
-    for obj in objects:
-        name = name_of(obj)
-        if name in found:
-            raise ValueError(f"two hashed objects are named {name!r}: the code hash names them by name")
-        found[name] = normalise(inspect.getsource(obj))
-    return found
+    """The normalised source of each function, class or module (read now, from its file), by its own name."""
+    return _by_name((obj.__name__.rpartition(".")[2], inspect.getsource(obj)) for obj in objects)
 
 
 def fingerprint(normalised: Mapping[str, str]) -> str:
@@ -95,11 +88,5 @@ def source_of(where: str, package: Path) -> str:
 
 
 def read_named(places: Iterable[str], package: Path) -> dict[str, str]:
-    """The normalised source of each ``"module:name"``, by name (read now, from the files)."""
-    found: dict[str, str] = {}
-    for where in places:
-        name = where.partition(":")[2] or where
-        if name in found:
-            raise ValueError(f"two hashed objects are named {name!r}: the code hash names them by name")
-        found[name] = normalise(source_of(where, package))
-    return found
+    """The normalised source of each ``"module:name"`` (read now, from the files), by name."""
+    return _by_name((where.partition(":")[2] or where, source_of(where, package)) for where in places)

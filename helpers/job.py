@@ -1,15 +1,13 @@
 """A job: what names a training run (a configuration, a seed and a split) and the images it uses.
 
-A *job* is a configuration, a seed and a split: ``"test"`` trains on all 7291 training
-images and predicts the 2007 test images (the paper's protocol); ``"holdout"`` trains on
-a stratified 80 % of the training images and predicts the other 20 %; ``"cv5-2"`` trains
-on four fifths of them and predicts fold 2 of a stratified 5-fold split (every training
-image is predicted once over the five folds). A distilled student also names its teachers.
+Splits: ``"test"`` trains on all 7291 training images and predicts the 2007 test images (the paper's
+protocol); ``"holdout"`` trains on a stratified 80 % of the training images and predicts the other 20 %;
+``"cv5-2"`` trains on four fifths of them and predicts fold 2 of a stratified 5-fold split (every
+training image is predicted once over the five folds). A distilled student also names its teachers.
 
-Its name in the ledger (:meth:`Job.key`) hashes what the job is. The code hash (:func:`code_hash`)
-hashes what determines the model it trains: the training core's code, read for what it does
-(:mod:`helpers.codehash`), and the network. The local cache's key (:meth:`Job.spec`) adds both the
-code hash and the environment (:func:`environment`), because a reader's own run depends on both.
+Its name in the ledger (:meth:`Job.key`) hashes what the job is; the code hash (:func:`code_hash`) what
+determines the model it trains. The local cache's key (:meth:`Job.spec`) adds both the code hash and the
+environment (:func:`environment`), because a reader's own run depends on both.
 """
 
 from __future__ import annotations
@@ -76,7 +74,6 @@ class Job:
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Job:
-        """The job a ledger entry's ``record.json`` names."""
         job = rec["job"]
         return cls(Config(**job["config"]), job["seed"], job["split"], teachers=tuple(job.get("teachers", ())))
 
@@ -87,7 +84,6 @@ class Job:
                 "data": dict(data.SHA256)}
 
     def key(self) -> str:
-        """The run's name in the ledger."""
         return cache.key_of(self.identity())
 
     def spec(self) -> dict[str, Any]:
@@ -135,21 +131,11 @@ def environment() -> dict[str, Any]:
 
 # ----------------------------------------------------------- what determines a model
 
-
-def hashed_code(config: Config) -> tuple[str, ...]:
-    """Where the code that :func:`code_hash` covers for ``config`` is defined."""
-    return TRAINING_CORE + tuple(where for option, code in OPTION_CODE.items() if getattr(config, option)
-                                 for where in code)
-
-
-#: The normalised source of everything :func:`hashed_code` may name. Read once, at import: read later
+#: The normalised source of everything :func:`code_hash` may hash, by name. Read once, at import: read later
 #: in a long-lived process, after a file was edited, it would hash code the process is not running.
-_CODE = codehash.read_named(dict.fromkeys(TRAINING_CORE + tuple(w for code in OPTION_CODE.values() for w in code)), PACKAGE)
-
-
-#: The code stamp of the package (its code, not the ledger) when this process imported it, read once as
-#: :data:`_CODE`: the key of what it computes into the cache, which a long-lived process must not file under
-#: code it is not running (:func:`unchanged`).
+_CODE = codehash.read_named(dict.fromkeys(TRAINING_CORE + sum(OPTION_CODE.values(), ())), PACKAGE)
+#: The package's code stamp (without the ledger) at import, for the same reason: the key of what this
+#: process computes into the cache (:func:`unchanged`).
 CODE_STAMP = code_stamp(ledger=False)
 
 
@@ -159,7 +145,7 @@ def unchanged() -> bool:
 
 
 def versions(*packages: str) -> dict[str, str]:
-    """The installed version of each package (read from its metadata, without importing it)."""
+    """The installed version of each package (from its metadata, without importing it)."""
     found = {}
     for package in packages:
         try:
@@ -170,38 +156,28 @@ def versions(*packages: str) -> dict[str, str]:
 
 
 def serialised_network(config: Config) -> str:
-    """The network :func:`helpers.model.build_model` makes of ``config``: its Keras architecture,
-    optimizer and loss as serialised by Keras (one JSON text).
+    """The Keras architecture, optimizer and loss that :func:`helpers.model.build_model` makes of ``config``,
+    as one JSON text. Kept in the per-user cache under what determines it (the configuration, the package's
+    code and the versions of TensorFlow and Keras): reading the ledger then needs no TensorFlow."""
+    def serialise() -> str:
+        from helpers._tf import keras  # TensorFlow: only for a network the cache lacks
+        from helpers.model import build_model  # TensorFlow, as keras
+        net = build_model(config, steps_per_epoch=math.ceil(data.ROWS["train"] / config.batch_size))
+        return json.dumps({"model": json.loads(net.to_json()),
+                           "optimizer": keras.saving.serialize_keras_object(net.optimizer),
+                           "loss": keras.saving.serialize_keras_object(net.loss)}, sort_keys=True, default=str)
 
-    Kept in the per-user cache under the configuration, the package's code (:data:`CODE_STAMP`) and the
-    versions of TensorFlow and Keras, which determine it: reading the ledger then needs no TensorFlow.
-    """
     spec = {"network": config.as_dict(), "code": CODE_STAMP, **versions("tensorflow", "keras")}
-    return cache.cached_json("networks", spec, lambda: _serialise(config), still_valid=unchanged)
-
-
-def _serialise(config: Config) -> str:
-    from helpers._tf import keras  # TensorFlow: only for a network the cache lacks
-    from helpers.model import build_model  # TensorFlow: only for a network the cache lacks
-    net = build_model(config, steps_per_epoch=math.ceil(data.ROWS["train"] / config.batch_size))
-    return json.dumps({"model": json.loads(net.to_json()),
-                       "optimizer": keras.saving.serialize_keras_object(net.optimizer),
-                       "loss": keras.saving.serialize_keras_object(net.loss)}, sort_keys=True, default=str)
+    return cache.cached_json("networks", spec, serialise, still_valid=unchanged)
 
 
 @functools.lru_cache(maxsize=None)
 def code_hash(config: Config = BASELINE) -> str:
-    """Hash of what determines a trained model of ``config``, the configuration's values aside.
-
-    It covers the code of the training core (data parsing and splits, seeding, ``fit``, the
-    thread settings; :data:`TRAINING_CORE`), the book's own layers and losses where ``config``
-    uses them (:data:`OPTION_CODE`) and the network that :func:`helpers.model.build_model` makes
-    of ``config`` (:func:`serialised_network`). The code counts by what it does, not by how it is
-    written: each function by its name and its syntax tree without docstrings (:func:`helpers.codehash.normalise`),
-    so a comment, a docstring, a line break or a function moved to another module (its place
-    updated in :data:`TRAINING_CORE`) leaves the hash alone, and a changed constant, argument or
-    statement does not. A change to the model code that does not change this configuration's
-    network (a new option, off by default) leaves its hash alone; any change to its network does not.
-    """
-    code = codehash.fingerprint({name: _CODE[name] for name in (w.partition(":")[2] or w for w in hashed_code(config))})
+    """Hash of what determines a trained model of ``config``, the configuration's values aside: the code of
+    the training core (:data:`TRAINING_CORE`), the book's layers and losses where ``config`` uses them
+    (:data:`OPTION_CODE`), each read for what it does (:mod:`helpers.codehash`), and the network made of
+    ``config`` (:func:`serialised_network`). A change to the model code that does not change this
+    configuration's network (a new option, off by default) leaves its hash alone."""
+    places = TRAINING_CORE + tuple(w for option, code in OPTION_CODE.items() if getattr(config, option) for w in code)
+    code = codehash.fingerprint({name: _CODE[name] for name in (w.partition(":")[2] or w for w in places)})
     return hashlib.sha256((code + serialised_network(config)).encode()).hexdigest()[:16]

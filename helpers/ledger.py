@@ -1,13 +1,9 @@
 """The results ledger as a whole: the committed evidence of every run the book uses.
 
-``results/runs/<key>/`` holds one run, an entry as :mod:`helpers.store` describes it (``key`` names
-its configuration, seed, split and the data's checksums); ``results/MANIFEST.json`` lists the
-SHA-256 of every file of the ledger. ``make results`` fills it, ``make retrain`` re-derives
-it into a separate folder and compares (:func:`compare`).
-
-An entry is *stale* when the hash of the code that determines its model no longer
-matches; a stale entry is never shown: the book stops and names the command that
-refreshes it.
+``results/runs/<key>/`` holds one run, an entry as :mod:`helpers.store` describes it;
+``results/MANIFEST.json`` lists the SHA-256 of every file of the ledger. ``make results`` fills it,
+``make retrain`` re-derives it into a separate folder and compares (:func:`compare`). A stale entry
+(its code hash no longer matches) is never shown: the book stops and names the command that refreshes it.
 """
 
 from __future__ import annotations
@@ -22,72 +18,68 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from helpers import cache, store
+from helpers import cache
 from helpers.data import sha256_of
 from helpers.job import Job
 from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, ledger_files, load_entry, record,
-                           root, stale_reason, pool_weights, pooled_weights, write_manifest)
+                           root, stale_reason, pooled_weights, write_atomic, write_manifest)
 
 
-def keep_weights(jobs: Iterable[Job]) -> list[str]:  # noqa: F821
-    """Store the weights of ``jobs`` in their ledger entries; return the keys that changed.
+def _list_weights(entry: Path) -> None:
+    """Update the entry's own manifest for its weights file, kept or removed."""
+    manifest = json.loads((entry / cache.MANIFEST).read_text())
+    manifest["files"].pop(WEIGHTS, None)
+    if (entry / WEIGHTS).is_file():
+        manifest["files"][WEIGHTS] = sha256_of(entry / WEIGHTS)
+    (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
 
-    The weights come from the pool filled when the run was trained, or from retraining it
-    (deterministic: the same machine gives the same model, which is checked against the
-    stored predictions before it is kept).
-    """
+
+def keep_weights(jobs: Iterable[Job]) -> list[str]:
+    """Store the weights of ``jobs`` in their ledger entries; return the keys that changed. The weights come
+    from the pool filled when the run was trained, or from retraining it (deterministic: the same machine
+    gives the same model, which is checked against the stored predictions before it is kept)."""
     from helpers.trainer import entry_files, load_model, training_arrays  # TensorFlow: only to retrain or check weights
     changed = []
     for job in jobs:
         entry = find(job)
         if entry is None:
             raise LedgerError(f"results ledger: no entry for {job.describe()} ({job.key()}); run `make results`.")
-        if (entry / store.WEIGHTS).is_file():
+        if (entry / WEIGHTS).is_file():
             continue
         pool = pooled_weights(job.key(), record(entry)["code"])
         if not pool.is_file():
             print(f"Retraining {job.describe()} ({job.key()}) to store its weights.", flush=True)
-            pool_weights(pool, entry_files(job, training_arrays(job))[WEIGHTS])
-        shutil.copy(pool, entry / store.WEIGHTS)
+            write_atomic(pool, entry_files(job, training_arrays(job))[WEIGHTS])
+        shutil.copy(pool, entry / WEIGHTS)
         try:
             load_model(load_entry(job, entry, "ledger"))  # refuses weights of another model
         except Exception:
-            (entry / store.WEIGHTS).unlink()
+            (entry / WEIGHTS).unlink()
             raise
-        manifest = json.loads((entry / cache.MANIFEST).read_text())
-        manifest["files"][store.WEIGHTS] = sha256_of(entry / store.WEIGHTS)
-        (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        _list_weights(entry)
         changed.append(job.key())
     if changed:
         write_manifest(root())
     return changed
 
 
-def drop_weights(keep: Iterable[Job]) -> list[str]:  # noqa: F821
+def drop_weights(keep: Iterable[Job]) -> list[str]:
     """Remove the stored weights of every entry but those of ``keep`` (a chapter no longer needs
     them, e.g. after the cross-validated choice changed); return the keys whose weights went."""
     wanted = {job.key() for job in keep}
-    dropped = []
-    for entry in entries():
-        if entry.name in wanted or not (entry / store.WEIGHTS).is_file():
-            continue
-        (entry / store.WEIGHTS).unlink()
-        manifest = json.loads((entry / cache.MANIFEST).read_text())
-        manifest["files"].pop(store.WEIGHTS, None)
-        (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-        dropped.append(entry.name)
+    dropped = [entry for entry in entries() if entry.name not in wanted and (entry / WEIGHTS).is_file()]
+    for entry in dropped:
+        (entry / WEIGHTS).unlink()
+        _list_weights(entry)
     if dropped:
         write_manifest(root())
-    return dropped
+    return [entry.name for entry in dropped]
 
 
 def drop_unused(keep: set[str]) -> list[str]:
-    """Remove every entry whose key is not in ``keep`` and that was never scored on the test set
-    (cross-validation or holdout runs the book no longer asks for); return the removed keys.
-
-    A run scored on the test set is never removed, whether a chapter still asks for it or not:
-    every look at the test set stays on the record (the test-set log lists them all).
-    """
+    """Remove every entry whose key is not in ``keep`` and that was never scored on the test set (cross-validation
+    or holdout runs the book no longer asks for); return the removed keys. A run scored on the test set is never
+    removed: every look at the test set stays on the record (the test-set log lists them all)."""
     dropped = [entry.name for entry in entries() if entry.name not in keep and record(entry)["job"]["split"] != "test"]
     for key in dropped:
         shutil.rmtree(root() / KIND / key)
@@ -116,7 +108,7 @@ def verify_manifest(folder: Path | None = None) -> list[str]:
 
 
 def stale_entries(folder: Path | None = None) -> list[tuple[Path, str]]:
-    """Every entry of the ledger that is stale for the current code, with the reason."""
+    """Every entry of the ledger that is stale for the current code, with why."""
     return [(entry, reason) for entry in entries(folder) if (reason := stale_reason(entry)) is not None]
 
 
@@ -145,8 +137,8 @@ class Comparison:
     same_environment: bool | None
     retrained_seconds: float | None = None  # its training time, and when it was retrained
     retrained_at: str | None = None
-    #: When the ledger entry compared was trained (its record's ``trained``): a report's row is
-    #: evidence for that entry only, not for one trained again later under the same key.
+    #: When the ledger entry compared was trained: a report's row is evidence for that entry only,
+    #: not for one trained again later under the same key.
     entry_trained: str | None = None
 
 
@@ -180,8 +172,7 @@ def compare(ledger: Path, retrained: Path) -> list[Comparison]:
 
 
 def listing() -> "pd.DataFrame":
-    """One row per ledger entry: what it is, its errors, time, when it was trained and a label
-    (A, B, ...) for the environment it was trained in, as listed by :func:`environments`."""
+    """One row per ledger entry, with a label (A, B, ...) for its environment, as :func:`environments` lists them."""
     labels = _environment_labels()
     rows = []
     for entry in entries():
@@ -207,24 +198,19 @@ def _environment_labels() -> dict[str, str]:
 
 
 def environments() -> "pd.DataFrame":
-    """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`),
-    with its versions, CPU and threads, and how many runs it trained."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries():
-        env = record(entry)["environment"]
-        found.setdefault(_environment_key(env), []).append(env)
-    rows = [{"environment": label, **found[key][0], "runs": len(found[key])}
+    """One row per environment the ledger's runs were trained in (labelled as in :func:`listing`), with the
+    number of runs it trained."""
+    envs = [record(entry)["environment"] for entry in entries()]
+    keys = [_environment_key(env) for env in envs]
+    rows = [{"environment": label, **envs[keys.index(key)], "runs": keys.count(key)}
             for key, label in _environment_labels().items()]
     return pd.DataFrame(rows).set_index("environment") if rows else pd.DataFrame()
 
 
 def report_rows(report: Path) -> dict[str, Comparison]:
-    """The retrained rows of a ``make retrain`` report (``VERIFY.md``'s per-run table), by entry key.
-
-    A row names the ledger entry it compared by the entry's training time. Rows of reports written
-    before that column existed get the report's own time instead (``<`` it: the entry was trained
-    before the report was written), which :func:`carried` reads as "any entry trained before then".
-    """
+    """The retrained rows of a ``make retrain`` report (``VERIFY.md``'s per-run table), by entry key. A row
+    names the ledger entry it compared by the entry's training time; rows of reports written before that
+    column existed get ``<`` the report's own time, which :func:`carried` reads as "trained before then"."""
     rows: dict[str, Comparison] = {}
     if not report.is_file():
         return rows
@@ -246,8 +232,7 @@ def report_rows(report: Path) -> dict[str, Comparison]:
 
 
 def carried(row: Comparison, entry: Path) -> bool:
-    """Whether an earlier report's ``row`` is evidence for the ledger entry as it is now: the same
-    entry, trained at the time the row names (or before an older report was written)."""
+    """Whether an earlier report's ``row`` is evidence for the ledger entry as it is now."""
     trained = record(entry)["trained"]
     if row.entry_trained and row.entry_trained.startswith("<"):
         return trained[:16] < row.entry_trained[1:]
@@ -262,10 +247,9 @@ def verification(folder: Path | None = None) -> dict[str, str]:
             if (folder / KIND / key).is_dir() and carried(row, folder / KIND / key)}
 
 
-def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":  # noqa: F821
-    """The reproducibility chapter's view of the ledger: :func:`listing` with each entry's status in
-    the last retrain report (short keys, no code hashes), and the counts the chapter quotes (its
-    environments are listed by :func:`environments`)."""
+def overview() -> "tuple[pd.DataFrame, dict[str, Any]]":
+    """The reproducibility chapter's view of the ledger: :func:`listing` with each entry's status in the
+    last retrain report (short keys, no code hashes), and the counts the chapter quotes."""
     problems = check()
     table = listing()
     status = verification()

@@ -181,10 +181,6 @@ def _conv_block(x: keras.KerasTensor, config: Config, filters: int, kernel: int,
 
 def layer_table(model: keras.Model) -> list[dict[str, object]]:
     """One row per layer: name, type, output shape and parameter count."""
-    rows = []
-    for layer in model.layers:
-        shape = tuple(layer.output.shape[1:])
-        rows.append({"layer": layer.name, "type": type(layer).__name__,
-                     "output shape": " x ".join(str(s) for s in shape),
-                     "parameters": int(layer.count_params())})
-    return rows
+    return [{"layer": layer.name, "type": type(layer).__name__,
+             "output shape": " x ".join(str(s) for s in tuple(layer.output.shape[1:])),
+             "parameters": int(layer.count_params())} for layer in model.layers]

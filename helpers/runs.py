@@ -1,17 +1,15 @@
 """Runs: where a job's result comes from, and results derived from the ledger.
 
-Where a job's result (:class:`helpers.store.Run`) comes from, in order (:func:`run`):
+A job's result (:class:`helpers.store.Run`) comes from, in order (:func:`run`):
 
-1. the committed results ledger (``results/``; :func:`helpers.store.find`), so every machine
-   shows the published numbers;
+1. the committed results ledger (``results/``), so every machine shows the published numbers;
 2. the per-user cache, for runs the ledger lacks (a reader's own experiments);
-3. training now, when ``USPS_TRAINING`` allows it (see :func:`training_mode`): on this machine,
+3. training now, when ``USPS_TRAINING`` allows it (:func:`training_mode`): on this machine,
    or many at a time on Dask (:func:`run_many`, :mod:`helpers.cluster`).
 
-Training a job is :mod:`helpers.trainer`'s, imported only when a run is trained or a model loaded:
-reading results needs no TensorFlow. What names a job is :mod:`helpers.job`'s; the entry's files
-and the ledger's lookup are :mod:`helpers.store`'s. :func:`derived` keeps a result computed from
-the ledger alone (the rounds', the findings) for every process.
+Training is :mod:`helpers.trainer`'s, imported only when a run is trained or a model loaded: reading
+results needs no TensorFlow. :func:`derived` keeps a result computed from the ledger alone (the
+rounds', the findings) for every process.
 """
 
 from __future__ import annotations
@@ -20,19 +18,15 @@ import hashlib
 import json
 import os
 import platform
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from helpers import cache, cluster, data
-from helpers.config import DEFAULT_SEED, Config, profile
+from helpers.config import profile
 from helpers.job import CODE_STAMP, Job, code_hash, unchanged, versions
 from helpers.store import LedgerError, Run, entries, find, load_entry, record, root, write, write_files, write_manifest
-
-if TYPE_CHECKING:
-    import keras
 
 ENV_TRAINING = "USPS_TRAINING"
 Mode = Literal["allow", "forbid", "ledger"]
@@ -56,11 +50,8 @@ def training_mode() -> Mode:
 
 
 def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> Any:
-    """A JSON-able result (e.g. a classical baseline) from the ledger, the cache, or computed.
-
-    Like a training run: the ledger first; else, by ``USPS_TRAINING``, computed into the
-    ledger (``ledger``), into the per-user cache (``allow``), or refused (``forbid``).
-    """
+    """A JSON-able result (e.g. a classical baseline), like a training run: from the ledger; else, by
+    ``USPS_TRAINING``, computed into the ledger (``ledger``), into the per-user cache (``allow``), or refused."""
     entry = cache.entry_path(kind, spec, root())
     if entry.is_dir():
         problem = cache.problem(entry)
@@ -72,28 +63,19 @@ def stored_json(kind: str, spec: dict[str, Any], compute: Callable[[], Any]) -> 
     if mode == "forbid" and cache.lookup(kind, spec) is None:
         raise TrainingForbidden(f"The results ledger has no {kind} entry for {spec.get('method', spec)}; "
                                       f"run `make results`.")
-
-    def build(folder: Path) -> None:
-        (folder / "result.json").write_text(json.dumps(compute(), indent=1))
-
-    if mode == "ledger":
-        entry, built = cache.get_or_build(kind, spec, build, root())
-        if built:
-            write_manifest(root())
-        return json.loads((entry / "result.json").read_text())
-    return cache.cached_json(kind, spec, compute)
+    value = cache.cached_json(kind, spec, compute, root() if mode == "ledger" else None)
+    if mode == "ledger":  # the entry is new: the ledger lacked it
+        write_manifest(root())
+    return value
 
 
 def derived(name: str, compute: Callable[[], Any]) -> Any:
     """``compute()``, a result derived from the ledger alone (``name``), computed once for every process.
 
-    With ``USPS_TRAINING=forbid`` nothing is trained: every run is read from the ledger (or, where the ledger
-    lacks it, from a per-user cache entry named by its job, code hash and environment, which never changes),
-    so the result is determined by the code (:data:`helpers.job.CODE_STAMP`), the libraries' versions, the
-    profile and the ledger's files (their contents, hashed here). It is kept in the per-user cache under
-    these, and the chapters' kernels and the command line compute it once between them; a result computed
-    while the code or the ledger changed is not kept. In the other modes a run may be trained, so it is
-    computed.
+    With ``USPS_TRAINING=forbid`` nothing is trained (a run the ledger lacks is read from a per-user cache
+    entry, which never changes), so the result is determined by the code, the libraries' versions, the
+    profile and the ledger's files: it is kept in the per-user cache under these, unless the code or the
+    ledger changed while it was computed. In the other modes a run may be trained, so it is computed.
     """
     if training_mode() != "forbid":
         return compute()
@@ -120,27 +102,21 @@ def run(job: Job, *, progress_every: int | None = None) -> Run:
     entry = find(job, stale_ok=mode != "forbid")
     if entry is not None:
         return load_entry(job, entry, "ledger")
-    from helpers.trainer import build_entry  # TensorFlow: only to train
-    if mode == "ledger":
-        entry, built = write(job, lambda f: build_entry(job, f, progress_every))
-        return load_entry(job, entry, "trained" if built else "ledger")
-    found = cache.lookup("models", job.spec())
-    if found is not None:
+    if mode != "ledger" and (found := cache.lookup("models", job.spec())) is not None:
         return load_entry(job, found, "cache")
     if mode == "forbid":
         raise TrainingForbidden(
             f"The results ledger ({root()}) has no run for {job.describe()} of this configuration "
             f"(key {job.key()}), and training is off ({ENV_TRAINING}=forbid). "
             f"Run `make results` to train what the book needs and add it to the ledger.")
-    entry, _ = cache.get_or_build("models", job.spec(), lambda f: build_entry(job, f, progress_every))
-    return load_entry(job, entry, "trained")
+    from helpers.trainer import build_entry  # TensorFlow: only to train
+    entry, built = _build(job, lambda f: build_entry(job, f, progress_every))
+    return load_entry(job, entry, "ledger" if mode == "ledger" and not built else "trained")
 
 
 def available(job: Job) -> bool:
-    """Whether ``job``'s result is in the ledger or the cache (nothing to train).
-
-    A stale ledger entry stops the book (``USPS_TRAINING=forbid``); otherwise it counts as missing.
-    """
+    """Whether ``job``'s result is in the ledger or the cache. A stale ledger entry stops the book
+    (``USPS_TRAINING=forbid``); otherwise it counts as missing."""
     return (find(job, stale_ok=training_mode() != "forbid", quiet=True) is not None
             or cache.lookup("models", job.spec()) is not None)
 
@@ -165,26 +141,22 @@ def estimate_seconds(job: Job) -> float:
     return rate * job.config.epochs * images
 
 
-def _store(job: Job, files: dict[str, bytes]) -> Path:
-    """Write a run's files (trained elsewhere, e.g. on a Dask worker) where :func:`run` reads them:
-    the ledger (``USPS_TRAINING=ledger``, atomically, with its manifest), else the per-user cache."""
-    def build(folder: Path) -> None:
-        write_files(folder, files)
+def _build(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Build ``job``'s entry where :func:`run` reads it: into the ledger (``USPS_TRAINING=ledger``, atomically,
+    with its manifest), else into the per-user cache."""
+    return write(job, build) if training_mode() == "ledger" else cache.get_or_build("models", job.spec(), build)
 
-    if training_mode() == "ledger":
-        return write(job, build)[0]
-    return cache.get_or_build("models", job.spec(), build)[0]
+
+def _store(job: Job, files: dict[str, bytes]) -> Path:
+    """Write a run's files, trained elsewhere (e.g. on a Dask worker), where :func:`run` reads them."""
+    return _build(job, lambda folder: write_files(folder, files))[0]
 
 
 def run_many(jobs: Sequence[Job], *, workers: int = 2,
              describe: Callable[[Job], str] = Job.describe) -> list[Run]:
-    """Results of all ``jobs``; missing ones are trained on Dask distributed, one line each.
-
-    The runs go to the scheduler named by ``USPS_CLUSTER`` (``make results CLUSTER=tcp://host:8786``),
-    else to an embedded cluster of ``workers`` one-thread processes on this machine
-    (:mod:`helpers.cluster`). Without a named scheduler, ``workers=1`` or a single missing run
-    trains here, in this process: a cluster would only add its start-up time.
-    """
+    """Results of all ``jobs``; missing ones are trained on Dask distributed (:mod:`helpers.cluster`), one
+    line each. Without a scheduler named by ``USPS_CLUSTER``, ``workers=1`` or a single missing run trains
+    here, in this process: a cluster would only add its start-up time."""
     missing = [j for j in dict.fromkeys(jobs) if not available(j)]
     if missing and training_mode() == "forbid":
         run(missing[0])  # raises TrainingForbidden with the message that says what to do
@@ -205,38 +177,7 @@ def run_many(jobs: Sequence[Job], *, workers: int = 2,
     return [run(job) for job in jobs]
 
 
-@dataclass
-class TrainedModel:
-    """A model trained on all 7291 training images, with its training history."""
-
-    model: keras.Model
-    config: Config
-    seed: int
-    history: dict[str, list[float]]
-    seconds: float
-    key: str
-    source: str
-    record: dict[str, Any]
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        return self.seconds / self.config.epochs
-
-
-def trained_model(config: Config, seed: int = DEFAULT_SEED, *, progress_every: int | None = 10) -> TrainedModel:
-    """The model of ``config`` and ``seed`` trained on all training images, with its history.
-
-    As in the paper it trains on the whole training set, and the 2007 test images are
-    passed as Keras' validation data only to draw the curves (nothing is chosen on them).
-    """
-    from helpers.trainer import load_model  # TensorFlow: only to load a model
-    result = run(Job(config, seed, "test"), progress_every=progress_every)
-    return TrainedModel(load_model(result), config, seed, result.history, result.seconds, result.key,
-                        result.source, result.record)
-
-
 def holdout_errors(runs: Sequence[Run]) -> dict[str, float]:
     """Errors, images and accuracy summed over holdout runs (one per seed)."""
     errors, n = sum(r.errors for r in runs), sum(len(r.labels) for r in runs)
     return {"errors": errors, "n": n, "accuracy": 1 - errors / n, "seconds": sum(r.seconds for r in runs)}
-

@@ -1,10 +1,9 @@
 """The hash of everything a chapter's outputs depend on besides its own cells.
 
-``requirements.txt``, every module of ``helpers/``, the results ledger's manifest and its
-retrain report (``results/VERIFY.md``, which the reproducibility chapter reads).
-``make notebooks`` records it in each chapter notebook's metadata, and a test compares it with
-the current one, so a notebook committed with outputs of older code or an older ledger fails. Standard library only, so that
-``python3 helpers/stamp.py`` runs before the virtual environment exists.
+``make notebooks`` records it in each chapter notebook's metadata, and a test compares it with the current
+one, so a notebook committed with outputs of older code or an older ledger fails (the reproducibility
+chapter reads ``results/VERIFY.md``). Standard library only: ``python3 helpers/stamp.py`` runs before the
+virtual environment exists.
 """
 
 from __future__ import annotations

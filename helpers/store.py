@@ -1,14 +1,12 @@
 """The store: a run's entry in the results ledger, and the ledger's lookup.
 
-A run's entry is a folder named by its job's key (:meth:`helpers.job.Job.key`): ``record.json``
-(the job, its training history and time, the environment it ran in, the data checksums, the
-checksum of the labels it predicts and the hash of the code that determines the model:
-:func:`helpers.job.code_hash`), ``predictions.npz`` and, for the few models a chapter loads,
-:data:`WEIGHTS`. It is written into a temporary folder and renamed into place when complete
-(:func:`write`); ``MANIFEST.json`` lists the SHA-256 of every file of the ledger. An entry is
-*current* when its record names its key and its code hash is the current code's
-(:func:`stale_reason`). What is done with the ledger as a whole (checks, pruning, the retrain
-comparison, listings) is :mod:`helpers.ledger`'s; how a result is obtained is :mod:`helpers.runs`'s.
+A run's entry is a folder named by its job's key (:meth:`helpers.job.Job.key`): ``record.json`` (the job,
+its training history and time, the environment it ran in, the data checksums, the checksum of the labels
+it predicts and the code hash, :func:`helpers.job.code_hash`), ``predictions.npz`` and, for the few models
+a chapter loads, :data:`WEIGHTS`. It is written into a temporary folder and renamed into place when
+complete (:func:`write`); ``MANIFEST.json`` lists the SHA-256 of every file of the ledger. An entry is
+*current* when its record names its key and its code hash is the current code's (:func:`stale_reason`).
+The ledger as a whole is :mod:`helpers.ledger`'s; how a result is obtained is :mod:`helpers.runs`'s.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +23,6 @@ import numpy as np
 from filelock import FileLock
 
 from helpers import cache, data
-
 from helpers.data import sha256_of
 from helpers.job import Job, code_hash
 
@@ -64,13 +60,7 @@ class Run:
 
     def noisy_errors(self, level: float) -> int | None:
         """Errors on the predicted images with pixel noise of standard deviation ``level`` (None: not stored)."""
-        if self.noisy is None:
-            return None
-        return int((self.noisy[data.NOISE_LEVELS.index(level)] != self.labels).sum())
-
-    @property
-    def built(self) -> bool:
-        return self.source == "trained"
+        return None if self.noisy is None else int((self.noisy[data.NOISE_LEVELS.index(level)] != self.labels).sum())
 
     @property
     def predicted(self) -> np.ndarray:
@@ -94,8 +84,7 @@ class Run:
         return path if path.is_file() else None
 
     def numbers(self) -> dict[str, Any]:
-        """How this run was trained, as the training chapter quotes it: epochs, batch size, seconds
-        in all and per epoch, and the CPU and threads of the environment it ran in."""
+        """How this run was trained, as the training chapter quotes it."""
         env = self.record.get("environment", {})
         return {"epochs": self.job.config.epochs, "batch_size": self.job.config.batch_size,
                 "train_seconds": self.seconds, "seconds_per_epoch": self.seconds_per_epoch,
@@ -103,7 +92,7 @@ class Run:
 
 
 def npz(*arrays_: np.ndarray, **named: np.ndarray) -> bytes:
-    """Arrays as the bytes of a compressed ``.npz`` file."""
+    """The bytes of a compressed ``.npz`` file."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, *arrays_, **named)
     return buffer.getvalue()
@@ -116,7 +105,6 @@ def write_files(folder: Path, files: dict[str, bytes]) -> None:
 
 
 def load_entry(job: Job, entry: Path, source: Source) -> Run:
-    """A :class:`Run` from an entry folder."""
     rec = record(entry)
     with np.load(entry / "predictions.npz") as stored:
         probabilities, labels = stored["probabilities"], stored["labels"].astype(np.int64)
@@ -137,13 +125,12 @@ def root() -> Path:
 
 
 def entries(folder: Path | None = None) -> list[Path]:
-    """Every complete entry folder of the ledger, sorted by name."""
+    """Every complete entry folder of the ledger, sorted."""
     runs = (folder or root()) / KIND
     return sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
 
 
 def record(entry: Path) -> dict[str, Any]:
-    """The ``record.json`` of an entry."""
     return json.loads((entry / "record.json").read_text())
 
 
@@ -166,11 +153,8 @@ def stale_reason(entry: Path) -> str | None:
 
 
 def find(job: Job, *, stale_ok: bool = False, quiet: bool = False) -> Path | None:
-    """The ledger entry of ``job`` if it is there, intact and current.
-
-    An altered entry raises :class:`LedgerError` naming the file. A stale entry raises too,
-    unless ``stale_ok`` (then it is treated as absent, with a one-line notice).
-    """
+    """The ledger entry of ``job`` if it is there, intact and current. An altered entry raises
+    :class:`LedgerError`; so does a stale one, unless ``stale_ok`` (then it is absent, with a notice)."""
     entry = root() / KIND / job.key()
     if not entry.is_dir():
         return None
@@ -190,12 +174,11 @@ def find(job: Job, *, stale_ok: bool = False, quiet: bool = False) -> Path | Non
     return None
 
 
-def pool_weights(path: Path, weights: bytes) -> None:
-    """Write a run's weights to its place in the pool (:func:`pooled_weights`) atomically: a write killed
-    half-way leaves no file there."""
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write ``path`` (making its folder) so that a write killed half-way leaves no file there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(weights)
+    tmp.write_bytes(content)
     os.replace(tmp, path)
 
 
@@ -212,9 +195,8 @@ def write(job: Job, build: Callable[[Path], None]) -> tuple[Path, bool]:
     def build_without_weights(tmp: Path) -> None:
         build(tmp)
         # Weights go to the per-user pool; `ledger.keep_weights` moves the few the book needs in.
-        pool = pooled_weights(job.key(), record(tmp)["code"])
-        pool.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(tmp / WEIGHTS, pool)
+        write_atomic(pooled_weights(job.key(), record(tmp)["code"]), (tmp / WEIGHTS).read_bytes())
+        (tmp / WEIGHTS).unlink()
 
     entry, built = cache.get_or_build(KIND, job.identity(), build_without_weights, folder,
                                         accept=lambda entry: stale_reason(entry) is None)
@@ -237,8 +219,5 @@ def write_manifest(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".manifest.lock")):
         files = {str(p.relative_to(folder)): sha256_of(p) for p in ledger_files(folder)}
-        target = folder / MANIFEST
-        tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, target)
-    return target
+        write_atomic(folder / MANIFEST, (json.dumps({"files": files}, indent=1, sort_keys=True) + "\n").encode())
+    return folder / MANIFEST

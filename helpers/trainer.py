@@ -1,9 +1,8 @@
 """Training a job into its ledger entry, and a stored run's model rebuilt from its weights.
 
-The TensorFlow side of a run is here (besides :func:`helpers.job.environment` and the network of the
-code hash, :func:`helpers.job.serialised_network`, which import it only when they need it): the images and labels a job trains on (a
-distilled student's labels are its teachers' soft targets, :func:`training_arrays`), training it
-and writing its entry's files (:func:`entry_files`), and a stored run's Keras model
+The TensorFlow side of a run (besides :func:`helpers.job.environment` and
+:func:`helpers.job.serialised_network`, which import it only when they need it): what a job trains on
+(:func:`training_arrays`), its entry's files (:func:`entry_files`) and a stored run's Keras model
 (:func:`load_model`). :mod:`helpers.runs` imports this module only when it trains or loads a model,
 so that reading results from the ledger does not import TensorFlow.
 """
@@ -23,13 +22,13 @@ from helpers import data
 from helpers._tf import keras, tf
 from helpers.job import Job, arrays, code_hash, environment
 from helpers.model import build_model
-from helpers.store import KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, pool_weights, pooled_weights, record, root, write_files
+from helpers.store import (KIND, WEIGHTS, LedgerError, Run, find, load_entry, npz, pooled_weights, record,
+                           root, write_atomic, write_files)
 from helpers.train import _predict, fit, predict_tta, predict_tta_rotations, soft_targets
 
 
 def training_arrays(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What :func:`arrays` gives, with a distilled student's labels replaced by its soft targets
-    (:func:`helpers.train.soft_targets` of its teachers' probabilities, :func:`teacher_probabilities`)."""
+    """What :func:`arrays` gives, with a distilled student's labels replaced by its teachers' soft targets."""
     x, y, xp, yp = arrays(job)
     if not job.teachers:
         return x, y, xp, yp
@@ -39,10 +38,7 @@ def training_arrays(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 def teacher_probabilities(job: Job, x: np.ndarray) -> np.ndarray:
     """The mean of the teachers' probabilities of ``x`` (the student's training images), each read with
-    test-time shifts, from their stored weights (:func:`teacher_model`).
-
-    Every teacher must be a current ledger entry trained on exactly ``x``.
-    """
+    test-time shifts. Every teacher must be a current ledger entry trained on exactly ``x``."""
     found = []
     for key in job.teachers:
         entry = root() / KIND / key
@@ -65,7 +61,7 @@ def teacher_model(result: Run) -> keras.Model:
         if not pool.is_file():
             print(f"Retraining teacher {result.key} ({result.job.describe()}): its weights are not stored here.",
                   flush=True)
-            pool_weights(pool, entry_files(result.job, arrays(result.job))[WEIGHTS])
+            write_atomic(pool, entry_files(result.job, arrays(result.job))[WEIGHTS])
         return load_model(result, weights=pool, check=False)
     return load_model(result)
 
@@ -75,19 +71,16 @@ def _job_of(rec: dict[str, Any]) -> Job:  # the name the hashed teacher_probabil
 
 
 def build_entry(job: Job, folder: Path, progress_every: int | None = None) -> None:
-    """Train ``job`` and write its evidence into ``folder``: record, predictions and weights."""
+    """Train ``job`` and write its entry's files into ``folder``."""
     write_files(folder, entry_files(job, training_arrays(job), progress_every=progress_every))
 
 
 def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *,
                 progress_every: int | None = None, key: str | None = None,
                 checksums: dict[str, str] | None = None) -> dict[str, bytes]:
-    """Train ``job`` on ``xs`` (what :func:`training_arrays` gives for it) and return its entry's files as bytes.
-
-    ``key`` and ``checksums`` default to the job's key and the data's checksums here; a cluster
-    worker, which has no data folder, is given the client's (:mod:`helpers.cluster`). The record
-    names the environment and the host that trained the run.
-    """
+    """Train ``job`` on ``xs`` (:func:`training_arrays`) and return its entry's files as bytes: record,
+    predictions and weights. A cluster worker, which has no data folder, is given the client's ``key`` and
+    ``checksums`` (:mod:`helpers.cluster`)."""
     x, y, xp, yp = xs
     if progress_every:
         print(f"Training {job.config.epochs} epochs on {len(y)} images (seed {job.seed}); "
@@ -123,12 +116,9 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 
 def load_model(result: Run, *, weights: Path | None = None, check: bool = True) -> keras.Model:
-    """The Keras model of a run, rebuilt from its configuration and stored weights (``weights``: another file).
-
-    The weights are checked against the run's stored predictions: a model that does not
-    reproduce them exactly (to float32 rounding) is refused. ``check=False``: weights retrained
-    elsewhere may differ from the ledger's by the machine-to-machine spread.
-    """
+    """The Keras model of a run, rebuilt from its stored weights (or ``weights``), which must reproduce its
+    stored predictions to float32 rounding; ``check=False``: weights retrained elsewhere may differ from the
+    ledger's by the machine-to-machine spread (a line says by how much)."""
     weights = weights or result.weights
     if weights is None:
         raise FileNotFoundError(

@@ -127,7 +127,7 @@ def test_training_killed_half_way_is_retrained(tmp_path: Path, monkeypatch: pyte
     assert cache.lookup("models", job.spec(), tmp_path) is None, "a killed run was accepted"
     assert list((tmp_path / "models").glob(".*.tmp-*")), "the killed run left only a temporary folder"
     result = runs.run(job)  # the next run trains afresh and cleans up
-    assert result.built and len(result.history["loss"]) == 12
+    assert result.source == "trained" and len(result.history["loss"]) == 12
     assert not list((tmp_path / "models").glob(".*.tmp-*"))
     assert cache.lookup("models", job.spec(), tmp_path) == result.entry
 
@@ -141,7 +141,7 @@ def test_altered_cached_run_is_detected_and_retrained(tmp_path: Path, monkeypatc
     first = runs.run(job)
     (first.entry / "predictions.npz").write_bytes(b"not the predictions")
     second = runs.run(job)
-    assert second.built and "predictions.npz was altered" in capsys.readouterr().err
+    assert second.source == "trained" and "predictions.npz was altered" in capsys.readouterr().err
     assert (second.probabilities == first.probabilities).all(), "retraining the same job gives the same model"
 
 
