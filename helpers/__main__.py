@@ -182,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"test accuracy {100 * result['test_accuracy']:.2f} % "
                   f"({result['test_errors']} errors of {result['test_images']})")
     except Exception as exc:  # these errors of the data, the selection, the ledger and the training mode say what to do
-        status = {"USPSDataError": 2, "SelectionError": 2, "LedgerError": 3, "TrainingForbidden": 3}.get(
-            type(exc).__name__)
+        # by name (and the names of its bases): the ledger's modules are not imported for this
+        statuses = {"USPSDataError": 2, "SelectionError": 2, "LedgerError": 3, "TrainingForbidden": 3}
+        status = next((statuses[c.__name__] for c in type(exc).__mro__ if c.__name__ in statuses), None)
         if status is None:
             raise
         print(f"error: {exc}", file=sys.stderr)
