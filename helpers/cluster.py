@@ -2,7 +2,8 @@
 
 :func:`helpers.runs.run_many` (``make results``, ``make retrain``) hands the runs it lacks to :func:`train`,
 for the scheduler named by ``USPS_CLUSTER`` (``make results CLUSTER=tcp://host:8786``), else for an embedded
-``LocalCluster`` of one-thread worker processes on this machine, kept until the process ends.
+``LocalCluster`` of one-thread worker processes on this machine, started on first need (nothing starts it
+when every run is stored) and kept until the process ends.
 
 The client sends each run its :class:`~helpers.job.Job`, its key, the data's checksums, the client's
 code hash and the run's arrays (about 2.5 MB compressed), so a worker needs the project's environment
@@ -174,7 +175,8 @@ def _own_random() -> None:
     ``keras.utils.set_random_seed`` seeds the global generator of :mod:`random`, and Keras then draws the
     seeds of the model's initializers and dropout from it. On a Dask worker the event loop runs in another
     thread and draws from it too (``dask.sizeof`` samples with ``random.sample``): a draw between seeding
-    and building the model changes the model. From here on, every other thread draws from its own generator.
+    and building the model changes the model, and the run is no longer bit-identical to the same run trained
+    alone. From here on, every other thread draws from its own generator.
     """
     import random
     import threading
@@ -240,7 +242,8 @@ def train(missing: Sequence[Any], *, arrays: Callable[[Any], Sequence[np.ndarray
           store: Callable[[Any, dict[str, bytes]], Path], estimate: Callable[[Any], float],
           total: int, workers: int, describe: Callable[[Any], str]) -> None:
     """Train ``missing`` on the cluster (see the module) and ``store`` each run as it finishes.
-    :func:`helpers.runs.run_many` says how: ``build`` is the worker-side training, ``estimate`` in seconds."""
+    :func:`helpers.runs.run_many` says how: ``arrays(job)`` the images a run trains on and predicts,
+    ``code_of(config)`` the code hash, ``build`` the worker-side training, ``estimate(job)`` its seconds."""
     from distributed import as_completed
 
     estimates = {job: estimate(job) for job in missing}

@@ -171,7 +171,8 @@ def overall_table(ours: Score) -> pd.DataFrame:
 
 
 def headline(ours: Score) -> dict[str, float | int | str]:
-    """The overall numbers the chapters quote, in percent (the paper's own: :func:`helpers.book.constants`)."""
+    """The overall numbers the chapters quote: rates in percent, errors as image counts (the paper's own:
+    :func:`helpers.book.constants`)."""
     paper_low, paper_high = interval_check(ours)["paper_interval"]  # type: ignore[misc]
     return {"our_accuracy": 100 * ours.accuracy, "our_error": 100 * (1.0 - ours.accuracy),
             "our_errors": ours.errors, "our_low": 100 * ours.interval[0], "our_high": 100 * ours.interval[1],
@@ -278,7 +279,8 @@ def noise_anatomy(models: dict[str, "keras.Model"], images: np.ndarray, labels: 
     """Where each model's errors under pixel noise go, and which part of the noise causes them: the error with
     noise everywhere; the digit most misreadings are read as and their share; the mean confidence of the wrong
     answers; the error with the same noise only on the background (the digit's ink untouched) and only in a
-    2-pixel frame at the edge; and with a flat grey background of the noise's mean level, without speckle."""
+    2-pixel frame at the edge; and with a flat grey background of the noise's mean level, without speckle. The noise is
+    :func:`helpers.data.add_noise`'s draw of seed 0, as in :func:`noise_robustness`."""
     noisy = data.add_noise(images, level)
     ink = images > 0
     background_only = np.where(ink, images, noisy)

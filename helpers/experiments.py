@@ -273,8 +273,9 @@ def _variant_runs(groups: dict[str, list[Job]], what: str, seed_major: bool = Fa
     """The runs of each group of :func:`_variant_jobs` (trained if missing); ``seed_major`` trains them seed by
     seed, so that an interrupted ``make results`` has whole seeds of every group."""
     names = {job: name for name, group in groups.items() for job in group}
-    order = sum(groups.values(), []) if not seed_major else \
-        [group[i] for i in range(len(next(iter(groups.values())))) for group in groups.values()]
+    order = sum(groups.values(), [])
+    if seed_major:
+        order = [group[i] for i in range(len(next(iter(groups.values())))) for group in groups.values()]
     found = {r.job: r for r in run_many(order, workers=beyond().workers,
                                         describe=lambda j: f"{what} {names[j][:40]}, seed {j.seed}")}
     return {name: [found[job] for job in group] for name, group in groups.items()}

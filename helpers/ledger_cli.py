@@ -36,8 +36,10 @@ def _train(label: str, jobs: list[Job] | None = None, everything: bool = True) -
     what the book needs. A cluster that does not answer or refuses a run ends the command with status 4 and
     its error, which says what to do."""
     where = cluster.address() or "an embedded Dask cluster on this machine (CLUSTER=tcp://host:8786 for another)"
-    what = f"training every run the book needs that {store.root()} lacks on {where} (progress per run; " \
-        if everything else f"{len(jobs or ())} selected runs into {RETRAIN_DIR} ("
+    if everything:
+        what = f"training every run the book needs that {store.root()} lacks on {where} (progress per run; "
+    else:
+        what = f"{len(jobs or ())} selected runs into {RETRAIN_DIR} ("
     os.environ["USPS_TRAINING"] = "ledger"
     os.environ.setdefault("USPS_BOOK_PROFILE", "full")
     print(f"{label}: {what}interrupt and rerun to resume).", flush=True)

@@ -155,7 +155,8 @@ def _store(job: Job, files: dict[str, bytes]) -> Path:
 def run_many(jobs: Sequence[Job], *, workers: int = 2,
              describe: Callable[[Job], str] = Job.describe) -> list[Run]:
     """Results of all ``jobs``; missing ones are trained on Dask distributed (:mod:`helpers.cluster`), one
-    line each. Without a scheduler named by ``USPS_CLUSTER``, ``workers=1`` or a single missing run trains
+    line each: on the scheduler named by ``USPS_CLUSTER``, else on an embedded cluster of ``workers``
+    one-thread processes. Without a named scheduler, ``workers=1`` or a single missing run trains
     here, in this process: a cluster would only add its start-up time."""
     missing = [j for j in dict.fromkeys(jobs) if not available(j)]
     if missing and training_mode() == "forbid":

@@ -79,8 +79,8 @@ def entry_files(job: Job, xs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
                 progress_every: int | None = None, key: str | None = None,
                 checksums: dict[str, str] | None = None) -> dict[str, bytes]:
     """Train ``job`` on ``xs`` (:func:`training_arrays`) and return its entry's files as bytes: record,
-    predictions and weights. A cluster worker, which has no data folder, is given the client's ``key`` and
-    ``checksums`` (:mod:`helpers.cluster`)."""
+    predictions and weights; the record names the environment and host that trained it. A cluster worker,
+    which has no data folder, is given the client's ``key`` and ``checksums`` (:mod:`helpers.cluster`)."""
     x, y, xp, yp = xs
     if progress_every:
         print(f"Training {job.config.epochs} epochs on {len(y)} images (seed {job.seed}); "
