@@ -35,8 +35,8 @@ def need_real_data() -> None:
 
 
 #: The slowest test modules, handed out first so that the two test workers finish together (``--dist
-#: loadscope`` gives each worker whole modules, in collection order): the paper model's retrain (about
-#: 100 s of one core) and the cluster tests (about 110 s).
+#: loadscope --no-loadscope-reorder`` gives each worker whole modules, in collection order): the paper
+#: model's retrain (about 100 s of one core) and the cluster tests (about 110 s).
 FIRST = ("tests/test_reproduction.py::test_retraining", "tests/test_reproduction.py", "tests/test_cluster.py")
 
 
