@@ -125,7 +125,7 @@ def markdown_across(table: pd.DataFrame, floatfmt: str = ".1f") -> Markdown:
     return Markdown(across.to_markdown(disable_numparse=True, colalign=("left",) + ("right",) * len(table)))
 
 
-def run_report(run: "Run") -> tuple[np.ndarray, Score]:  # noqa: F821
+def images_and_score(run: "Run") -> tuple[np.ndarray, Score]:  # noqa: F821
     """The 2007 test images a test-split :class:`helpers.store.Run` predicted (its stored labels checked against
     the test file's), and the run's overall score."""
     if run.job.split != "test":

@@ -26,12 +26,13 @@ from helpers.store import (KIND, MANIFEST, WEIGHTS, LedgerError, entries, find, 
 
 
 def _list_weights(entry: Path) -> None:
-    """Update the entry's own manifest for its weights file, kept or removed."""
+    """Update the entry's own manifest for its weights file, kept or removed (atomically: a killed write
+    leaves the old manifest, never half a one)."""
     manifest = json.loads((entry / cache.MANIFEST).read_text())
     manifest["files"].pop(WEIGHTS, None)
     if (entry / WEIGHTS).is_file():
         manifest["files"][WEIGHTS] = sha256_of(entry / WEIGHTS)
-    (entry / cache.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    write_atomic(entry / cache.MANIFEST, json.dumps(manifest, indent=1, sort_keys=True, default=str).encode())
 
 
 def keep_weights(jobs: Iterable[Job]) -> list[str]:

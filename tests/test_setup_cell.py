@@ -28,7 +28,9 @@ def test_without_helpers_it_clones_the_repository_and_installs_it(tmp_path: Path
     for the repository, and pip resolves the requirements without installing (PIP_DRY_RUN)."""
     source = book.setup_cell().replace(book.repository_url(), REPO.as_uri())
     assert REPO.as_uri() in source, "the cell does not read the repository's URL from _config.yml"
-    env = {**os.environ, "PIP_DRY_RUN": "1", "PIP_NO_BUILD_ISOLATION": "0",  # 0: off (pip's inverted flag)
+    # without PYTHONPATH, which could point at a checkout and so make helpers importable after all
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+           "PIP_DRY_RUN": "1", "PIP_NO_BUILD_ISOLATION": "0",  # 0: off (pip's inverted flag)
            "PIP_QUIET": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     done = subprocess.run([sys.executable, "-S", "-c", source + AFTER], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600, env=env)
