@@ -74,7 +74,7 @@ unit: $(STAMP)
 # each test module) together on one worker, in order, as nbval needs. --no-loadscope-reorder
 # hands the modules out in collection order (tests/conftest.py puts the two slowest first, one per
 # worker): pytest-xdist otherwise hands out the modules with the most tests first, which left the
-# retrain for last and made `make test` 325 s instead of 306 s on 2026-12-04.
+# retrain for last (benchmarks/TIMINGS.md, 2026-12-04).
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 TEST_WORKERS ?= 2
 test: $(STAMP)
